@@ -1,0 +1,11 @@
+// One function per subcommand: each adds itself to the app and, when chosen, runs and stores the
+// process exit code in *exit_code. Files are named <subcommand>_command.cc.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace gpufrac::cli {
+
+// (subcommands are declared here, one line each)
+
+}  // namespace gpufrac::cli
