@@ -1,0 +1,312 @@
+#include "bench/transport.h"
+
+#include <boost/asio.hpp>
+#include <charconv>
+#include <chrono>
+#include <unordered_set>
+
+#include "bench/clock.h"
+
+namespace gpufrac::bench {
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+namespace {
+constexpr size_t kReadBufferBytes = 16 * 1024;
+
+asio::steady_timer::time_point TimePointFromNs(int64_t ns) {
+  // libstdc++'s steady_clock is CLOCK_MONOTONIC, the clock of NowNs().
+  return asio::steady_timer::time_point(std::chrono::nanoseconds(ns));
+}
+}  // namespace
+
+// ---- EventLoop ----
+
+struct EventLoop::Impl {
+  asio::io_context io{1};
+};
+
+EventLoop::EventLoop() : impl_(std::make_unique<Impl>()) {}
+EventLoop::~EventLoop() = default;
+
+void EventLoop::RunAt(int64_t at_ns, std::function<void()> fn) {
+  auto timer = std::make_shared<asio::steady_timer>(impl_->io, TimePointFromNs(at_ns));
+  timer->async_wait([timer, fn = std::move(fn)](const boost::system::error_code& ec) {
+    if (!ec) fn();
+  });
+}
+
+void EventLoop::Post(std::function<void()> fn) { asio::post(impl_->io, std::move(fn)); }
+
+void EventLoop::Run() {
+  auto guard = asio::make_work_guard(impl_->io);
+  impl_->io.restart();
+  impl_->io.run();
+}
+
+void EventLoop::Stop() { impl_->io.stop(); }
+void* EventLoop::native() { return &impl_->io; }
+
+// ---- Target ----
+
+Status ParseTargetUrl(std::string_view url, Target* target) {
+  Target parsed;
+  std::string_view rest = url;
+  if (rest.substr(0, 8) == "https://") {
+    return Status::Error("https URLs are not supported yet (TLS is not built in): " +
+                         std::string(url));
+  }
+  if (rest.substr(0, 7) != "http://") {
+    return Status::Error("URL must start with http://: '" + std::string(url) + "'");
+  }
+  rest.remove_prefix(7);
+  size_t slash = rest.find('/');
+  std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    std::string_view path = rest.substr(slash);
+    while (!path.empty() && path.back() == '/') path.remove_suffix(1);
+    // Accept both http://h:p and http://h:p/v1 as the base.
+    if (path.size() >= 3 && path.substr(path.size() - 3) == "/v1") path.remove_suffix(3);
+    parsed.base_path = std::string(path);
+  }
+  size_t colon = authority.rfind(':');
+  if (colon == std::string_view::npos) {
+    parsed.host = std::string(authority);
+    parsed.port = 80;
+  } else {
+    parsed.host = std::string(authority.substr(0, colon));
+    std::string_view port_text = authority.substr(colon + 1);
+    unsigned port = 0;
+    auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+    if (ec != std::errc() || p != port_text.data() + port_text.size() || port == 0 ||
+        port > 65535) {
+      return Status::Error("bad port in URL '" + std::string(url) + "'");
+    }
+    parsed.port = static_cast<uint16_t>(port);
+  }
+  if (parsed.host.empty()) return Status::Error("no host in URL '" + std::string(url) + "'");
+  *target = std::move(parsed);
+  return Status::Ok();
+}
+
+// ---- HttpClient ----
+
+struct Connection {
+  explicit Connection(asio::io_context& io) : socket(io), deadline(io), in(kReadBufferBytes) {}
+  tcp::socket socket;
+  asio::steady_timer deadline;
+  std::vector<char> in;
+  std::string request;  // kept until the response ends, for a retry on a stale connection
+  std::unique_ptr<HttpResponseParser> parser;
+  ResponseHandler* handler = nullptr;
+  uint64_t generation = 0;  // bumped when a request ends; stale completions compare and return
+  bool connected = false;
+  bool reused = false;
+  bool got_bytes = false;
+  bool status_sent = false;
+  int64_t received_ns = 0;  // completion time of the read being parsed
+};
+using ConnectionPtr = std::shared_ptr<Connection>;
+
+struct HttpClient::Impl {
+  Impl(EventLoop& event_loop, Target t, int64_t timeout)
+      : io(*static_cast<asio::io_context*>(event_loop.native())),
+        target(std::move(t)),
+        timeout_ns(timeout) {
+    boost::system::error_code ec;
+    tcp::resolver resolver(io);
+    auto results = resolver.resolve(target.host, std::to_string(target.port), ec);
+    if (!ec) endpoints.assign(results.begin(), results.end());
+    resolve_error = ec ? ec.message() : "";
+    host_header = target.host + ":" + std::to_string(target.port);
+  }
+
+  void Start(std::string request, ResponseHandler* handler) {
+    ConnectionPtr conn;
+    if (!idle.empty()) {
+      conn = std::move(idle.back());
+      idle.pop_back();
+      conn->reused = true;
+    } else {
+      conn = std::make_shared<Connection>(io);
+      conn->reused = false;
+    }
+    conn->request = std::move(request);
+    conn->handler = handler;
+    conn->got_bytes = false;
+    conn->status_sent = false;
+    ConnectionPtr raw = conn;
+    conn->parser = std::make_unique<HttpResponseParser>([this, c = raw.get()](std::string_view d) {
+      SendStatusOnce(c);
+      c->handler->OnBody(d, c->received_ns);
+    });
+    active.insert(conn);
+    uint64_t gen = conn->generation;
+    if (timeout_ns > 0) {
+      conn->deadline.expires_at(TimePointFromNs(NowNs() + timeout_ns));
+      conn->deadline.async_wait([this, conn, gen](const boost::system::error_code& ec) {
+        if (ec || conn->generation != gen) return;
+        Finish(conn, ErrorKind::kTimeout, "request timed out", NowNs(), /*reusable=*/false);
+      });
+    }
+    if (conn->connected) {
+      WriteAndRead(conn);
+      return;
+    }
+    if (endpoints.empty()) {
+      Finish(conn, ErrorKind::kConnect, "cannot resolve " + target.host + ": " + resolve_error,
+             NowNs(), false);
+      return;
+    }
+    asio::async_connect(
+        conn->socket, endpoints,
+        [this, conn, gen](const boost::system::error_code& ec, const tcp::endpoint&) {
+          if (conn->generation != gen) return;
+          if (ec) {
+            Finish(conn, ErrorKind::kConnect, "connect: " + ec.message(), NowNs(), false);
+            return;
+          }
+          ++opened;
+          conn->connected = true;
+          boost::system::error_code ignored;
+          conn->socket.set_option(tcp::no_delay(true), ignored);
+          WriteAndRead(conn);
+        });
+  }
+
+  void WriteAndRead(const ConnectionPtr& conn) {
+    uint64_t gen = conn->generation;
+    asio::async_write(conn->socket, asio::buffer(conn->request),
+                      [this, conn, gen](const boost::system::error_code& ec, size_t) {
+                        if (conn->generation != gen || !ec) return;
+                        OnTransportError(conn, ec);
+                      });
+    Read(conn);
+  }
+
+  void Read(const ConnectionPtr& conn) {
+    uint64_t gen = conn->generation;
+    conn->socket.async_read_some(
+        asio::buffer(conn->in), [this, conn, gen](const boost::system::error_code& ec, size_t n) {
+          const int64_t now = NowNs();  // before any parsing: this is the event's timestamp
+          if (conn->generation != gen) return;
+          if (ec) {
+            if (ec == asio::error::eof && conn->parser->FeedEof()) {
+              SendStatusOnce(conn.get());
+              Finish(conn, ErrorKind::kNone, "", now, false);
+              return;
+            }
+            OnTransportError(conn, ec);
+            return;
+          }
+          conn->got_bytes = true;
+          conn->received_ns = now;
+          bool ok = conn->parser->Feed(std::string_view(conn->in.data(), n));
+          if (conn->generation != gen) return;  // the handler cancelled everything
+          if (!ok) {
+            Finish(conn, ErrorKind::kProtocol, conn->parser->error(), now, false);
+            return;
+          }
+          if (conn->parser->headers_done()) SendStatusOnce(conn.get());
+          if (conn->parser->complete()) {
+            Finish(conn, ErrorKind::kNone, "", now, conn->parser->keep_alive());
+            return;
+          }
+          Read(conn);
+        });
+  }
+
+  void SendStatusOnce(Connection* conn) {
+    if (conn->status_sent || !conn->parser->headers_done()) return;
+    conn->status_sent = true;
+    conn->handler->OnStatus(conn->parser->status());
+  }
+
+  void OnTransportError(const ConnectionPtr& conn, const boost::system::error_code& ec) {
+    // A kept-alive connection the server has closed meanwhile: send again on a fresh one.
+    if (conn->reused && !conn->got_bytes) {
+      ResponseHandler* handler = conn->handler;
+      std::string request = std::move(conn->request);
+      Drop(conn);
+      Start(std::move(request), handler);
+      return;
+    }
+    Finish(conn, ErrorKind::kClosed, "connection: " + ec.message(), NowNs(), false);
+  }
+
+  void Drop(const ConnectionPtr& conn) {
+    ++conn->generation;
+    conn->handler = nullptr;
+    boost::system::error_code ignored;
+    conn->deadline.cancel();
+    conn->socket.close(ignored);
+    active.erase(conn);
+  }
+
+  void Finish(const ConnectionPtr& conn, ErrorKind kind, const std::string& message,
+              int64_t last_ns, bool reusable) {
+    ResponseHandler* handler = conn->handler;
+    ++conn->generation;
+    conn->handler = nullptr;
+    conn->deadline.cancel();
+    conn->request.clear();
+    active.erase(conn);
+    if (reusable && kind == ErrorKind::kNone) {
+      idle.push_back(conn);
+    } else {
+      boost::system::error_code ignored;
+      conn->socket.close(ignored);
+      conn->connected = false;
+    }
+    if (handler != nullptr) handler->OnComplete(kind, message, last_ns);
+  }
+
+  asio::io_context& io;
+  Target target;
+  int64_t timeout_ns;
+  std::vector<tcp::endpoint> endpoints;
+  std::string resolve_error;
+  std::string host_header;
+  std::unordered_set<ConnectionPtr> active;
+  std::vector<ConnectionPtr> idle;
+  uint64_t opened = 0;
+};
+
+HttpClient::HttpClient(EventLoop& loop, Target target, int64_t timeout_ns)
+    : impl_(std::make_unique<Impl>(loop, std::move(target), timeout_ns)) {}
+
+HttpClient::~HttpClient() {
+  CancelAll();
+  for (auto& conn : impl_->idle) {
+    boost::system::error_code ignored;
+    conn->socket.close(ignored);
+  }
+}
+
+void HttpClient::Post(std::string_view path, std::string body, uint64_t request_id,
+                      ResponseHandler* handler) {
+  std::string request;
+  request.reserve(body.size() + 256);
+  request.append("POST ").append(impl_->target.base_path).append(path).append(" HTTP/1.1\r\n");
+  request.append("Host: ").append(impl_->host_header).append("\r\n");
+  request.append("Content-Type: application/json\r\nAccept: */*\r\n");
+  request.append("X-Request-Id: ").append(std::to_string(request_id)).append("\r\n");
+  if (!impl_->target.api_key.empty()) {
+    request.append("Authorization: Bearer ").append(impl_->target.api_key).append("\r\n");
+  }
+  request.append("Content-Length: ").append(std::to_string(body.size())).append("\r\n\r\n");
+  request.append(body);
+  impl_->Start(std::move(request), handler);
+}
+
+void HttpClient::CancelAll() {
+  std::vector<ConnectionPtr> running(impl_->active.begin(), impl_->active.end());
+  for (const ConnectionPtr& conn : running) {
+    impl_->Finish(conn, ErrorKind::kCancelled, "cancelled at the end of the run", NowNs(), false);
+  }
+}
+
+size_t HttpClient::in_flight() const { return impl_->active.size(); }
+uint64_t HttpClient::connections_opened() const { return impl_->opened; }
+
+}  // namespace gpufrac::bench
