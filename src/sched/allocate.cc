@@ -1,0 +1,184 @@
+// The allocate action: pending items in queue order (least saturated queue first, by dominant
+// resource share against its fair share), and within a queue by priority then age. Gangs are
+// placed atomically: all their required members or none.
+#include <cstdio>
+#include <map>
+#include <queue>
+#include <tuple>
+
+#include "sched/actions.h"
+#include "sched/placement.h"
+
+namespace gpufrac::sched {
+namespace {
+
+// Slack for comparing sums of fractions against quotas.
+constexpr double kQuotaEpsilon = 1e-6;
+
+// Requests alike in everything placement looks at; while allocate runs nothing is freed, so a
+// shape that failed once fails again and need not be searched for.
+using Shape = std::tuple<int, int, int64_t, uint64_t, int64_t, uint64_t, std::string, int>;
+Shape ShapeOf(const WorkloadSpec& s) {
+  return {static_cast<int>(s.gpu.kind),
+          s.gpu.count,
+          s.gpu.portion_milli,
+          s.gpu.memory_bytes,
+          s.cpu_milli,
+          s.memory_bytes,
+          s.gpu_type,
+          static_cast<int>(s.strategy)};
+}
+
+struct QueueCursor {
+  std::vector<WorkloadId> pending;
+  size_t next = 0;
+};
+
+}  // namespace
+
+std::vector<WorkloadId> ItemMembers(const ClusterState& state, WorkloadId first) {
+  const GangId gang = state.workload(first).spec.gang;
+  if (gang == kNone) return {first};
+  std::vector<WorkloadId> members;
+  for (WorkloadId m : state.gang(gang).members) {
+    if (state.workload(m).status == WorkloadStatus::kPending) members.push_back(m);
+  }
+  return members;
+}
+
+int RequiredMembers(const ClusterState& state, WorkloadId first, size_t pending_members) {
+  const GangId gang = state.workload(first).spec.gang;
+  if (gang == kNone) return 1;
+  const GangSpec& spec = state.gang(gang);
+  const int bound = static_cast<int>(spec.members.size()) - static_cast<int>(pending_members);
+  // Members beyond the minimum are welcome but optional; at least one must be placed.
+  return std::max(1, spec.min_members - bound);
+}
+
+std::string CheckQuota(const ClusterState& state, const WorkloadSpec& spec,
+                       const ResourceVec& charge) {
+  char buf[192];
+  for (QueueId q = spec.queue; q != kNone; q = state.queue(q).spec.parent) {
+    const QueueState& queue = state.queue(q);
+    for (int r = 0; r < kResourceCount; ++r) {
+      const double after = queue.allocated.value[r] + charge.value[r];
+      if (charge.value[r] > 0 && after > queue.spec.limit.value[r] + kQuotaEpsilon) {
+        std::snprintf(buf, sizeof(buf), "queue '%s' would exceed its %s limit (%.3f > %.3f)",
+                      queue.spec.name.c_str(), ResourceName(static_cast<Resource>(r)), after,
+                      queue.spec.limit.value[r]);
+        return buf;
+      }
+    }
+    // Workloads that cannot be evicted may only use guaranteed (deserved) GPUs.
+    const double gpu = charge[Resource::kGpu];
+    if (!spec.preemptible && gpu > 0) {
+      const double after = queue.allocated_non_preemptible[Resource::kGpu] + gpu;
+      if (after > queue.spec.deserved[Resource::kGpu] + kQuotaEpsilon) {
+        std::snprintf(buf, sizeof(buf),
+                      "non-preemptible workloads of queue '%s' would exceed its deserved GPUs "
+                      "(%.3f > %.3f)",
+                      queue.spec.name.c_str(), after, queue.spec.deserved[Resource::kGpu]);
+        return buf;
+      }
+    }
+  }
+  return "";
+}
+
+bool PlaceOne(CycleContext& ctx, WorkloadId id, NodeId only_node, DecisionKind kind, Action action,
+              const std::string& why, std::string* reason) {
+  PlacementQuery query;
+  query.only_node = only_node;
+  std::optional<Placement> placement = FindPlacement(ctx.state, id, query, reason);
+  if (!placement) return false;
+  const WorkloadSpec& spec = ctx.state.workload(id).spec;
+  std::string quota = CheckQuota(ctx.state, spec, ctx.state.ChargeOf(spec, *placement));
+  if (!quota.empty()) {
+    *reason = std::move(quota);
+    return false;
+  }
+  ctx.state.Bind(id, *placement);
+  Decision d;
+  d.kind = kind;
+  d.action = action;
+  d.workload = id;
+  d.node = placement->node;
+  for (const GpuSlice& s : placement->slices) d.gpus.push_back(s.gpu);
+  d.reason = why;
+  ctx.decisions.push_back(std::move(d));
+  return true;
+}
+
+void RunAllocate(CycleContext& ctx) {
+  ClusterState& state = ctx.state;
+  std::vector<QueueCursor> cursors(state.queue_count());
+  // Min-heap of (saturation, queue): the least served queue picks next.
+  using Entry = std::pair<double, QueueId>;
+  std::priority_queue<Entry, std::vector<Entry>, std::greater<>> order;
+  for (QueueId q = 0; q < state.queue_count(); ++q) {
+    if (!state.queue(q).IsLeaf() || state.pending(q).empty()) continue;
+    for (const PendingKey& key : state.pending(q)) cursors[q].pending.push_back(key.id);
+    order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+  }
+  std::map<Shape, std::string> failed_shapes;
+  while (!order.empty()) {
+    const QueueId q = order.top().second;
+    order.pop();
+    QueueCursor& cursor = cursors[q];
+    if (cursor.next >= cursor.pending.size()) continue;
+    const WorkloadId id = cursor.pending[cursor.next++];
+    const WorkloadState& w = state.workload(id);
+    const bool is_gang = w.spec.gang != kNone;
+    // A gang is handled once, at its first pending member.
+    const bool skip =
+        w.status != WorkloadStatus::kPending || (is_gang && ItemMembers(state, id).front() != id);
+    if (!skip) {
+      std::string reason;
+      bool placed = false;
+      auto shape_it = is_gang || !w.spec.node_selector.empty()
+                          ? failed_shapes.end()
+                          : failed_shapes.find(ShapeOf(w.spec));
+      if (shape_it != failed_shapes.end()) {
+        reason = shape_it->second;
+      } else if (!is_gang) {
+        placed = PlaceOne(ctx, id, kNone, DecisionKind::kBind, Action::kAllocate,
+                          "placed by allocate", &reason);
+        // Quota failures are the queue's, not the shape's.
+        if (!placed && reason.rfind("queue", 0) != 0 && reason.rfind("non-preemptible", 0) != 0 &&
+            w.spec.node_selector.empty()) {
+          failed_shapes.emplace(ShapeOf(w.spec), reason);
+        }
+      } else {
+        const std::vector<WorkloadId> members = ItemMembers(state, id);
+        const int required = RequiredMembers(state, id, members.size());
+        const CycleContext::Mark mark = ctx.Begin();
+        int bound = 0;
+        std::string member_reason;
+        for (WorkloadId m : members) {
+          if (PlaceOne(ctx, m, kNone, DecisionKind::kBind, Action::kAllocate,
+                       "placed by allocate with its gang", &member_reason)) {
+            ++bound;
+          } else if (bound < required) {
+            break;
+          }
+        }
+        placed = bound >= required;
+        if (!placed) {
+          ctx.Rollback(mark);
+          reason = "gang '" + state.gang(w.spec.gang).name + "' needs " + std::to_string(required) +
+                   " member(s) placed together, only " + std::to_string(bound) +
+                   " fit: " + member_reason;
+        }
+      }
+      if (!placed) {
+        ctx.failed.push_back(id);
+        ctx.reasons[id] = std::move(reason);
+      }
+    }
+    if (cursor.next < cursor.pending.size()) {
+      order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+    }
+  }
+}
+
+}  // namespace gpufrac::sched

@@ -1,0 +1,392 @@
+// The actions that make room by evicting: consolidate (move fractions to undo fragmentation),
+// reclaim (queues below their fair share take back from queues above it) and preempt (higher
+// priority evicts lower within a queue). Each tries one pending item as a transaction: evict a
+// bounded set of victims on one node, place the item there, run the action's own checks, and roll
+// everything back if any step fails.
+#include <algorithm>
+#include <functional>
+#include <optional>
+#include <unordered_set>
+
+#include "sched/actions.h"
+#include "sched/placement.h"
+
+namespace gpufrac::sched {
+namespace {
+
+constexpr double kRatioEpsilon = 1e-6;
+
+using VictimFilter = std::function<bool(WorkloadId)>;
+// Checks after the item is placed; returns an empty string to commit, else why not.
+using Validator = std::function<std::string(const std::vector<WorkloadId>& victims)>;
+
+// Cheapest victim first: lowest priority, then the most recently started.
+bool CheaperVictim(const ClusterState& state, WorkloadId a, WorkloadId b) {
+  const WorkloadState& wa = state.workload(a);
+  const WorkloadState& wb = state.workload(b);
+  if (wa.spec.priority != wb.spec.priority) return wa.spec.priority < wb.spec.priority;
+  return wa.sequence > wb.sequence;
+}
+
+// Victims are evicted together with the bound members of their gang (all-or-nothing).
+std::vector<WorkloadId> WithGang(const ClusterState& state, WorkloadId v) {
+  const GangId gang = state.workload(v).spec.gang;
+  if (gang == kNone) return {v};
+  std::vector<WorkloadId> out;
+  for (WorkloadId m : state.gang(gang).members) {
+    if (state.workload(m).status == WorkloadStatus::kBound) out.push_back(m);
+  }
+  return out;
+}
+
+bool Eligible(const ClusterState& state, WorkloadId v, const VictimFilter& filter) {
+  for (WorkloadId m : WithGang(state, v)) {
+    if (!filter(m)) return false;
+  }
+  return true;
+}
+
+struct VictimPlan {
+  NodeId node = kNone;
+  std::vector<WorkloadId> victims;  // gangs expanded
+};
+
+class NodePlanner {
+ public:
+  NodePlanner(const ClusterState& state, const WorkloadSpec& spec, const VictimFilter& filter)
+      : state_(state), spec_(spec), filter_(filter) {}
+
+  std::optional<VictimPlan> Plan(NodeId node, int max_victims) {
+    if (!NodeMatches(state_, spec_, node)) return std::nullopt;
+    chosen_.clear();
+    plan_ = VictimPlan{node, {}};
+    const NodeState& n = state_.node(node);
+    if (spec_.gpu.IsFraction() && !PlanFraction(n)) return std::nullopt;
+    if (spec_.gpu.kind == GpuRequestKind::kWhole && !PlanWhole(n)) return std::nullopt;
+    if (!PlanNodeResources(n)) return std::nullopt;
+    if (static_cast<int>(plan_.victims.size()) > max_victims) return std::nullopt;
+    return plan_;
+  }
+
+ private:
+  void Take(WorkloadId v) {
+    if (chosen_.count(v)) return;
+    for (WorkloadId m : WithGang(state_, v)) {
+      if (chosen_.insert(m).second) plan_.victims.push_back(m);
+    }
+  }
+
+  std::vector<WorkloadId> EligibleSorted(const std::vector<WorkloadId>& tenants) const {
+    std::vector<WorkloadId> out;
+    for (WorkloadId t : tenants) {
+      if (Eligible(state_, t, filter_)) out.push_back(t);
+    }
+    std::sort(out.begin(), out.end(),
+              [this](WorkloadId a, WorkloadId b) { return CheaperVictim(state_, a, b); });
+    return out;
+  }
+
+  // Slice of workload `v` on GPU `g`.
+  const GpuSlice* SliceOn(WorkloadId v, int32_t g) const {
+    for (const GpuSlice& s : state_.workload(v).placement.slices) {
+      if (s.gpu == g) return &s;
+    }
+    return nullptr;
+  }
+
+  bool PlanFraction(const NodeState& n) {
+    int64_t milli = 0;
+    uint64_t memory = 0;
+    if (!state_.FractionNeed(spec_.gpu, n.pool, &milli, &memory)) return false;
+    int32_t best_gpu = kNone;
+    std::vector<WorkloadId> best;
+    for (int i = 0; i < n.spec.gpu_count; ++i) {
+      const int32_t g = n.first_gpu + i;
+      const GpuState& gpu = state_.gpu(g);
+      int64_t free_milli = gpu.free_milli;
+      uint64_t free_memory = gpu.free_memory;
+      std::vector<WorkloadId> victims;
+      for (WorkloadId t : EligibleSorted(gpu.tenants)) {
+        if (free_milli >= milli && free_memory >= memory) break;
+        const GpuSlice* s = SliceOn(t, g);
+        free_milli += s->milli;
+        free_memory += s->memory;
+        victims.push_back(t);
+      }
+      if (free_milli < milli || free_memory < memory) continue;
+      if (best_gpu == kNone || victims.size() < best.size()) best_gpu = g, best = victims;
+    }
+    if (best_gpu == kNone) return false;
+    for (WorkloadId v : best) Take(v);
+    return true;
+  }
+
+  bool PlanWhole(const NodeState& n) {
+    // GPUs that can be cleared, by how many workloads must go.
+    std::vector<std::pair<size_t, int32_t>> clearable;
+    for (int i = 0; i < n.spec.gpu_count; ++i) {
+      const int32_t g = n.first_gpu + i;
+      const GpuState& gpu = state_.gpu(g);
+      const std::vector<WorkloadId> eligible = EligibleSorted(gpu.tenants);
+      if (eligible.size() != gpu.tenants.size()) continue;
+      clearable.push_back({gpu.tenants.size(), g});
+    }
+    if (static_cast<int>(clearable.size()) < spec_.gpu.count) return false;
+    std::sort(clearable.begin(), clearable.end());
+    for (int i = 0; i < spec_.gpu.count; ++i) {
+      for (WorkloadId t : state_.gpu(clearable[i].second).tenants) Take(t);
+    }
+    return true;
+  }
+
+  bool PlanNodeResources(const NodeState& n) {
+    auto freed = [&](int64_t* cpu, uint64_t* mem) {
+      *cpu = n.free_cpu_milli;
+      *mem = n.free_memory;
+      for (WorkloadId v : plan_.victims) {
+        if (state_.workload(v).placement.node != plan_.node) continue;
+        *cpu += state_.workload(v).spec.cpu_milli;
+        *mem += state_.workload(v).spec.memory_bytes;
+      }
+    };
+    int64_t cpu = 0;
+    uint64_t mem = 0;
+    freed(&cpu, &mem);
+    if (cpu >= spec_.cpu_milli && mem >= spec_.memory_bytes) return true;
+    for (WorkloadId t : EligibleSorted(n.tenants)) {
+      if (chosen_.count(t)) continue;
+      Take(t);
+      freed(&cpu, &mem);
+      if (cpu >= spec_.cpu_milli && mem >= spec_.memory_bytes) return true;
+    }
+    return false;
+  }
+
+  const ClusterState& state_;
+  const WorkloadSpec& spec_;
+  const VictimFilter& filter_;
+  std::unordered_set<WorkloadId> chosen_;
+  VictimPlan plan_;
+};
+
+// Tries to place the item `first` (a workload or its gang) by evicting victims that pass
+// `filter` on one of `candidates`. Commits and returns true only when every step and `validate`
+// succeed.
+bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
+                      const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                      const Validator& validate) {
+  ClusterState& state = ctx.state;
+  const std::vector<WorkloadId> members = ItemMembers(state, first);
+  const int required = RequiredMembers(state, first, members.size());
+  const CycleContext::Mark mark = ctx.Begin();
+  std::vector<WorkloadId> all_victims;
+  int placed = 0;
+  for (WorkloadId m : members) {
+    const WorkloadSpec& spec = state.workload(m).spec;
+    NodePlanner planner(state, spec, filter);
+    std::optional<VictimPlan> best;
+    for (NodeId node : candidates) {
+      std::optional<VictimPlan> plan = planner.Plan(node, ctx.config.max_evictions_per_workload);
+      if (plan && (!best || plan->victims.size() < best->victims.size())) best = std::move(plan);
+      if (best && best->victims.empty()) break;
+    }
+    std::string reason;
+    bool ok = false;
+    if (best) {
+      const std::string why = std::string(ActionName(action)) + ": to make room for '" + spec.name +
+                              "' on node '" + state.node(best->node).spec.name + "'";
+      const CycleContext::Mark member_mark = ctx.Begin();
+      for (WorkloadId v : best->victims) {
+        Decision d;
+        d.kind = DecisionKind::kEvict;
+        d.action = action;
+        d.workload = v;
+        d.node = state.workload(v).placement.node;
+        d.reason = why;
+        ctx.decisions.push_back(std::move(d));
+        state.Unbind(v);
+      }
+      ok = PlaceOne(ctx, m, best->node, DecisionKind::kNominate, action,
+                    std::string(ActionName(action)) + ": after " +
+                        std::to_string(best->victims.size()) + " eviction(s)",
+                    &reason);
+      if (ok) {
+        all_victims.insert(all_victims.end(), best->victims.begin(), best->victims.end());
+      } else {
+        ctx.Rollback(member_mark);
+      }
+    }
+    if (ok) {
+      ++placed;
+    } else if (placed < required) {
+      break;
+    }
+  }
+  if (placed < required || !validate(all_victims).empty()) {
+    ctx.Rollback(mark);
+    return false;
+  }
+  return true;
+}
+
+bool StillPending(const ClusterState& state, WorkloadId id) {
+  return state.workload(id).status == WorkloadStatus::kPending;
+}
+
+// What an action made of one failed item. Cheap refusals (not applicable) do not count against
+// the per-cycle bound on attempts.
+enum class Attempt { kNotApplicable, kFailed, kPlaced };
+
+Attempt Tried(bool placed) { return placed ? Attempt::kPlaced : Attempt::kFailed; }
+
+// Runs `attempt` on the failed items in allocate's order, within the per-cycle bound, and drops
+// the ones it placed.
+void ForFailed(CycleContext& ctx, const std::function<Attempt(WorkloadId)>& attempt) {
+  int attempts = 0;
+  std::vector<WorkloadId> remaining;
+  for (WorkloadId id : ctx.failed) {
+    if (!StillPending(ctx.state, id)) continue;
+    if (attempts < ctx.config.max_attempts_per_action) {
+      const Attempt result = attempt(id);
+      if (result != Attempt::kNotApplicable) ++attempts;
+      if (result == Attempt::kPlaced) continue;
+    }
+    remaining.push_back(id);
+  }
+  ctx.failed = std::move(remaining);
+}
+
+void AddNode(std::vector<NodeId>* nodes, std::unordered_set<NodeId>* seen, NodeId n) {
+  if (seen->insert(n).second) nodes->push_back(n);
+}
+
+double QueueRatio(const CycleContext& ctx, QueueId q) {
+  return SaturationRatio(ctx.state.queue(q).allocated, ctx.fair_share.share[q]);
+}
+
+}  // namespace
+
+void RunConsolidate(CycleContext& ctx) {
+  ClusterState& state = ctx.state;
+  ForFailed(ctx, [&](WorkloadId id) {
+    const WorkloadSpec& spec = state.workload(id).spec;
+    // Only fragmentation: the GPU request fails though enough is free in total.
+    if (spec.gpu.kind == GpuRequestKind::kNoGpu || spec.gang != kNone)
+      return Attempt::kNotApplicable;
+    if (ctx.reasons[id].rfind("no node", 0) != 0) return Attempt::kNotApplicable;
+    int64_t need = spec.gpu.kind == GpuRequestKind::kWhole ? spec.gpu.count * kMilliPerGpu : 0;
+    int64_t free_total = 0;
+    std::vector<NodeId> candidates;
+    std::unordered_set<NodeId> seen;
+    for (size_t p = 0; p < state.pools().size(); ++p) {
+      const GpuPool& pool = state.pools()[p];
+      if (!spec.gpu_type.empty() && pool.type != spec.gpu_type) continue;
+      int64_t milli = 0;
+      uint64_t memory = 0;
+      if (spec.gpu.IsFraction() &&
+          !state.FractionNeed(spec.gpu, static_cast<int32_t>(p), &milli, &memory)) {
+        continue;
+      }
+      need = std::max(need, milli);
+      free_total += pool.free_milli_total;
+      // Most free room first: the fewest moves make space there.
+      for (auto it = pool.partial_gpus.rbegin(); it != pool.partial_gpus.rend(); ++it) {
+        if (static_cast<int>(candidates.size()) >= ctx.config.max_candidate_nodes) break;
+        AddNode(&candidates, &seen, state.gpu(it->second).node);
+      }
+      for (auto it = pool.nodes_by_free.rbegin(); it != pool.nodes_by_free.rend(); ++it) {
+        if (static_cast<int>(candidates.size()) >= 2 * ctx.config.max_candidate_nodes) break;
+        AddNode(&candidates, &seen, it->second);
+      }
+    }
+    if (free_total < need || candidates.empty()) return Attempt::kNotApplicable;
+    auto movable = [&](WorkloadId v) {
+      const WorkloadSpec& s = state.workload(v).spec;
+      return v != id && s.gang == kNone && (s.gpu.IsFraction() || s.preemptible);
+    };
+    // Every moved workload must find a place again, elsewhere.
+    auto replace_all = [&](const std::vector<WorkloadId>& victims) -> std::string {
+      for (WorkloadId v : victims) {
+        std::string reason;
+        if (!PlaceOne(ctx, v, kNone, DecisionKind::kBind, Action::kConsolidate,
+                      "consolidate: moved to make room for '" + spec.name + "'", &reason)) {
+          return reason;
+        }
+      }
+      return "";
+    };
+    return Tried(TryWithEvictions(ctx, id, Action::kConsolidate, candidates, movable, replace_all));
+  });
+}
+
+void RunReclaim(CycleContext& ctx) {
+  ClusterState& state = ctx.state;
+  ForFailed(ctx, [&](WorkloadId id) {
+    const WorkloadSpec& spec = state.workload(id).spec;
+    const QueueId q = spec.queue;
+    ResourceVec after = state.queue(q).allocated;
+    after += DemandOf(state.workload(id));
+    // Only a queue that stays within its fair share with this workload may reclaim.
+    if (SaturationRatio(after, ctx.fair_share.share[q]) > 1 + kRatioEpsilon)
+      return Attempt::kNotApplicable;
+    // Victims come from leaf queues above their fair share, the most saturated first.
+    std::vector<std::pair<double, QueueId>> over;
+    for (QueueId v = 0; v < state.queue_count(); ++v) {
+      if (v == q || !state.queue(v).IsLeaf()) continue;
+      const double ratio = QueueRatio(ctx, v);
+      if (ratio > 1 + kRatioEpsilon) over.push_back({-ratio, v});
+    }
+    if (over.empty()) return Attempt::kNotApplicable;
+    std::sort(over.begin(), over.end());
+    std::vector<NodeId> candidates;
+    std::unordered_set<NodeId> seen;
+    std::unordered_set<QueueId> victim_queues;
+    for (const auto& [neg_ratio, v] : over) {
+      victim_queues.insert(v);
+      for (const RunningKey& key : state.running(v)) {
+        if (static_cast<int>(candidates.size()) >= ctx.config.max_candidate_nodes) break;
+        if (!state.workload(key.id).spec.preemptible) continue;
+        AddNode(&candidates, &seen, state.workload(key.id).placement.node);
+      }
+    }
+    auto filter = [&](WorkloadId v) {
+      const WorkloadSpec& s = state.workload(v).spec;
+      return s.preemptible && victim_queues.count(s.queue) > 0;
+    };
+    // Saturation order is kept: no victim queue ends up less saturated than the reclaimer.
+    auto keeps_order = [&](const std::vector<WorkloadId>& victims) -> std::string {
+      const double mine = QueueRatio(ctx, q);
+      for (WorkloadId v : victims) {
+        if (QueueRatio(ctx, state.workload(v).spec.queue) + kRatioEpsilon < mine) {
+          return "reclaim would invert the queues' order";
+        }
+      }
+      return "";
+    };
+    return Tried(TryWithEvictions(ctx, id, Action::kReclaim, candidates, filter, keeps_order));
+  });
+}
+
+void RunPreempt(CycleContext& ctx) {
+  ClusterState& state = ctx.state;
+  ForFailed(ctx, [&](WorkloadId id) {
+    const WorkloadSpec& spec = state.workload(id).spec;
+    std::vector<NodeId> candidates;
+    std::unordered_set<NodeId> seen;
+    for (const RunningKey& key : state.running(spec.queue)) {
+      if (key.priority >= spec.priority) break;  // cheapest first: the rest are not lower
+      if (static_cast<int>(candidates.size()) >= ctx.config.max_candidate_nodes) break;
+      if (!state.workload(key.id).spec.preemptible) continue;
+      AddNode(&candidates, &seen, state.workload(key.id).placement.node);
+    }
+    if (candidates.empty()) return Attempt::kNotApplicable;
+    auto lower = [&](WorkloadId v) {
+      const WorkloadSpec& s = state.workload(v).spec;
+      return s.queue == spec.queue && s.preemptible && s.priority < spec.priority;
+    };
+    auto any = [](const std::vector<WorkloadId>&) { return std::string(); };
+    return Tried(TryWithEvictions(ctx, id, Action::kPreempt, candidates, lower, any));
+  });
+}
+
+}  // namespace gpufrac::sched
