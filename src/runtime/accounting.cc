@@ -1,0 +1,289 @@
+// Per-device accounting for this process: finds the tenant in each GPU's ledger, holds this
+// process's slot there, and turns charges and credits into ledger reservations.
+#include <pthread.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <new>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+
+#include "common/quantity.h"
+#include "runtime/interposer.h"
+#include "runtime/process_identity.h"
+
+namespace gpufrac::runtime {
+namespace {
+
+constexpr int kMaxDevices = 64;
+
+enum class DeviceMode : int { kUnknown = 0, kManaged, kUnmanaged, kDenied };
+
+struct DeviceState {
+  DeviceMode mode;
+  Ledger ledger;
+  int tenant;
+  uint64_t generation;
+  int slot;
+  char uuid[kUuidBytes];
+  bool refusal_logged;
+};
+
+// Mapped at first use and never destroyed: no exit-time destructor may unmap a ledger that
+// another thread is still charging.
+DeviceState* g_devices = nullptr;
+pthread_once_t g_devices_once = PTHREAD_ONCE_INIT;
+pthread_mutex_t g_setup_mu = PTHREAD_MUTEX_INITIALIZER;
+
+void MapDevices() {
+  void* p = mmap(nullptr, sizeof(DeviceState) * kMaxDevices, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return;
+  auto* devices = static_cast<DeviceState*>(p);
+  for (int i = 0; i < kMaxDevices; ++i) new (&devices[i]) DeviceState{};
+  g_devices = devices;
+}
+
+DeviceState* Devices() {
+  pthread_once(&g_devices_once, MapDevices);
+  return g_devices;
+}
+
+void FormatUuid(const CUuuid& uuid, char* out, size_t size) {
+  const auto* b = reinterpret_cast<const unsigned char*>(uuid.bytes);
+  snprintf(out, size,
+           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+}
+
+bool DeviceUuid(int ordinal, char* out, size_t size) {
+  using UuidFn = int (*)(CUuuid*, CUdevice);
+  auto get_uuid = reinterpret_cast<UuidFn>(RealDriverSymbol("cuDeviceGetUuid_v2"));
+  if (get_uuid == nullptr) get_uuid = reinterpret_cast<UuidFn>(RealDriverSymbol("cuDeviceGetUuid"));
+  CUuuid uuid{};
+  if (get_uuid == nullptr || get_uuid(&uuid, ordinal) != CUDA_SUCCESS) return false;
+  FormatUuid(uuid, out, size);
+  return true;
+}
+
+// The i-th entry of a comma list ("20GiB,0.5"), or the only entry when there is one.
+bool ListEntry(const char* list, int index, char* out, size_t size) {
+  int current = 0;
+  const char* start = list;
+  int entries = 1;
+  for (const char* p = list; *p; ++p) entries += (*p == ',');
+  if (entries == 1) index = 0;
+  for (const char* p = list;; ++p) {
+    if (*p == ',' || *p == '\0') {
+      if (current == index) {
+        const size_t n = static_cast<size_t>(p - start);
+        if (n + 1 > size) return false;
+        memcpy(out, start, n);
+        out[n] = '\0';
+        return true;
+      }
+      if (*p == '\0') return false;
+      ++current;
+      start = p + 1;
+    }
+  }
+}
+
+// Self-registration from GPUFRAC_MEMORY_REQUEST / GPUFRAC_MEMORY_LIMIT, for a workload started
+// without gpufrac run. Needs write access to the limits, which an agent-owned ledger denies.
+bool SelfRegister(DeviceState& d, int ordinal, uint64_t card_bytes) {
+  const char* request_env = getenv("GPUFRAC_MEMORY_REQUEST");
+  const char* limit_env = getenv("GPUFRAC_MEMORY_LIMIT");
+  if (request_env == nullptr && limit_env == nullptr) return false;
+  char text[64];
+  MemoryAmount request{}, limit{};
+  const char* first = request_env != nullptr ? request_env : limit_env;
+  if (!ListEntry(first, ordinal, text, sizeof text) ||
+      ParseMemoryAmount(text, &request) != ParseError::kNone) {
+    Log(LogLevel::kError, "GPUFRAC_MEMORY_REQUEST/LIMIT '%s' has no valid entry for device %d",
+        first, ordinal);
+    return false;
+  }
+  limit = request;
+  if (limit_env != nullptr && (!ListEntry(limit_env, ordinal, text, sizeof text) ||
+                               ParseMemoryAmount(text, &limit) != ParseError::kNone)) {
+    Log(LogLevel::kError, "GPUFRAC_MEMORY_LIMIT '%s' has no valid entry for device %d", limit_env,
+        ordinal);
+    return false;
+  }
+  Ledger owner;
+  if (!owner.OpenAsOwner(d.uuid, card_bytes)) return false;
+  TenantSpec spec;
+  snprintf(spec.name, sizeof spec.name, "%s", GetConfig().tenant);
+  spec.memory_request = request.Resolve(card_bytes);
+  spec.memory_limit = limit.Resolve(card_bytes);
+  if (spec.memory_limit < spec.memory_request) spec.memory_limit = spec.memory_request;
+  int index = -1;
+  char why[200];
+  if (!owner.RegisterTenant(spec, getpid(), &index, why, sizeof why)) {
+    // Another process of the same tenant may have won the race; FindTenant decides.
+    Log(LogLevel::kDebug, "self-registration on device %d: %s", ordinal, why);
+  }
+  return true;
+}
+
+DeviceMode SetUpDevice(int ordinal, DeviceState& d) {
+  d.slot = -1;
+  d.refusal_logged = false;
+  if (!DeviceUuid(ordinal, d.uuid, sizeof d.uuid)) return DeviceMode::kUnmanaged;
+  bool opened = d.ledger.OpenAsTenant(d.uuid);
+  if (!opened || d.ledger.FindTenant(GetConfig().tenant, &d.generation) < 0) {
+    size_t total = 0;
+    using TotalFn = int (*)(size_t*, CUdevice);
+    auto total_mem = reinterpret_cast<TotalFn>(RealDriverSymbol("cuDeviceTotalMem_v2"));
+    if (total_mem != nullptr && total_mem(&total, ordinal) == CUDA_SUCCESS &&
+        SelfRegister(d, ordinal, total)) {
+      opened = d.ledger.OpenAsTenant(d.uuid);
+    }
+  }
+  d.tenant = opened ? d.ledger.FindTenant(GetConfig().tenant, &d.generation) : -1;
+  if (d.tenant < 0) {
+    // A named tenant with no share on this GPU gets nothing there, rather than all of it.
+    Log(LogLevel::kError, "tenant '%s' has no share of GPU %d (%s): allocations there are refused",
+        GetConfig().tenant, ordinal, d.uuid);
+    return DeviceMode::kDenied;
+  }
+  const pid_t pid = getpid();
+  const uint64_t start = ProcessStartTime(pid);
+  // After exec the new image inherits the pid: what the old image held was freed by the driver.
+  for (int stale = d.ledger.FindSlot(pid, start); stale >= 0;
+       stale = d.ledger.FindSlot(pid, start)) {
+    d.ledger.ReclaimSlot(stale);
+  }
+  d.slot = d.ledger.ClaimSlot(d.tenant, d.generation, pid, start);
+  if (d.slot < 0) {
+    d.ledger.ReapDead();
+    d.slot = d.ledger.ClaimSlot(d.tenant, d.generation, pid, start);
+  }
+  if (d.slot < 0) {
+    Log(LogLevel::kWarn, "no free process slot on %s: this process's memory is not reclaimed "
+        "if it dies", d.uuid);
+  }
+  return DeviceMode::kManaged;
+}
+
+DeviceState* Device(int ordinal) {
+  DeviceState* devices = Devices();
+  if (devices == nullptr || ordinal < 0 || ordinal >= kMaxDevices) return nullptr;
+  DeviceState& d = devices[ordinal];
+  if (__atomic_load_n(&d.mode, __ATOMIC_ACQUIRE) != DeviceMode::kUnknown) return &d;
+  pthread_mutex_lock(&g_setup_mu);
+  if (d.mode == DeviceMode::kUnknown) {
+    // Everything SetUpDevice writes is published by the release store of the mode.
+    const DeviceMode mode = SetUpDevice(ordinal, d);
+    __atomic_store_n(&d.mode, mode, __ATOMIC_RELEASE);
+  }
+  pthread_mutex_unlock(&g_setup_mu);
+  return &d;
+}
+
+void LogRefusal(DeviceState& d, int ordinal, uint64_t bytes, Refusal why) {
+  if (d.refusal_logged) return;
+  d.refusal_logged = true;
+  TenantSpec spec;
+  uint64_t used = 0;
+  if (!d.ledger.ReadTenant(d.tenant, d.generation, &spec, &used)) return;
+  char asked[24], limit[24], in_use[24];
+  FormatBytes(bytes, asked, sizeof asked);
+  FormatBytes(spec.memory_limit, limit, sizeof limit);
+  FormatBytes(used, in_use, sizeof in_use);
+  Log(LogLevel::kError,
+      "out of memory: tenant '%s' on GPU %d (%s) asked for %s; limit %s, in use %s%s",
+      GetConfig().tenant, ordinal, d.uuid, asked, limit, in_use,
+      why == Refusal::kCardFull ? " (the card is full: other tenants hold the rest)" : "");
+}
+
+}  // namespace
+
+bool Charge(int ordinal, uint64_t bytes) {
+  if (!GetConfig().managed) return true;
+  DeviceState* d = Device(ordinal);
+  if (d == nullptr || d->mode == DeviceMode::kUnmanaged) return true;
+  if (d->mode == DeviceMode::kDenied) return false;
+  Refusal r = d->ledger.Reserve(d->tenant, d->generation, d->slot, bytes);
+  if (r == Refusal::kTenantLimit || r == Refusal::kCardFull) {
+    // Dead processes may still be charged; the real driver would already have freed them.
+    if (d->ledger.ReapDead() > 0) r = d->ledger.Reserve(d->tenant, d->generation, d->slot, bytes);
+  }
+  if (r == Refusal::kNone) return true;
+  d->ledger.usage()->tenants[d->tenant].refusals.fetch_add(1, std::memory_order_relaxed);
+  LogRefusal(*d, ordinal, bytes, r);
+  return false;
+}
+
+void Credit(int ordinal, uint64_t bytes) {
+  if (!GetConfig().managed) return;
+  DeviceState* d = Device(ordinal);
+  if (d == nullptr || d->mode != DeviceMode::kManaged) return;
+  d->ledger.Release(d->tenant, d->generation, d->slot, bytes);
+}
+
+int CurrentOrdinal() {
+  using GetDeviceFn = int (*)(CUdevice*);
+  static GetDeviceFn get_device = nullptr;  // constant-initialized: no guard needed
+  if (get_device == nullptr) {
+    get_device = reinterpret_cast<GetDeviceFn>(RealDriverSymbol("cuCtxGetDevice"));
+  }
+  CUdevice dev = -1;
+  if (get_device == nullptr || get_device(&dev) != CUDA_SUCCESS) return -1;
+  return dev;
+}
+
+bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used) {
+  if (!GetConfig().managed) return false;
+  DeviceState* d = Device(ordinal);
+  if (d == nullptr || d->mode == DeviceMode::kUnmanaged) return false;
+  if (d->mode == DeviceMode::kDenied) {
+    *total = *free_bytes = *used = 0;
+    return true;
+  }
+  TenantSpec spec;
+  if (!d->ledger.ReadTenant(d->tenant, d->generation, &spec, used)) return false;
+  *total = spec.memory_limit;
+  *free_bytes = d->ledger.Headroom(d->tenant, d->generation);
+  return true;
+}
+
+bool ManagedViewByUuid(const char* uuid, uint64_t* total, uint64_t* free_bytes, uint64_t* used) {
+  if (!GetConfig().managed) return false;
+  DeviceState* devices = Devices();
+  for (int i = 0; devices != nullptr && i < kMaxDevices; ++i) {
+    DeviceState& d = devices[i];
+    if (__atomic_load_n(&d.mode, __ATOMIC_ACQUIRE) == DeviceMode::kUnknown) continue;
+    if (strcmp(d.uuid, uuid) == 0) return ManagedView(i, total, free_bytes, used);
+  }
+  // NVML asked before CUDA touched this device: read the ledger directly.
+  Ledger ledger;
+  if (!ledger.OpenAsTenant(uuid)) return false;
+  uint64_t generation = 0;
+  const int tenant = ledger.FindTenant(GetConfig().tenant, &generation);
+  if (tenant < 0) return false;
+  TenantSpec spec;
+  if (!ledger.ReadTenant(tenant, generation, &spec, used)) return false;
+  *total = spec.memory_limit;
+  *free_bytes = ledger.Headroom(tenant, generation);
+  return true;
+}
+
+void ResetAccountingAfterFork() {
+  // The child holds no driver resources; it claims its own slot on first use.
+  DeviceState* devices = Devices();
+  for (int i = 0; devices != nullptr && i < kMaxDevices; ++i) {
+    DeviceState& d = devices[i];
+    d.ledger.Close();
+    d.mode = DeviceMode::kUnknown;
+    d.slot = -1;
+    d.refusal_logged = false;
+  }
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  g_setup_mu = fresh;
+}
+
+}  // namespace gpufrac::runtime

@@ -1,0 +1,80 @@
+// Internal interface of libgpufrac.so: the generated hook tables, the real driver's functions,
+// configuration, and per-device accounting. Freestanding: libc, libdl and pthread only.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "runtime/cuda_abi.h"
+#include "runtime/ledger.h"
+#include "runtime/nvml_abi.h"
+
+#define GPUFRAC_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace gpufrac::runtime {
+
+enum class Library { CUDA, NVML };
+
+// Hook ids, names and real-function types, generated from hooks.def.
+enum class HookId : int {
+#define GPUFRAC_HOOK(lib, symbol, params, args) symbol,
+#include "runtime/hooks.def"
+#undef GPUFRAC_HOOK
+  kCount
+};
+constexpr int kHookCount = static_cast<int>(HookId::kCount);
+
+namespace fn {
+#define GPUFRAC_HOOK(lib, symbol, params, args) using symbol = int(*) params;
+#include "runtime/hooks.def"
+#undef GPUFRAC_HOOK
+}  // namespace fn
+
+// The real function behind a hook (resolving the real library on first use), or null when the
+// real library lacks it.
+void* RealFunction(HookId id);
+#define REAL(symbol) \
+  reinterpret_cast<::gpufrac::runtime::fn::symbol>(RealFunction(::gpufrac::runtime::HookId::symbol))
+// Calls the real function, or returns CUDA_ERROR_NOT_FOUND if the driver lacks it.
+#define CALL_REAL(symbol, args)                                      \
+  do {                                                               \
+    auto real_fn = REAL(symbol);                                     \
+    return real_fn != nullptr ? real_fn args : CUDA_ERROR_NOT_FOUND; \
+  } while (0)
+
+// A real driver function that gpufrac calls but does not hook, looked up by name.
+void* RealDriverSymbol(const char* name);
+
+// Hook lookups for cuGetProcAddress and dlsym.
+int FindHookByName(const char* name);
+int FindHookByRealAddress(void* real);
+void* HookAddress(int id);
+
+// --- configuration (environment, read once) ---
+enum class LogLevel { kError = 0, kWarn = 1, kInfo = 2, kDebug = 3 };
+struct Config {
+  bool passthrough = false;
+  bool managed = false;  // a tenant is named: enforce
+  char tenant[kTenantNameBytes] = {};
+  LogLevel log_level = LogLevel::kWarn;
+  uint64_t context_bytes = 0;
+};
+const Config& GetConfig();
+void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+// --- accounting ---
+// Charges `bytes` to the tenant on device `ordinal` (as this process numbers devices) before the
+// driver is asked. False means refused: the caller returns CUDA_ERROR_OUT_OF_MEMORY.
+bool Charge(int ordinal, uint64_t bytes);
+void Credit(int ordinal, uint64_t bytes);
+// The device of the calling thread's current context, or -1.
+int CurrentOrdinal();
+// The workload's view of a device: true and the tenant's limit and headroom when managed.
+bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
+// The same, for a device named by UUID (NVML's numbering differs from CUDA's).
+bool ManagedViewByUuid(const char* uuid, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
+
+// Called after fork in the child: its allocations and contexts are not its own.
+void ResetAccountingAfterFork();
+
+}  // namespace gpufrac::runtime

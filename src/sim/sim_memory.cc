@@ -1,0 +1,401 @@
+// The simulated driver's memory entry points. Every path charges the device's shared memory
+// counter (sim_state.h) so processes together cannot exceed a card; addresses are fake and never
+// backed by host memory.
+#include <cstring>
+#include <unistd.h>
+
+#include "runtime/array_size.h"
+#include "sim/sim_process.h"
+
+namespace gpufrac::sim {
+namespace {
+
+constexpr uint64_t kPitchAlignment = 512;
+constexpr uint64_t kIpcMagic = 0x4750465249504321ull;
+
+uint64_t RoundUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+CUresult CurrentOrdinal(int* ordinal) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  Context* c = CurrentContext();
+  if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  *ordinal = c->ordinal;
+  return CUDA_SUCCESS;
+}
+
+// Allocates `bytes` on `ordinal` and records it under a new address (or handle when `as_handle`).
+CUresult AllocateRecorded(int ordinal, uint64_t bytes, bool as_handle, unsigned long long* out) {
+  if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(Proc().mu);
+  if (!State().Allocate(Physical(ordinal), bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  const uint64_t key = as_handle ? Proc().next_handle++ : NewAddress(bytes);
+  Proc().allocations[key] = Allocation{ordinal, bytes, nullptr, true};
+  *out = key;
+  return CUDA_SUCCESS;
+}
+
+CUresult FreeRecorded(uint64_t key) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  auto it = Proc().allocations.find(key);
+  if (it == Proc().allocations.end() || it->second.pool != nullptr) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (it->second.charged) State().Free(Physical(it->second.ordinal), it->second.bytes);
+  Proc().allocations.erase(it);
+  return CUDA_SUCCESS;
+}
+
+// Releases what a pool caches beyond max(used, keep). Caller holds Proc().mu.
+void TrimPool(Pool* pool, uint64_t keep) {
+  const uint64_t floor = pool->used > keep ? pool->used : keep;
+  const uint64_t target = RoundUp(floor, kGranularity);
+  if (pool->reserved > target) {
+    State().Free(Physical(pool->ordinal), pool->reserved - target);
+    pool->reserved = target;
+  }
+}
+
+CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, Pool* pool) {
+  if (dptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(Proc().mu);
+  const uint64_t cached = pool->reserved - pool->used;
+  if (cached < bytes) {
+    const uint64_t growth = RoundUp(bytes - cached, kGranularity);
+    if (!State().Allocate(Physical(pool->ordinal), growth)) return CUDA_ERROR_OUT_OF_MEMORY;
+    pool->reserved += growth;
+  }
+  pool->used += bytes;
+  const uint64_t address = NewAddress(bytes);
+  Proc().allocations[address] = Allocation{pool->ordinal, bytes, pool, true};
+  *dptr = address;
+  return CUDA_SUCCESS;
+}
+
+}  // namespace
+
+void ReleaseCachedPools() {
+  Process& p = Proc();
+  std::lock_guard lock(p.mu);
+  for (Pool* pool : p.pools) TrimPool(pool, pool->release_threshold);
+}
+
+}  // namespace gpufrac::sim
+
+using namespace gpufrac;
+using namespace gpufrac::sim;
+
+SIM_EXPORT CUresult cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytes) {
+  if (dptr == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  return AllocateRecorded(ordinal, bytes, false, dptr);
+}
+
+SIM_EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width,
+                                       size_t height, unsigned int element_bytes) {
+  if (dptr == nullptr || pitch == nullptr || width == 0 || height == 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (element_bytes != 4 && element_bytes != 8 && element_bytes != 16) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  const uint64_t row = RoundUp(width, kPitchAlignment);
+  CUresult r = AllocateRecorded(ordinal, row * height, false, dptr);
+  if (r == CUDA_SUCCESS) *pitch = row;
+  return r;
+}
+
+SIM_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytes, unsigned int) {
+  if (dptr == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  return AllocateRecorded(ordinal, bytes, false, dptr);
+}
+
+SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
+  if (dptr == 0) return CUDA_SUCCESS;
+  return FreeRecorded(dptr);
+}
+
+SIM_EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
+  if (free_bytes == nullptr || total_bytes == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  State().ReapDead();
+  const SimDevice& d = State().shared()->devices[Physical(ordinal)];
+  const uint64_t used = d.used_bytes.load();
+  *total_bytes = d.total_bytes;
+  *free_bytes = used < d.total_bytes ? d.total_bytes - used : 0;
+  return CUDA_SUCCESS;
+}
+
+// --- stream-ordered allocation ---
+
+SIM_EXPORT CUresult cuDeviceGetDefaultMemPool(CUmemoryPool* pool, CUdevice dev) {
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckOrdinal(dev); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  Pool*& p = Proc().default_pools[static_cast<size_t>(dev)];
+  if (p == nullptr) {
+    p = new Pool{dev};
+    Proc().pools.push_back(p);
+  }
+  *pool = reinterpret_cast<CUmemoryPool>(p);
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props) {
+  if (pool == nullptr || props == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_NOT_SUPPORTED;
+  if (CUresult r = CheckOrdinal(props->location.id); r != CUDA_SUCCESS) return r;
+  auto* p = new Pool{props->location.id};
+  std::lock_guard lock(Proc().mu);
+  Proc().pools.push_back(p);
+  *pool = reinterpret_cast<CUmemoryPool>(p);
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool) {
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto* p = reinterpret_cast<Pool*>(pool);
+  std::lock_guard lock(Proc().mu);
+  TrimPool(p, 0);
+  return CUDA_SUCCESS;  // the pool object stays: live allocations may still point at it
+}
+
+SIM_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  std::lock_guard lock(Proc().mu);
+  TrimPool(reinterpret_cast<Pool*>(pool), keep);
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                          void* value) {
+  if (pool == nullptr || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto* p = reinterpret_cast<Pool*>(pool);
+  std::lock_guard lock(Proc().mu);
+  auto* out = static_cast<cuuint64_t*>(value);
+  switch (attr) {
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *out = p->reserved; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: *out = p->used; return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *out = p->release_threshold; return CUDA_SUCCESS;
+    default: return CUDA_ERROR_NOT_SUPPORTED;
+  }
+}
+
+SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
+                                          void* value) {
+  if (pool == nullptr || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (attr != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD) return CUDA_SUCCESS;
+  std::lock_guard lock(Proc().mu);
+  reinterpret_cast<Pool*>(pool)->release_threshold = *static_cast<cuuint64_t*>(value);
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                                            CUstream) {
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  return AllocateFromPool(dptr, bytes, reinterpret_cast<Pool*>(pool));
+}
+SIM_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes,
+                                                 CUmemoryPool pool, CUstream s) {
+  return cuMemAllocFromPoolAsync(dptr, bytes, pool, s);
+}
+
+SIM_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, CUstream) {
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  CUmemoryPool pool = nullptr;
+  if (CUresult r = cuDeviceGetDefaultMemPool(&pool, ordinal); r != CUDA_SUCCESS) return r;
+  return AllocateFromPool(dptr, bytes, reinterpret_cast<Pool*>(pool));
+}
+SIM_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUstream s) {
+  return cuMemAllocAsync(dptr, bytes, s);
+}
+
+SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  auto it = Proc().allocations.find(dptr);
+  if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+  if (it->second.pool != nullptr) {
+    it->second.pool->used -= it->second.bytes;  // cached in the pool until a sync or trim
+  } else if (it->second.charged) {
+    State().Free(Physical(it->second.ordinal), it->second.bytes);
+  }
+  Proc().allocations.erase(it);
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream s) {
+  return cuMemFreeAsync(dptr, s);
+}
+
+// --- virtual memory management ---
+
+SIM_EXPORT CUresult cuMemGetAllocationGranularity(size_t* granularity, const CUmemAllocationProp*,
+                                                  int) {
+  if (granularity == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *granularity = kGranularity;
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle* handle, size_t bytes,
+                                const CUmemAllocationProp* prop, unsigned long long) {
+  if (handle == nullptr || prop == nullptr || bytes == 0 || bytes % kGranularity != 0) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_NOT_SUPPORTED;
+  // No current context needed: the device comes from the allocation's location.
+  if (CUresult r = CheckOrdinal(prop->location.id); r != CUDA_SUCCESS) return r;
+  return AllocateRecorded(prop->location.id, bytes, true, handle);
+}
+
+SIM_EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle handle) {
+  return FreeRecorded(handle);
+}
+
+SIM_EXPORT CUresult cuMemAddressReserve(CUdeviceptr* ptr, size_t bytes, size_t, CUdeviceptr,
+                                        unsigned long long) {
+  if (ptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  *ptr = NewAddress(bytes);
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuMemAddressFree(CUdeviceptr, size_t) { return CheckInit(); }
+SIM_EXPORT CUresult cuMemMap(CUdeviceptr ptr, size_t, size_t, CUmemGenericAllocationHandle handle,
+                             unsigned long long) {
+  if (ptr == 0 || handle == 0) return CUDA_ERROR_INVALID_VALUE;
+  return CheckInit();
+}
+SIM_EXPORT CUresult cuMemUnmap(CUdeviceptr ptr, size_t) {
+  return ptr == 0 ? CUDA_ERROR_INVALID_VALUE : CheckInit();
+}
+SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t, const void*, size_t) {
+  return ptr == 0 ? CUDA_ERROR_INVALID_VALUE : CheckInit();
+}
+
+// Shareable handles travel as a pipe whose buffer carries the allocation's device and size; the
+// importer gets a handle that maps the same memory and is not charged again.
+SIM_EXPORT CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAllocationHandle handle,
+                                                 CUmemAllocationHandleType type,
+                                                 unsigned long long) {
+  if (shareable == nullptr || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  std::lock_guard lock(Proc().mu);
+  auto it = Proc().allocations.find(handle);
+  if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_HANDLE;
+  int fds[2];
+  if (pipe(fds) != 0) return CUDA_ERROR_UNKNOWN;
+  const uint64_t record[2] = {static_cast<uint64_t>(it->second.ordinal), it->second.bytes};
+  if (write(fds[1], record, sizeof record) != static_cast<ssize_t>(sizeof record)) {
+    close(fds[0]);
+    close(fds[1]);
+    return CUDA_ERROR_UNKNOWN;
+  }
+  close(fds[1]);
+  *static_cast<int*>(shareable) = fds[0];
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle* handle,
+                                                   void* shareable,
+                                                   CUmemAllocationHandleType type) {
+  if (handle == nullptr || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) {
+    return CUDA_ERROR_INVALID_VALUE;
+  }
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  const int fd = static_cast<int>(reinterpret_cast<intptr_t>(shareable));
+  uint64_t record[2];
+  if (read(fd, record, sizeof record) != static_cast<ssize_t>(sizeof record)) {
+    return CUDA_ERROR_INVALID_HANDLE;
+  }
+  std::lock_guard lock(Proc().mu);
+  const uint64_t key = Proc().next_handle++;
+  Proc().allocations[key] = Allocation{static_cast<int>(record[0]), record[1], nullptr, false};
+  *handle = key;
+  return CUDA_SUCCESS;
+}
+
+// --- IPC: the handle names the exporting allocation; opening maps it without a new charge ---
+
+SIM_EXPORT CUresult cuIpcGetMemHandle(CUipcMemHandle* handle, CUdeviceptr dptr) {
+  if (handle == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  auto it = Proc().allocations.find(dptr);
+  if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+  const uint64_t record[4] = {kIpcMagic, static_cast<uint64_t>(it->second.ordinal),
+                              it->second.bytes, dptr};
+  memset(handle, 0, sizeof *handle);
+  memcpy(handle->reserved, record, sizeof record);
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuIpcOpenMemHandle_v2(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned int) {
+  if (dptr == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  uint64_t record[4];
+  memcpy(record, handle.reserved, sizeof record);
+  if (record[0] != kIpcMagic) return CUDA_ERROR_INVALID_HANDLE;
+  std::lock_guard lock(Proc().mu);
+  const uint64_t address = NewAddress(record[2]);
+  Proc().allocations[address] = Allocation{static_cast<int>(record[1]), record[2], nullptr, false};
+  *dptr = address;
+  return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuIpcOpenMemHandle(CUdeviceptr* dptr, CUipcMemHandle handle, unsigned int f) {
+  return cuIpcOpenMemHandle_v2(dptr, handle, f);
+}
+
+SIM_EXPORT CUresult cuIpcCloseMemHandle(CUdeviceptr dptr) { return FreeRecorded(dptr); }
+
+// --- arrays ---
+
+static CUresult CreateArray(void** handle, int ordinal, uint64_t bytes) {
+  unsigned long long key = 0;
+  CUresult r = AllocateRecorded(ordinal, bytes, true, &key);
+  if (r == CUDA_SUCCESS) *handle = reinterpret_cast<void*>(key);
+  return r;
+}
+
+SIM_EXPORT CUresult cuArrayCreate_v2(CUarray* array, const CUDA_ARRAY_DESCRIPTOR* d) {
+  if (array == nullptr || d == nullptr || d->Width == 0) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  return CreateArray(reinterpret_cast<void**>(array), ordinal,
+                     ArrayBytes(d->Width, d->Height, 0, d->Format, d->NumChannels));
+}
+
+SIM_EXPORT CUresult cuArray3DCreate_v2(CUarray* array, const CUDA_ARRAY3D_DESCRIPTOR* d) {
+  if (array == nullptr || d == nullptr || d->Width == 0) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  return CreateArray(reinterpret_cast<void**>(array), ordinal,
+                     ArrayBytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels));
+}
+
+SIM_EXPORT CUresult cuArrayDestroy(CUarray array) {
+  if (array == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return FreeRecorded(reinterpret_cast<uint64_t>(array));
+}
+
+SIM_EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray* array,
+                                           const CUDA_ARRAY3D_DESCRIPTOR* d, unsigned int levels) {
+  if (array == nullptr || d == nullptr || d->Width == 0) return CUDA_ERROR_INVALID_VALUE;
+  int ordinal = 0;
+  if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
+  return CreateArray(reinterpret_cast<void**>(array), ordinal, MipmappedArrayBytes(*d, levels));
+}
+
+SIM_EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray array) {
+  if (array == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  return FreeRecorded(reinterpret_cast<uint64_t>(array));
+}

@@ -1,0 +1,157 @@
+// The NVML stand-in (built as libnvidia-ml.so.1 beside the simulated libcuda.so.1): device
+// discovery and memory, over the same shared state as the simulated driver. Like real NVML it
+// ignores CUDA_VISIBLE_DEVICES and numbers devices physically.
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <string>
+
+#include "runtime/nvml_abi.h"
+#include "sim/sim_state.h"
+
+#define NVML_EXPORT extern "C" __attribute__((visibility("default")))
+
+namespace gpufrac::sim {
+namespace {
+
+std::mutex nvml_mu;
+int nvml_refs = 0;
+
+nvmlReturn_t Device(nvmlDevice_t device, SimDevice** out) {
+  if (nvml_refs == 0) return NVML_ERROR_UNINITIALIZED;
+  if (device == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  *out = reinterpret_cast<SimDevice*>(device);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t CopyString(const char* text, char* out, unsigned int length) {
+  if (out == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  if (strlen(text) + 1 > length) return NVML_ERROR_INSUFFICIENT_SIZE;
+  memcpy(out, text, strlen(text) + 1);
+  return NVML_SUCCESS;
+}
+
+nvmlReturn_t Init() {
+  std::lock_guard lock(nvml_mu);
+  if (State().shared() == nullptr) {
+    std::string error;
+    if (!State().Open(&error)) {
+      fprintf(stderr, "gpufrac simulated NVML: %s\n", error.c_str());
+      return NVML_ERROR_UNKNOWN;
+    }
+  }
+  ++nvml_refs;
+  return NVML_SUCCESS;
+}
+
+}  // namespace
+}  // namespace gpufrac::sim
+
+using namespace gpufrac::sim;
+
+NVML_EXPORT nvmlReturn_t nvmlInit_v2() { return Init(); }
+NVML_EXPORT nvmlReturn_t nvmlInit() { return Init(); }
+NVML_EXPORT nvmlReturn_t nvmlInitWithFlags(unsigned int) { return Init(); }
+
+NVML_EXPORT nvmlReturn_t nvmlShutdown() {
+  std::lock_guard lock(nvml_mu);
+  if (nvml_refs == 0) return NVML_ERROR_UNINITIALIZED;
+  --nvml_refs;
+  return NVML_SUCCESS;
+}
+
+NVML_EXPORT const char* nvmlErrorString(nvmlReturn_t result) {
+  switch (result) {
+    case NVML_SUCCESS: return "Success";
+    case NVML_ERROR_UNINITIALIZED: return "Uninitialized";
+    case NVML_ERROR_INVALID_ARGUMENT: return "Invalid Argument";
+    case NVML_ERROR_NOT_SUPPORTED: return "Not Supported";
+    case NVML_ERROR_NOT_FOUND: return "Not Found";
+    case NVML_ERROR_INSUFFICIENT_SIZE: return "Insufficient Size";
+    default: return "Unknown Error";
+  }
+}
+
+NVML_EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char* version, unsigned int length) {
+  return CopyString("580.00-gpufrac-sim", version, length);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int* count) {
+  if (nvml_refs == 0) return NVML_ERROR_UNINITIALIZED;
+  if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  *count = State().shared()->device_count;
+  return NVML_SUCCESS;
+}
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetCount(unsigned int* count) {
+  return nvmlDeviceGetCount_v2(count);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex_v2(unsigned int index, nvmlDevice_t* device) {
+  if (nvml_refs == 0) return NVML_ERROR_UNINITIALIZED;
+  if (device == nullptr || index >= State().shared()->device_count) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  *device = reinterpret_cast<nvmlDevice_t>(&State().shared()->devices[index]);
+  return NVML_SUCCESS;
+}
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByIndex(unsigned int index, nvmlDevice_t* device) {
+  return nvmlDeviceGetHandleByIndex_v2(index, device);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetHandleByUUID(const char* uuid, nvmlDevice_t* device) {
+  if (nvml_refs == 0) return NVML_ERROR_UNINITIALIZED;
+  if (uuid == nullptr || device == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  SimShared* shared = State().shared();
+  for (unsigned i = 0; i < shared->device_count; ++i) {
+    if (strcmp(shared->devices[i].uuid, uuid) == 0) {
+      *device = reinterpret_cast<nvmlDevice_t>(&shared->devices[i]);
+      return NVML_SUCCESS;
+    }
+  }
+  return NVML_ERROR_NOT_FOUND;
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetIndex(nvmlDevice_t device, unsigned int* index) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  if (index == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  *index = static_cast<unsigned>(d - State().shared()->devices);
+  return NVML_SUCCESS;
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetName(nvmlDevice_t device, char* name, unsigned int length) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  return CopyString(d->name, name, length);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetUUID(nvmlDevice_t device, char* uuid, unsigned int length) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  return CopyString(d->uuid, uuid, length);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo(nvmlDevice_t device, nvmlMemory_t* memory) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  if (memory == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  State().ReapDead();
+  const unsigned long long used = d->used_bytes.load();
+  memory->total = d->total_bytes;
+  memory->used = used;
+  memory->free = used < d->total_bytes ? d->total_bytes - used : 0;
+  return NVML_SUCCESS;
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMemory_v2_t* memory) {
+  if (memory == nullptr || memory->version != GPUFRAC_NVML_MEMORY_V2) {
+    return NVML_ERROR_INVALID_ARGUMENT;
+  }
+  nvmlMemory_t v1{};
+  if (nvmlReturn_t r = nvmlDeviceGetMemoryInfo(device, &v1); r != NVML_SUCCESS) return r;
+  memory->total = v1.total;
+  memory->reserved = 0;
+  memory->free = v1.free;
+  memory->used = v1.used;
+  return NVML_SUCCESS;
+}

@@ -1,0 +1,81 @@
+// The simulated GPUs' shared state: what every process using the simulated driver sees alike.
+// One POSIX shm object per simulation ("/gpufrac-sim.<GPUFRAC_SIM_ID>") holds each device's
+// identity and memory in use, and one slot per process with what it holds on each device, so that
+// a simulated 80 GiB card is full when processes *together* hold 80 GiB — without host RAM behind
+// it — and a process's memory comes back when it dies, as with the real driver.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+#include <sys/types.h>
+
+namespace gpufrac::sim {
+
+constexpr int kMaxSimDevices = 16;
+constexpr int kMaxSimProcesses = 1024;
+constexpr uint64_t kGranularity = 2ull << 20;  // the VMM/pool allocation granule
+
+struct SimDevice {
+  char name[96];
+  char uuid[80];  // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx"
+  uint64_t total_bytes;
+  int sm_count;
+  std::atomic<uint64_t> used_bytes;
+};
+
+struct SimProcess {
+  std::atomic<int32_t> pid;  // 0 free, -1 being claimed or reclaimed
+  uint64_t start_time;
+  std::atomic<uint64_t> held[kMaxSimDevices];
+};
+
+struct SimShared {
+  uint32_t magic;
+  uint32_t device_count;
+  SimDevice devices[kMaxSimDevices];
+  SimProcess processes[kMaxSimProcesses];
+};
+
+// A parsed GPUFRAC_SIM_GPUS entry.
+struct DeviceConfig {
+  std::string name;
+  uint64_t total_bytes = 0;
+};
+
+// Parses "H100:80GiB,A100:40GiB". Returns false with a reason in *error.
+bool ParseDeviceList(const std::string& text, std::vector<DeviceConfig>* devices,
+                     std::string* error);
+
+// Maps CUDA_VISIBLE_DEVICES (indices or UUIDs, as the real driver reads it: parsing stops at the
+// first entry that names no device) onto physical device indices.
+std::vector<int> VisibleDevices(const char* env, const SimShared& shared);
+
+// This process's view of the shared state.
+class SimState {
+ public:
+  // Opens or creates the shared state from the environment. False with *error on bad config.
+  bool Open(std::string* error);
+  SimShared* shared() const { return shared_; }
+
+  // Charges `bytes` of device memory to this process; false when the card is full.
+  bool Allocate(int device, uint64_t bytes);
+  void Free(int device, uint64_t bytes);
+  // Returns the memory of processes that died to their cards.
+  void ReapDead();
+
+ private:
+  int ClaimSlot();
+
+  SimShared* shared_ = nullptr;
+  int slot_ = -1;
+  pid_t slot_pid_ = 0;
+};
+
+// The process-wide instance (opened on first use).
+SimState& State();
+// The context footprint the simulated driver charges for each context (GPUFRAC_SIM_CONTEXT_BYTES).
+uint64_t ContextBytes();
+
+}  // namespace gpufrac::sim
