@@ -5,6 +5,7 @@
 #include <map>
 #include <queue>
 #include <tuple>
+#include <unordered_set>
 
 #include "sched/actions.h"
 #include "sched/placement.h"
@@ -121,6 +122,7 @@ void RunAllocate(CycleContext& ctx) {
     order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
   }
   std::map<Shape, std::string> failed_shapes;
+  std::unordered_set<GangId> gangs_done;
   while (!order.empty()) {
     const QueueId q = order.top().second;
     order.pop();
@@ -163,6 +165,14 @@ void RunAllocate(CycleContext& ctx) {
           }
         }
         placed = bound >= required;
+        const std::vector<WorkloadId> left = ItemMembers(state, id);
+        if (placed && !left.empty()) {
+          // The gang runs; its optional members wait, as one item.
+          ctx.failed.push_back(left.front());
+          ctx.reasons[left.front()] = "optional member(s) of gang '" +
+                                      state.gang(w.spec.gang).name +
+                                      "' do not fit: " + member_reason;
+        }
         if (!placed) {
           ctx.Rollback(mark);
           reason = "gang '" + state.gang(w.spec.gang).name + "' needs " + std::to_string(required) +

@@ -4,6 +4,8 @@
 // bounded set of victims on one node, place the item there, run the action's own checks, and roll
 // everything back if any step fails.
 #include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <unordered_set>
@@ -44,6 +46,31 @@ bool Eligible(const ClusterState& state, WorkloadId v, const VictimFilter& filte
     if (!filter(m)) return false;
   }
   return true;
+}
+
+// How much a set of victims costs: fewer first, then the least important, then the newest.
+struct VictimCost {
+  size_t count = 0;
+  int max_priority = 0;
+  int64_t oldest_sequence_negated = 0;
+  bool operator<(const VictimCost& o) const {
+    if (count != o.count) return count < o.count;
+    if (max_priority != o.max_priority) return max_priority < o.max_priority;
+    return oldest_sequence_negated < o.oldest_sequence_negated;
+  }
+};
+
+VictimCost CostOf(const ClusterState& state, const std::vector<WorkloadId>& victims) {
+  VictimCost cost;
+  cost.count = victims.size();
+  int64_t oldest = INT64_MAX;
+  cost.max_priority = INT32_MIN;
+  for (WorkloadId v : victims) {
+    cost.max_priority = std::max(cost.max_priority, state.workload(v).spec.priority);
+    oldest = std::min(oldest, state.workload(v).sequence);
+  }
+  cost.oldest_sequence_negated = victims.empty() ? 0 : -oldest;
+  return cost;
 }
 
 struct VictimPlan {
@@ -114,7 +141,10 @@ class NodePlanner {
         victims.push_back(t);
       }
       if (free_milli < milli || free_memory < memory) continue;
-      if (best_gpu == kNone || victims.size() < best.size()) best_gpu = g, best = victims;
+      if (best_gpu == kNone || CostOf(state_, victims) < CostOf(state_, best)) {
+        best_gpu = g;
+        best = victims;
+      }
     }
     if (best_gpu == kNone) return false;
     for (WorkloadId v : best) Take(v);
@@ -123,16 +153,17 @@ class NodePlanner {
 
   bool PlanWhole(const NodeState& n) {
     // GPUs that can be cleared, by how many workloads must go.
-    std::vector<std::pair<size_t, int32_t>> clearable;
+    std::vector<std::pair<VictimCost, int32_t>> clearable;
     for (int i = 0; i < n.spec.gpu_count; ++i) {
       const int32_t g = n.first_gpu + i;
       const GpuState& gpu = state_.gpu(g);
       const std::vector<WorkloadId> eligible = EligibleSorted(gpu.tenants);
       if (eligible.size() != gpu.tenants.size()) continue;
-      clearable.push_back({gpu.tenants.size(), g});
+      clearable.push_back({CostOf(state_, gpu.tenants), g});
     }
     if (static_cast<int>(clearable.size()) < spec_.gpu.count) return false;
-    std::sort(clearable.begin(), clearable.end());
+    std::sort(clearable.begin(), clearable.end(),
+              [](const auto& a, const auto& b) { return a.first < b.first; });
     for (int i = 0; i < spec_.gpu.count; ++i) {
       for (WorkloadId t : state_.gpu(clearable[i].second).tenants) Take(t);
     }
@@ -187,7 +218,9 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
     std::optional<VictimPlan> best;
     for (NodeId node : candidates) {
       std::optional<VictimPlan> plan = planner.Plan(node, ctx.config.max_evictions_per_workload);
-      if (plan && (!best || plan->victims.size() < best->victims.size())) best = std::move(plan);
+      if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
+        best = std::move(plan);
+      }
       if (best && best->victims.empty()) break;
     }
     std::string reason;
@@ -229,8 +262,12 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
   return true;
 }
 
+// Whether the item still has members waiting (a gang may have placed only its required ones).
 bool StillPending(const ClusterState& state, WorkloadId id) {
-  return state.workload(id).status == WorkloadStatus::kPending;
+  if (state.workload(id).spec.gang == kNone) {
+    return state.workload(id).status == WorkloadStatus::kPending;
+  }
+  return !ItemMembers(state, id).empty();
 }
 
 // What an action made of one failed item. Cheap refusals (not applicable) do not count against
@@ -249,7 +286,7 @@ void ForFailed(CycleContext& ctx, const std::function<Attempt(WorkloadId)>& atte
     if (attempts < ctx.config.max_attempts_per_action) {
       const Attempt result = attempt(id);
       if (result != Attempt::kNotApplicable) ++attempts;
-      if (result == Attempt::kPlaced) continue;
+      if (result == Attempt::kPlaced && !StillPending(ctx.state, id)) continue;
     }
     remaining.push_back(id);
   }

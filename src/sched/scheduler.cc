@@ -64,6 +64,7 @@ CycleResult Scheduler::RunCycle(ClusterState& state) const {
   // Whatever is still pending gets its reason from allocate.
   for (WorkloadId id : ctx.failed) {
     for (WorkloadId m : ItemMembers(state, id)) {
+      if (state.workload(m).status != WorkloadStatus::kPending) continue;
       Decision d;
       d.kind = DecisionKind::kUnschedulable;
       d.workload = m;
