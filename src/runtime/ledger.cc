@@ -281,6 +281,9 @@ Refusal Ledger::Reserve(int index, uint64_t generation, int slot, uint64_t bytes
     uint64_t committed = usage_->committed.load(std::memory_order_acquire);
     for (;;) {
       if (committed + growth > limits_->total_bytes) {
+        // Undo through the same bookkeeping as a free: the usage step is counted in committed
+        // first, so the release's matching decrement leaves committed exact.
+        usage_->committed.fetch_add(growth, std::memory_order_acq_rel);
         ReleaseUnchecked(index, bytes);
         return Refusal::kCardFull;
       }
