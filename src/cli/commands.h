@@ -7,5 +7,6 @@
 namespace gpufrac::cli {
 
 // (subcommands are declared here, one line each)
+void AddBenchCommand(CLI::App& app, int* exit_code);
 
 }  // namespace gpufrac::cli

@@ -1,0 +1,363 @@
+#include "bench/loadgen.h"
+
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <deque>
+#include <random>
+
+#include "bench/clock.h"
+#include "bench/progress.h"
+#include "bench/sse_parser.h"
+
+namespace gpufrac::bench {
+namespace {
+
+constexpr int64_t kNsPerS = 1'000'000'000;
+constexpr size_t kMaxErrorBody = 4096;
+
+class WorkloadRunner;
+
+// One request in flight: turns the bytes of its response into a RequestRecord.
+class Call : public ResponseHandler {
+ public:
+  Call(WorkloadRunner* runner, RequestRecord record, bool stream)
+      : runner_(runner),
+        record_(std::move(record)),
+        stream_(stream),
+        sse_([this](const SseEvent& event) { OnEvent(event); }) {}
+
+  void OnStatus(int status) override { record_.http_status = status; }
+
+  void OnBody(std::string_view data, int64_t received_ns) override {
+    if (record_.first_byte_ns == 0) record_.first_byte_ns = received_ns;
+    bool success = record_.http_status >= 200 && record_.http_status < 300;
+    if (stream_ && success) {
+      event_ns_ = received_ns;
+      sse_.Feed(data);
+    } else if (body_.size() < kMaxErrorBody || success) {
+      body_.append(data);
+    }
+  }
+
+  void OnComplete(ErrorKind kind, const std::string& message, int64_t last_ns) override;
+
+  RequestRecord& record() { return record_; }
+
+ private:
+  void OnEvent(const SseEvent& event) {
+    ChunkInfo info = ClassifyStreamEvent(event.data);
+    if (info.done) return;
+    if (info.malformed) {
+      if (!malformed_) malformed_message_ = "malformed SSE data: " + event.data.substr(0, 200);
+      malformed_ = true;
+      return;
+    }
+    if (info.is_error && !stream_error_) {
+      stream_error_ = true;
+      stream_error_message_ = info.error_message;
+    }
+    if (info.has_content) record_.content_ns.push_back(event_ns_);
+    if (info.prompt_tokens >= 0) record_.prompt_tokens = info.prompt_tokens;
+    if (info.completion_tokens >= 0) record_.completion_tokens = info.completion_tokens;
+  }
+
+  WorkloadRunner* runner_;
+  RequestRecord record_;
+  bool stream_;
+  SseParser sse_;
+  int64_t event_ns_ = 0;
+  std::string body_;
+  bool stream_error_ = false, malformed_ = false;
+  std::string stream_error_message_, malformed_message_;
+};
+
+class WorkloadRunner {
+ public:
+  WorkloadRunner(EventLoop& loop, const Workload& workload, int index, uint64_t seed,
+                 const RunOptions& options, std::vector<RequestRecord>* records,
+                 std::function<void()> on_finished)
+      : loop_(loop),
+        workload_(workload),
+        index_(index),
+        client_(loop, workload.target, static_cast<int64_t>(workload.timeout_s * kNsPerS)),
+        rng_(seed),
+        grace_ns_(static_cast<int64_t>(options.grace_s * kNsPerS)),
+        records_(records),
+        on_finished_(std::move(on_finished)) {}
+
+  void Start(int64_t t0) {
+    const LoadSpec& load = workload_.load;
+    t0_ = t0;
+    warmup_end_ns_ = t0 + static_cast<int64_t>(load.warmup_s * kNsPerS);
+    if (load.requests == 0) {
+      stop_ns_ = warmup_end_ns_ + static_cast<int64_t>(load.duration_s * kNsPerS);
+      loop_.RunAt(stop_ns_, [this] { StopIssuing(); });
+    }
+    if (load.mode == LoadMode::kClosedLoop) {
+      for (int user = 0; user < load.concurrency; ++user) {
+        loop_.RunAt(t0, [this] { IssueClosedLoop(); });
+      }
+    } else {
+      next_planned_ns_ = t0;
+      loop_.RunAt(t0, [this] { OnArrivalTick(); });
+    }
+  }
+
+  void OnCallDone(Call* call) {
+    records_->push_back(std::move(call->record()));
+    --in_flight_;
+    ++completed_;
+    delete call;
+    if (workload_.load.mode == LoadMode::kClosedLoop) {
+      IssueClosedLoop();
+    } else if (!queued_.empty()) {
+      int64_t planned = queued_.front();
+      queued_.pop_front();
+      Issue(planned, NowNs());
+    }
+    MaybeFinish();
+  }
+
+  bool finished() const { return finished_; }
+  uint64_t connections_opened() const { return client_.connections_opened(); }
+  int64_t issued() const { return issued_; }
+  int64_t completed() const { return completed_; }
+  size_t in_flight() const { return in_flight_; }
+
+ private:
+  // Whether the next request may go: counts and the duration bound it.
+  bool MayIssue(int64_t planned_ns) {
+    if (stopped_) return false;
+    const LoadSpec& load = workload_.load;
+    if (load.requests > 0 && issued_ >= load.warmup_requests + load.requests) {
+      StopIssuing();
+      return false;
+    }
+    if (load.requests == 0 && planned_ns >= stop_ns_) {
+      StopIssuing();
+      return false;
+    }
+    return true;
+  }
+
+  void IssueClosedLoop() {
+    int64_t now = NowNs();
+    if (!MayIssue(now)) return;
+    ++issued_;
+    Issue(now, now);
+  }
+
+  int64_t NextGap() {
+    const LoadSpec& load = workload_.load;
+    double mean_s = 1.0 / load.rate;
+    double gap_s = mean_s;
+    switch (load.arrival) {
+      case Arrival::kConstant:
+        break;
+      case Arrival::kPoisson:
+        gap_s = std::exponential_distribution<double>(load.rate)(rng_);
+        break;
+      case Arrival::kGamma:
+        gap_s = std::gamma_distribution<double>(load.burstiness, mean_s / load.burstiness)(rng_);
+        break;
+    }
+    return static_cast<int64_t>(gap_s * kNsPerS);
+  }
+
+  // Open loop: send every request whose planned time has come (queue it when the concurrency
+  // cap is reached), then sleep until the next planned time. Planned times come from the
+  // arrival process alone, so lateness shows as schedule lag instead of a lower rate.
+  void OnArrivalTick() {
+    const LoadSpec& load = workload_.load;
+    int64_t now = NowNs();
+    while (next_planned_ns_ <= now) {
+      if (!MayIssue(next_planned_ns_)) return;
+      if (load.concurrency > 0 && in_flight_ >= static_cast<size_t>(load.concurrency)) {
+        queued_.push_back(next_planned_ns_);
+      } else {
+        Issue(next_planned_ns_, now);
+      }
+      ++issued_;  // a queued request is committed to the schedule too
+      next_planned_ns_ += NextGap();
+      now = NowNs();
+    }
+    loop_.RunAt(next_planned_ns_, [this] { OnArrivalTick(); });
+  }
+
+  // Sends one request now; the caller has counted it in issued_.
+  void Issue(int64_t planned_ns, int64_t dispatched_ns) {
+    RequestRecord record;
+    record.id = (static_cast<uint64_t>(index_) << 48) | ++sequence_;
+    record.workload = index_;
+    record.planned_ns = planned_ns;
+    record.dispatched_ns = dispatched_ns;
+    const LoadSpec& load = workload_.load;
+    int64_t ordinal = static_cast<int64_t>(sequence_);  // 1-based send order
+    record.warmup = ordinal <= load.warmup_requests || planned_ns < warmup_end_ns_;
+    Prompt prompt = workload_.prompts->Next(rng_);
+    record.prompt_words = prompt.words;
+    record.requested_output_tokens = prompt.max_tokens;
+    std::string body = BuildRequestBody(workload_.request, prompt);
+    ++in_flight_;
+    auto* call =
+        new Call(this, std::move(record),
+                 workload_.request.stream && workload_.request.endpoint != Endpoint::kEmbeddings);
+    uint64_t id = call->record().id;
+    call->record().start_ns = NowNs();
+    client_.Post(EndpointPath(workload_.request.endpoint), std::move(body), id, call);
+  }
+
+  void StopIssuing() {
+    if (stopped_) return;
+    stopped_ = true;
+    // Queued requests that never got a slot were never sent: they are not part of the run.
+    issued_ -= static_cast<int64_t>(queued_.size());
+    queued_.clear();
+    if (in_flight_ > 0) {
+      loop_.RunAt(NowNs() + grace_ns_, [this] {
+        if (!finished_) client_.CancelAll();
+      });
+    }
+    MaybeFinish();
+  }
+
+  void MaybeFinish() {
+    if (finished_ || !stopped_ || in_flight_ > 0) return;
+    finished_ = true;
+    on_finished_();
+  }
+
+  EventLoop& loop_;
+  const Workload& workload_;
+  int index_;
+  HttpClient client_;
+  std::mt19937_64 rng_;
+  int64_t grace_ns_;
+  std::vector<RequestRecord>* records_;
+  std::function<void()> on_finished_;
+  int64_t t0_ = 0, warmup_end_ns_ = 0, stop_ns_ = 0, next_planned_ns_ = 0;
+  uint64_t sequence_ = 0;
+  int64_t issued_ = 0, completed_ = 0;
+  size_t in_flight_ = 0;
+  std::deque<int64_t> queued_;
+  bool stopped_ = false, finished_ = false;
+};
+
+void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_ns) {
+  record_.end_ns = last_ns;
+  if (kind == ErrorKind::kNone) {
+    if (record_.http_status < 200 || record_.http_status >= 300) {
+      kind = ErrorKind::kHttpStatus;
+      ChunkInfo info = ClassifyStreamEvent(body_);
+      record_.error_message = "HTTP " + std::to_string(record_.http_status) +
+                              (info.is_error ? ": " + info.error_message : "");
+    } else if (stream_) {
+      sse_.Finish();
+      if (stream_error_) {
+        kind = ErrorKind::kStreamError;
+        record_.error_message = "error event: " + stream_error_message_;
+      } else if (malformed_) {
+        kind = ErrorKind::kProtocol;
+        record_.error_message = malformed_message_;
+      }
+    } else {
+      ChunkInfo info = ClassifyStreamEvent(body_);
+      if (info.malformed) {
+        kind = ErrorKind::kProtocol;
+        record_.error_message = "response body is not a JSON object";
+      } else if (info.is_error) {
+        kind = ErrorKind::kStreamError;
+        record_.error_message = "error in body: " + info.error_message;
+      }
+      if (info.prompt_tokens >= 0) record_.prompt_tokens = info.prompt_tokens;
+      if (info.completion_tokens >= 0) record_.completion_tokens = info.completion_tokens;
+    }
+  } else {
+    record_.error_message = message;
+  }
+  record_.error = kind;
+  runner_->OnCallDone(this);
+}
+
+}  // namespace
+
+Status ParseArrival(std::string_view text, Arrival* arrival) {
+  if (text == "constant") {
+    *arrival = Arrival::kConstant;
+  } else if (text == "poisson") {
+    *arrival = Arrival::kPoisson;
+  } else if (text == "gamma") {
+    *arrival = Arrival::kGamma;
+  } else {
+    return Status::Error("unknown arrival '" + std::string(text) +
+                         "' (expected constant, poisson or gamma)");
+  }
+  return Status::Ok();
+}
+
+Status ValidateWorkload(const Workload& w) {
+  const std::string where = "workload '" + w.name + "': ";
+  const LoadSpec& load = w.load;
+  if (!w.prompts) return Status::Error(where + "no prompt source");
+  if (w.request.model.empty()) return Status::Error(where + "no model given");
+  if (load.mode == LoadMode::kClosedLoop && load.concurrency < 1) {
+    return Status::Error(where + "concurrency must be at least 1");
+  }
+  if (load.mode == LoadMode::kOpenLoop && !(load.rate > 0)) {
+    return Status::Error(where + "request rate must be positive");
+  }
+  if (load.concurrency < 0) return Status::Error(where + "concurrency must not be negative");
+  if (load.arrival == Arrival::kGamma && !(load.burstiness > 0)) {
+    return Status::Error(where + "burstiness must be positive");
+  }
+  if (load.requests < 0 || load.warmup_requests < 0 || load.duration_s < 0 || load.warmup_s < 0) {
+    return Status::Error(where + "counts and durations must not be negative");
+  }
+  if (load.requests == 0 && !(load.duration_s > 0)) {
+    return Status::Error(where + "give a request count or a duration");
+  }
+  if (!(w.timeout_s > 0)) return Status::Error(where + "timeout must be positive");
+  return Status::Ok();
+}
+
+RunResult RunLoad(const std::vector<Workload>& workloads, const RunOptions& options) {
+  RunResult result;
+  EventLoop loop;
+  std::vector<std::unique_ptr<WorkloadRunner>> runners;
+  size_t finished = 0;
+  for (size_t i = 0; i < workloads.size(); ++i) {
+    result.workload_names.push_back(workloads[i].name);
+    runners.push_back(std::make_unique<WorkloadRunner>(loop, workloads[i], static_cast<int>(i),
+                                                       options.seed + i * 7919, options,
+                                                       &result.records, [&] {
+                                                         if (++finished == workloads.size())
+                                                           loop.Stop();
+                                                       }));
+  }
+  if (workloads.empty()) return result;
+  std::unique_ptr<ProgressLine> progress;
+  if (options.progress) progress = std::make_unique<ProgressLine>(workloads, &result.records);
+  // Start every workload at the same instant, a moment from now, so set-up costs no schedule lag.
+  const int64_t t0 = NowNs() + 1'000'000;
+  result.start_ns = t0;
+  for (auto& runner : runners) runner->Start(t0);
+  if (progress) {
+    std::function<void()> tick;
+    tick = [&] {
+      size_t in_flight = 0;
+      for (auto& runner : runners) in_flight += runner->in_flight();
+      progress->Update(NowNs() - t0, in_flight);
+      if (finished < workloads.size()) loop.RunAt(NowNs() + ProgressLine::kIntervalNs, tick);
+    };
+    loop.RunAt(t0 + ProgressLine::kIntervalNs, tick);
+  }
+  loop.Run();
+  result.end_ns = NowNs();
+  if (progress) progress->Finish(result.end_ns - t0);
+  for (auto& runner : runners) result.connections_opened += runner->connections_opened();
+  return result;
+}
+
+}  // namespace gpufrac::bench
