@@ -375,11 +375,18 @@ class ScenarioParser {
       }
       if (w["node"]) {
         e.bound_node = r_.String(w["node"], Child(ip, "node"));
+        const NodeSpec* bound = nullptr;
+        for (const NodeSpec& node : s_->nodes) {
+          if (node.name == e.bound_node) bound = &node;
+        }
+        if (bound == nullptr && r_.ok()) {
+          r_.Fail(Child(ip, "node"), "unknown node '" + e.bound_node + "'");
+        }
         if (replicas != 1) r_.Fail(Child(ip, "node"), "a bound workload cannot have replicas");
         if (w["gpu_index"] && r_.ExpectList(w["gpu_index"], Child(ip, "gpu_index"))) {
           for (size_t k = 0; k < w["gpu_index"].size(); ++k) {
             e.bound_gpus.push_back(r_.Integer(w["gpu_index"][k], Index(Child(ip, "gpu_index"), k),
-                                              0, kMaxGpusPerNode - 1));
+                                              0, bound ? std::max(0, bound->gpu_count - 1) : 0));
           }
         }
         if (e.bound_gpus.empty() && e.spec.gpu.kind != GpuRequestKind::kNoGpu) {
