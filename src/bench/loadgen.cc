@@ -93,7 +93,7 @@ class WorkloadRunner {
     warmup_end_ns_ = t0 + static_cast<int64_t>(load.warmup_s * kNsPerS);
     if (load.requests == 0) {
       stop_ns_ = warmup_end_ns_ + static_cast<int64_t>(load.duration_s * kNsPerS);
-      loop_.RunAt(stop_ns_, [this] { StopIssuing(); });
+      loop_.RunAt(stop_ns_, [this] { StopIssuing(/*drop_queued=*/true); });
     }
     if (load.mode == LoadMode::kClosedLoop) {
       for (int user = 0; user < load.concurrency; ++user) {
@@ -116,6 +116,7 @@ class WorkloadRunner {
       int64_t planned = queued_.front();
       queued_.pop_front();
       Issue(planned, NowNs());
+      ArmGraceOnce();
     }
     MaybeFinish();
   }
@@ -125,6 +126,7 @@ class WorkloadRunner {
   int64_t issued() const { return issued_; }
   int64_t completed() const { return completed_; }
   size_t in_flight() const { return in_flight_; }
+  size_t unsent() const { return unsent_; }
 
  private:
   // Whether the next request may go: counts and the duration bound it.
@@ -132,11 +134,11 @@ class WorkloadRunner {
     if (stopped_) return false;
     const LoadSpec& load = workload_.load;
     if (load.requests > 0 && issued_ >= load.warmup_requests + load.requests) {
-      StopIssuing();
+      StopIssuing(/*drop_queued=*/false);
       return false;
     }
     if (load.requests == 0 && planned_ns >= stop_ns_) {
-      StopIssuing();
+      StopIssuing(/*drop_queued=*/true);
       return false;
     }
     return true;
@@ -209,22 +211,31 @@ class WorkloadRunner {
     client_.Post(EndpointPath(workload_.request.endpoint), std::move(body), id, call);
   }
 
-  void StopIssuing() {
+  // A count-bounded run still sends the requests queued behind the concurrency cap (they are part
+  // of the count); a duration-bounded one drops them: they never left, and the duration is over.
+  void StopIssuing(bool drop_queued) {
     if (stopped_) return;
     stopped_ = true;
-    // Queued requests that never got a slot were never sent: they are not part of the run.
-    issued_ -= static_cast<int64_t>(queued_.size());
-    queued_.clear();
-    if (in_flight_ > 0) {
-      loop_.RunAt(NowNs() + grace_ns_, [this] {
-        if (!finished_) client_.CancelAll();
-      });
+    if (drop_queued) {
+      unsent_ += queued_.size();
+      issued_ -= static_cast<int64_t>(queued_.size());
+      queued_.clear();
     }
+    ArmGraceOnce();
     MaybeFinish();
   }
 
+  // After the last request has left, those in flight get grace_ns_ to finish.
+  void ArmGraceOnce() {
+    if (grace_armed_ || !stopped_ || !queued_.empty() || in_flight_ == 0) return;
+    grace_armed_ = true;
+    loop_.RunAt(NowNs() + grace_ns_, [this] {
+      if (!finished_) client_.CancelAll();
+    });
+  }
+
   void MaybeFinish() {
-    if (finished_ || !stopped_ || in_flight_ > 0) return;
+    if (finished_ || !stopped_ || in_flight_ > 0 || !queued_.empty()) return;
     finished_ = true;
     on_finished_();
   }
@@ -241,8 +252,9 @@ class WorkloadRunner {
   uint64_t sequence_ = 0;
   int64_t issued_ = 0, completed_ = 0;
   size_t in_flight_ = 0;
+  size_t unsent_ = 0;  // queued behind the cap when a duration run ended
   std::deque<int64_t> queued_;
-  bool stopped_ = false, finished_ = false;
+  bool stopped_ = false, finished_ = false, grace_armed_ = false;
 };
 
 void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_ns) {
@@ -356,7 +368,10 @@ RunResult RunLoad(const std::vector<Workload>& workloads, const RunOptions& opti
   loop.Run();
   result.end_ns = NowNs();
   if (progress) progress->Finish(result.end_ns - t0);
-  for (auto& runner : runners) result.connections_opened += runner->connections_opened();
+  for (auto& runner : runners) {
+    result.connections_opened += runner->connections_opened();
+    result.unsent += runner->unsent();
+  }
   return result;
 }
 

@@ -59,6 +59,8 @@ struct RunResult {
   std::vector<std::string> workload_names;
   int64_t start_ns = 0, end_ns = 0;
   uint64_t connections_opened = 0;
+  // Open loop with a cap, bounded by duration: requests still queued for a slot at the end.
+  size_t unsent = 0;
 };
 
 // Checks a workload before running it; the message names the problem.

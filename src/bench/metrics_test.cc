@@ -1,0 +1,206 @@
+// Statistics, per-request metrics, SLOs and the SLA search on hand-made data with known answers.
+#include "bench/metrics.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "bench/openai_protocol.h"
+#include "bench/slo.h"
+#include "bench/stats.h"
+#include "bench/sweep.h"
+
+namespace gpufrac::bench {
+namespace {
+
+constexpr int64_t kMs = 1'000'000;
+
+TEST(Stats, PercentilesInterpolateLikeNumpy) {
+  // numpy.percentile([1, 2, 3, 4, 10], p): p50 = 3, p90 = 7.6, p99 = 9.76, p1 = 1.04, p25 = 2.
+  Distribution d = Describe({10, 1, 3, 2, 4});
+  EXPECT_EQ(d.count, 5u);
+  EXPECT_DOUBLE_EQ(d.Percentile(50), 3);
+  EXPECT_NEAR(d.Percentile(90), 7.6, 1e-12);
+  EXPECT_NEAR(d.Percentile(99), 9.76, 1e-12);
+  EXPECT_NEAR(d.Percentile(1), 1.04, 1e-12);
+  EXPECT_DOUBLE_EQ(d.Percentile(25), 2);
+  EXPECT_DOUBLE_EQ(d.mean, 4);
+  EXPECT_DOUBLE_EQ(d.min, 1);
+  EXPECT_DOUBLE_EQ(d.max, 10);
+  EXPECT_NEAR(d.std, std::sqrt(10.0), 1e-12);  // population std: mean of squares 50/5
+  EXPECT_TRUE(std::isnan(d.Percentile(42)));
+  EXPECT_EQ(Describe({}).count, 0u);
+  EXPECT_DOUBLE_EQ(Describe({7}).Percentile(99), 7);
+}
+
+RequestRecord Streamed(int64_t start, std::vector<int64_t> content, int64_t end, int tokens) {
+  RequestRecord r;
+  r.planned_ns = r.dispatched_ns = r.start_ns = start;
+  r.content_ns = std::move(content);
+  r.end_ns = end;
+  r.completion_tokens = tokens;
+  r.prompt_tokens = 10;
+  r.http_status = 200;
+  return r;
+}
+
+TEST(Metrics, RequestMetricsFollowGenAiPerfDefinitions) {
+  // Start at 0, content at 100, 110, 130 ms, end at 131 ms, 5 tokens by usage (events carried
+  // more than one token each).
+  RequestRecord r = Streamed(0, {100 * kMs, 110 * kMs, 130 * kMs}, 131 * kMs, 5);
+  RequestMetrics m = ComputeRequestMetrics(r);
+  EXPECT_DOUBLE_EQ(*m.ttft_ms, 100);
+  EXPECT_DOUBLE_EQ(*m.ttst_ms, 10);
+  EXPECT_DOUBLE_EQ(m.latency_ms, 131);
+  EXPECT_DOUBLE_EQ(*m.itl_ms, (131.0 - 100.0) / 4);
+  EXPECT_DOUBLE_EQ(*m.output_tokens_per_user, 1000.0 / ((131.0 - 100.0) / 4));
+  ASSERT_EQ(m.icl_ms.size(), 2u);
+  EXPECT_DOUBLE_EQ(m.icl_ms[0], 10);
+  EXPECT_DOUBLE_EQ(m.icl_ms[1], 20);
+}
+
+TEST(Metrics, OneTokenHasNoItlAndNoUsageFallsBackToEvents) {
+  RequestRecord one = Streamed(0, {5 * kMs}, 6 * kMs, 1);
+  EXPECT_FALSE(ComputeRequestMetrics(one).itl_ms.has_value());
+  EXPECT_FALSE(ComputeRequestMetrics(one).ttst_ms.has_value());
+  RequestRecord no_usage = Streamed(0, {1 * kMs, 2 * kMs, 3 * kMs}, 3 * kMs, -1);
+  EXPECT_EQ(no_usage.OutputTokens(), 3);
+  MetricsSummary s = Summarize({no_usage}, {});
+  EXPECT_EQ(s.usage_missing, 1u);
+  EXPECT_EQ(s.output_token_source, "content events");
+}
+
+TEST(Metrics, SummaryExcludesWarmupAndCancelledAndCountsErrorsByKind) {
+  std::vector<RequestRecord> records;
+  records.push_back(Streamed(0, {10 * kMs, 20 * kMs}, 20 * kMs, 2));
+  records.push_back(Streamed(5 * kMs, {25 * kMs, 35 * kMs}, 45 * kMs, 3));
+  RequestRecord warm = Streamed(-100 * kMs, {-50 * kMs}, -40 * kMs, 1);
+  warm.warmup = true;
+  records.push_back(warm);
+  RequestRecord cancelled = Streamed(1 * kMs, {}, 900 * kMs, 0);
+  cancelled.error = ErrorKind::kCancelled;
+  records.push_back(cancelled);
+  RequestRecord failed = Streamed(2 * kMs, {3 * kMs}, 30 * kMs, 1);
+  failed.error = ErrorKind::kStreamError;
+  records.push_back(failed);
+  Slo slo;
+  ASSERT_TRUE(ParseSlo("ttft_p50<=15ms", &slo).ok());
+  MetricsSummary s = Summarize(records, {slo});
+  EXPECT_EQ(s.ok, 2u);
+  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.warmup, 1u);
+  EXPECT_EQ(s.cancelled, 1u);
+  EXPECT_EQ(s.errors_by_kind.at("stream_error"), 1u);
+  // Window: first start 0 to last end 45 ms (the failed request is inside it).
+  EXPECT_DOUBLE_EQ(s.window_s, 0.045);
+  EXPECT_DOUBLE_EQ(s.request_throughput, 2 / 0.045);
+  EXPECT_DOUBLE_EQ(s.output_token_throughput, 5 / 0.045);
+  // Goodput: only the first request has TTFT <= 15 ms; the failed one never counts.
+  EXPECT_EQ(s.good, 1u);
+  EXPECT_DOUBLE_EQ(*s.goodput, 1 / 0.045);
+  EXPECT_DOUBLE_EQ(s.ttft_ms.mean, 15);
+  EXPECT_DOUBLE_EQ(s.error_rate, 1.0 / 3);
+  EXPECT_NEAR(s.itl_ms.Percentile(50), (10.0 + 10.0) / 2, 1e-9);  // 10/1 and (40-20)/2
+}
+
+TEST(Slo, ParsesAndChecks) {
+  Slo slo;
+  ASSERT_TRUE(ParseSlo("ttft_p95<=1s", &slo).ok());
+  EXPECT_EQ(slo.metric, SloMetric::kTtft);
+  EXPECT_EQ(slo.stat, "p95");
+  EXPECT_DOUBLE_EQ(slo.threshold, 1000);
+  EXPECT_TRUE(slo.at_most);
+  ASSERT_TRUE(ParseSlo("request_throughput>=20", &slo).ok());
+  EXPECT_FALSE(slo.at_most);
+  EXPECT_FALSE(slo.per_request());
+  ASSERT_TRUE(ParseSlo("itl_avg<50us", &slo).ok());
+  EXPECT_EQ(slo.stat, "mean");
+  EXPECT_TRUE(slo.strict);
+  EXPECT_DOUBLE_EQ(slo.threshold, 0.05);
+  MetricsSummary s;
+  s.itl_ms = Describe({0.01, 0.04});
+  EXPECT_TRUE(SloHolds(s, slo));
+  s.itl_ms = Describe({0.05, 0.05});
+  EXPECT_FALSE(SloHolds(s, slo));                 // strict
+  EXPECT_FALSE(SloHolds(MetricsSummary{}, slo));  // no data never meets an objective
+}
+
+TEST(Slo, RejectsBadInputWithAReason) {
+  Slo slo;
+  for (const char* bad : {"ttft", "ttft_p95", "ttft_p42<=1ms", "bogus_p95<=1ms", "ttft_p95<=x",
+                          "ttft_p95<=3parsecs", "request_throughput>=5ms", "<=3"}) {
+    Status s = ParseSlo(bad, &slo);
+    EXPECT_FALSE(s.ok()) << bad;
+    EXPECT_NE(s.message().find(bad), std::string::npos) << s.message();
+  }
+}
+
+TEST(SlaSearch, FindsTheLargestPassingConcurrency) {
+  for (int limit : {1, 2, 3, 7, 8, 37, 100, 1000}) {
+    SlaSearchSpec spec;
+    spec.max = 512;
+    SlaSearchResult r = SearchLargestPassing(spec, [&](double c) { return c <= limit; });
+    ASSERT_TRUE(r.found);
+    EXPECT_EQ(r.best, std::min(limit, 512)) << limit;
+    if (limit < 512) {
+      EXPECT_EQ(r.first_failure, r.best + 1) << limit;
+    }
+    // Exponential then binary: about 2*log2(limit) probes, never a linear scan.
+    EXPECT_LE(r.probes.size(), 2 * std::log2(std::max(limit, 2)) + 3) << limit;
+  }
+  SlaSearchResult none = SearchLargestPassing({}, [](double) { return false; });
+  EXPECT_FALSE(none.found);
+}
+
+TEST(SlaSearch, RateSearchStopsAtThePrecision) {
+  SlaSearchSpec spec{.start = 1, .max = 1000, .precision = 0.5, .integer = false};
+  SlaSearchResult r = SearchLargestPassing(spec, [](double rate) { return rate <= 13.3; });
+  EXPECT_LE(r.best, 13.3);
+  EXPECT_GT(r.best, 13.3 - 0.5);
+  EXPECT_GT(r.first_failure, 13.3);
+}
+
+TEST(OpenAiProtocol, ClassifiesEventsAsGenAiPerfDoes) {
+  EXPECT_TRUE(ClassifyStreamEvent("[DONE]").done);
+  // Role-only and empty-content chunks are not tokens.
+  EXPECT_FALSE(ClassifyStreamEvent(R"({"choices":[{"delta":{"role":"assistant","content":""}}]})")
+                   .has_content);
+  EXPECT_TRUE(ClassifyStreamEvent(R"({"choices":[{"delta":{"content":"Hi"}}]})").has_content);
+  EXPECT_TRUE(
+      ClassifyStreamEvent(R"({"choices":[{"delta":{"reasoning_content":"hm"}}]})").has_content);
+  EXPECT_TRUE(ClassifyStreamEvent(R"({"choices":[{"delta":{"reasoning":"hm"}}]})").has_content);
+  EXPECT_TRUE(ClassifyStreamEvent(R"({"choices":[{"text":"x","index":0}]})").has_content);
+  ChunkInfo usage =
+      ClassifyStreamEvent(R"({"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":9}})");
+  EXPECT_FALSE(usage.has_content);
+  EXPECT_EQ(usage.prompt_tokens, 3);
+  EXPECT_EQ(usage.completion_tokens, 9);
+  ChunkInfo error = ClassifyStreamEvent(R"({"error":{"message":"boom"}})");
+  EXPECT_TRUE(error.is_error);
+  EXPECT_EQ(error.error_message, "boom");
+  EXPECT_TRUE(ClassifyStreamEvent("{not json").malformed);
+}
+
+TEST(OpenAiProtocol, BuildsBodiesWithUsageRequestAndExtraFields) {
+  RequestOptions options;
+  options.model = "m";
+  options.extra_body = {{"ignore_eos", true}, {"min_tokens", 5}};
+  Prompt prompt;
+  prompt.text = "hello world";
+  prompt.max_tokens = 5;
+  auto body = nlohmann::json::parse(BuildRequestBody(options, prompt));
+  EXPECT_EQ(body["messages"][0]["content"], "hello world");
+  EXPECT_EQ(body["max_tokens"], 5);
+  EXPECT_EQ(body["stream"], true);
+  EXPECT_EQ(body["stream_options"]["include_usage"], true);
+  EXPECT_EQ(body["ignore_eos"], true);
+  EXPECT_EQ(body["min_tokens"], 5);
+  options.endpoint = Endpoint::kEmbeddings;
+  body = nlohmann::json::parse(BuildRequestBody(options, prompt));
+  EXPECT_EQ(body["input"], "hello world");
+  EXPECT_FALSE(body.contains("stream"));
+  EXPECT_FALSE(body.contains("max_tokens"));
+}
+
+}  // namespace
+}  // namespace gpufrac::bench
