@@ -226,6 +226,7 @@ Status RunSimulation(const Scenario& input, SimReport* report) {
 
     const CycleResult r = scheduler.RunCycle(state);
     ++report->cycles;
+    report->simulated_seconds = t;
     cycle_ms.push_back(r.stats.total_seconds * 1000);
     if (!r.invariants.ok()) {
       if (report->invariant_failures++ == 0)
@@ -313,7 +314,6 @@ Status RunSimulation(const Scenario& input, SimReport* report) {
         state.pending_total() > 0 && r.stats.binds == 0 && r.stats.evictions == 0) {
       break;  // nothing left can change: the rest stays pending
     }
-    report->simulated_seconds = t;
     if (report->cycles >= kMaxCycles) break;
     t = next;
   }

@@ -1,0 +1,102 @@
+// Runs the real `gpufrac sim` binary: a good scenario gives a table and JSON; bad scenarios and
+// bad flags exit 2 with one line naming the problem.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+namespace {
+
+struct Result {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+Result RunSim(const std::string& args) {
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("sched-cli-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const std::string err_path = dir + "/stderr";
+  const std::string command =
+      std::string(GPUFRAC_BUILD_DIR) + "/bin/gpufrac sim " + args + " 2>" + err_path;
+  Result r;
+  std::FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), pipe)) > 0) r.out.append(buf.data(), n);
+  const int status = pclose(pipe);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  std::ifstream err(err_path);
+  std::stringstream ss;
+  ss << err.rdbuf();
+  r.err = ss.str();
+  std::filesystem::remove_all(dir);
+  return r;
+}
+
+std::string Source(const std::string& path) { return std::string(GPUFRAC_SOURCE_DIR) + "/" + path; }
+
+int Lines(const std::string& text) {
+  int lines = 0;
+  for (char c : text) lines += c == '\n';
+  return lines;
+}
+
+TEST(SimCliTest, RunsAnExampleAndPrintsTableAndJson) {
+  const Result r = RunSim(Source("examples/sched/anchor-32gpu-mixed.yaml") + " --json -");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("scenario anchor-32gpu-mixed: 4 nodes, 32 GPUs"), std::string::npos)
+      << r.out;
+  const size_t json_start = r.out.find("\n{");
+  ASSERT_NE(json_start, std::string::npos);
+  const nlohmann::json j = nlohmann::json::parse(r.out.substr(json_start + 1));
+  // 12 whole + 24 halves + 32 quarters are exactly 32 GPUs: all fit only with tight packing.
+  EXPECT_EQ(j["binds"], 68);
+  EXPECT_EQ(j["pending_at_end"], 0);
+  EXPECT_EQ(j["invariant_failures"], 0);
+}
+
+TEST(SimCliTest, WritesJsonFileAndPlots) {
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("sched-cli-out-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);  // --plot-dir creates its folder, --json does not
+  const Result r =
+      RunSim(Source("tests/sched/scenarios/binpack-fractions.yaml") + " --quiet --json " + dir +
+             "/report.json --plot-dir " + dir + "/plots --no-render");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir + "/report.json"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/plots/timeseries.dat"));
+  EXPECT_TRUE(std::filesystem::exists(dir + "/plots/plot.gp"));
+  std::filesystem::remove_all(dir);
+}
+
+TEST(SimCliTest, BadScenarioExitsTwoWithKeyPath) {
+  const Result r = RunSim(Source("tests/sched/bad/unknown-queue.yaml"));
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  EXPECT_NE(r.err.find("workloads[1].queue: unknown queue 'nope'"), std::string::npos) << r.err;
+}
+
+TEST(SimCliTest, MissingFileAndBadFlagsExitTwo) {
+  Result r = RunSim("/nonexistent/scenario.yaml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --duration -5");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(Lines(r.err), 1) << r.err;
+  r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --no-such-flag");
+  EXPECT_EQ(r.exit_code, 2);
+  r = RunSim("");
+  EXPECT_EQ(r.exit_code, 2);
+}
+
+}  // namespace
