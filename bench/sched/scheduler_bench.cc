@@ -1,0 +1,214 @@
+// Benchmarks of the scheduler core at cluster scale (Google Benchmark). Each builds a synthetic
+// cluster of 8-GPU nodes, fills it with running fractional workloads, adds pending ones, and
+// times whole cycles (allocate, consolidate, reclaim, preempt) on a copy of that state.
+//
+//   FullCycle/<nodes>/<pending>: a cluster ~90% allocated, 10 queues, a mix of fractions and
+//     whole GPUs pending; most pending work cannot fit, as in a busy cluster.
+//   PlacementRate/<nodes>/<pending>: an empty cluster and pending fractions that all fit;
+//     items_per_second is placement decisions per second.
+//   MemoryAtScale: 10,000 nodes and 150,000 workloads; reports the process's peak RSS.
+//   ChurnScenario: runs examples/sched/fractional-churn.yaml and reports stranded capacity,
+//     GPUs in use against a first-fit-decreasing packing, and fair-share deviation.
+#include <benchmark/benchmark.h>
+#include <sys/resource.h>
+
+#include <cstdint>
+#include <random>
+#include <string>
+
+#include "sched/cluster_state.h"
+#include "sched/placement.h"
+#include "sched/scenario.h"
+#include "sched/scheduler.h"
+#include "sched/simulator.h"
+
+namespace gpufrac::sched {
+namespace {
+
+constexpr uint64_t kGiB = 1ull << 30;
+constexpr int kGpusPerNode = 8;
+constexpr int kQueues = 10;
+constexpr double kFillTarget = 0.9;
+constexpr double kMemoryFill = 0.7;
+
+WorkloadSpec RandomWorkload(std::mt19937_64& rng, int index, QueueId queue, bool mostly_fractions) {
+  static const int64_t kPortions[] = {125, 250, 500, 750};
+  WorkloadSpec w;
+  w.name = "w" + std::to_string(index);
+  w.queue = queue;
+  const int priority_pick = static_cast<int>(rng() % 10);
+  w.priority = priority_pick == 0 ? 125 : priority_pick < 3 ? 100 : 50;
+  w.priority_class = priority_pick == 0 ? "inference" : priority_pick < 3 ? "build" : "training";
+  w.preemptible = w.priority == 50;
+  w.cpu_milli = 1000;
+  w.memory_bytes = 4 * kGiB;
+  if (mostly_fractions || rng() % 10 != 0) {
+    w.gpu.kind = GpuRequestKind::kPortion;
+    w.gpu.portion_milli = kPortions[rng() % 4];
+    w.gpu.portion_limit = w.gpu.portion_milli;
+  } else {
+    w.gpu.kind = GpuRequestKind::kWhole;
+    w.gpu.count = 1 + static_cast<int>(rng() % 2);
+  }
+  return w;
+}
+
+// A cluster of `nodes` 8-GPU nodes, filled to about `fill` of its GPU compute with running
+// workloads placed by the scheduler's own placement, plus `pending` waiting workloads.
+ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fractions) {
+  std::mt19937_64 rng(42);
+  ClusterState s;
+  for (int i = 0; i < nodes; ++i) {
+    NodeSpec n;
+    n.name = "node-" + std::to_string(i);
+    n.gpu_type = "H100";
+    n.gpu_memory_bytes = 80 * kGiB;
+    n.gpu_count = kGpusPerNode;
+    n.cpu_milli = 224000;
+    n.memory_bytes = 2048 * kGiB;
+    n.labels["rack"] = "rack-" + std::to_string(i / 32);
+    s.AddNode(n);
+  }
+  const double total_gpus = static_cast<double>(nodes) * kGpusPerNode;
+  for (int q = 0; q < kQueues; ++q) {
+    QueueSpec spec;
+    spec.name = "queue-" + std::to_string(q);
+    spec.deserved[Resource::kGpu] = total_gpus / kQueues;
+    spec.over_quota_weight = 1 + q % 3;
+    s.AddQueue(spec);
+  }
+  int index = 0;
+  double placed = 0;
+  while (placed < fill * total_gpus) {
+    const WorkloadId id = s.AddWorkload(RandomWorkload(rng, index, index % kQueues, true));
+    ++index;
+    std::string reason;
+    std::optional<Placement> p = FindPlacement(s, id, {}, &reason);
+    if (!p) {
+      s.RemoveWorkload(id);
+      break;
+    }
+    s.Bind(id, *p);
+    placed += s.workload(id).gpu_units;
+  }
+  s.Commit();
+  for (int i = 0; i < pending; ++i, ++index) {
+    s.AddWorkload(RandomWorkload(rng, index, index % kQueues, mostly_fractions));
+  }
+  return s;
+}
+
+void BM_FullCycle(benchmark::State& bench) {
+  const int nodes = static_cast<int>(bench.range(0));
+  const int pending = static_cast<int>(bench.range(1));
+  const ClusterState base = BuildCluster(nodes, pending, kFillTarget, false);
+  const Scheduler scheduler(SchedulerConfig{});
+  int64_t decisions = 0;
+  int64_t binds = 0;
+  for (auto _ : bench) {
+    bench.PauseTiming();
+    ClusterState state = base;
+    bench.ResumeTiming();
+    const CycleResult r = scheduler.RunCycle(state);
+    benchmark::DoNotOptimize(r.decisions.data());
+    decisions += static_cast<int64_t>(r.decisions.size());
+    binds += r.stats.binds;
+    bench.PauseTiming();
+    state = ClusterState{};  // free outside the timed region
+    bench.ResumeTiming();
+  }
+  bench.counters["gpus"] = static_cast<double>(nodes) * kGpusPerNode;
+  bench.counters["binds_per_cycle"] = static_cast<double>(binds) / bench.iterations();
+  bench.counters["decisions_per_cycle"] = static_cast<double>(decisions) / bench.iterations();
+}
+
+void BM_PlacementRate(benchmark::State& bench) {
+  const int nodes = static_cast<int>(bench.range(0));
+  const int pending = static_cast<int>(bench.range(1));
+  const ClusterState base = BuildCluster(nodes, pending, 0, true);
+  const Scheduler scheduler(SchedulerConfig{});
+  int64_t binds = 0;
+  for (auto _ : bench) {
+    bench.PauseTiming();
+    ClusterState state = base;
+    bench.ResumeTiming();
+    const CycleResult r = scheduler.RunCycle(state);
+    binds += r.stats.binds;
+    bench.PauseTiming();
+    state = ClusterState{};
+    bench.ResumeTiming();
+  }
+  bench.SetItemsProcessed(binds);
+  bench.counters["gpus"] = static_cast<double>(nodes) * kGpusPerNode;
+}
+
+double PeakRssMib() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return static_cast<double>(usage.ru_maxrss) / 1024.0;  // ru_maxrss is in KiB on Linux
+}
+
+void BM_MemoryAtScale(benchmark::State& bench) {
+  constexpr int kNodes = 10000;
+  constexpr int kPods = 150000;
+  for (auto _ : bench) {
+    // 70% of the 80,000 GPUs run fractions (about 140,000 pods); the rest of the 150,000 pods
+    // are pending, of mixed shapes.
+    ClusterState state = BuildCluster(kNodes, 0, kMemoryFill, true);
+    std::mt19937_64 rng(7);
+    const int running = static_cast<int>(state.bound_total());
+    for (int i = running; i < kPods; ++i) {
+      state.AddWorkload(RandomWorkload(rng, i, i % kQueues, false));
+    }
+    const CycleResult r = Scheduler(SchedulerConfig{}).RunCycle(state);
+    bench.counters["bound"] = static_cast<double>(state.bound_total());
+    bench.counters["pending"] = static_cast<double>(state.pending_total());
+    bench.counters["cycle_s"] = r.stats.total_seconds;
+  }
+  bench.counters["peak_rss_mib"] = PeakRssMib();
+}
+
+void BM_ChurnScenario(benchmark::State& bench) {
+  Scenario scenario;
+  const Status st = LoadScenarioFile(
+      std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/fractional-churn.yaml", &scenario);
+  if (!st.ok()) {
+    bench.SkipWithError(st.message().c_str());
+    return;
+  }
+  SimReport report;
+  for (auto _ : bench) {
+    const Status run = RunSimulation(scenario, &report);
+    if (!run.ok()) bench.SkipWithError(run.message().c_str());
+  }
+  bench.counters["stranded_mean_pct"] = report.mean_stranded * 100;
+  bench.counters["stranded_max_pct"] = report.max_stranded * 100;
+  bench.counters["gpus_in_use_over_ffd"] = report.mean_ffd_gpus_ratio;
+  bench.counters["fair_share_dev_pct"] = report.fair_share_deviation * 100;
+  bench.counters["cycle_ms_p99"] = report.cycle_ms_p99;
+}
+
+BENCHMARK(BM_FullCycle)
+    ->ArgNames({"nodes", "pending"})
+    ->Args({125, 10000})
+    ->Args({500, 10000})
+    ->Args({1000, 10000})
+    ->Args({1250, 1000})
+    ->Args({1250, 10000})
+    ->Args({1250, 100000})
+    ->Args({5000, 10000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_PlacementRate)
+    ->ArgNames({"nodes", "pending"})
+    ->Args({5000, 20000})
+    ->Args({1000, 4000})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
+BENCHMARK(BM_MemoryAtScale)->Unit(benchmark::kSecond)->Iterations(1);
+BENCHMARK(BM_ChurnScenario)->Unit(benchmark::kMillisecond)->Iterations(1);
+
+}  // namespace
+}  // namespace gpufrac::sched
+
+BENCHMARK_MAIN();
