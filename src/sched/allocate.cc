@@ -18,8 +18,11 @@ constexpr double kQuotaEpsilon = 1e-6;
 
 // Requests alike in everything placement looks at; while allocate runs nothing is freed, so a
 // shape that failed once fails again and need not be searched for.
-using Shape = std::tuple<int, int, int64_t, uint64_t, int64_t, uint64_t, std::string, int>;
+using Shape =
+    std::tuple<int, int, int64_t, uint64_t, int64_t, uint64_t, std::string, int, std::string>;
 Shape ShapeOf(const WorkloadSpec& s) {
+  std::string selector;
+  for (const auto& [key, value] : s.node_selector) selector += key + "=" + value + ",";
   return {static_cast<int>(s.gpu.kind),
           s.gpu.count,
           s.gpu.portion_milli,
@@ -27,7 +30,8 @@ Shape ShapeOf(const WorkloadSpec& s) {
           s.cpu_milli,
           s.memory_bytes,
           s.gpu_type,
-          static_cast<int>(s.strategy)};
+          static_cast<int>(s.strategy),
+          selector};
 }
 
 struct QueueCursor {
@@ -133,21 +137,18 @@ void RunAllocate(CycleContext& ctx) {
     const bool is_gang = w.spec.gang != kNone;
     // A gang is handled once, at its first pending member.
     const bool skip =
-        w.status != WorkloadStatus::kPending || (is_gang && ItemMembers(state, id).front() != id);
+        w.status != WorkloadStatus::kPending || (is_gang && !gangs_done.insert(w.spec.gang).second);
     if (!skip) {
       std::string reason;
       bool placed = false;
-      auto shape_it = is_gang || !w.spec.node_selector.empty()
-                          ? failed_shapes.end()
-                          : failed_shapes.find(ShapeOf(w.spec));
+      auto shape_it = is_gang ? failed_shapes.end() : failed_shapes.find(ShapeOf(w.spec));
       if (shape_it != failed_shapes.end()) {
         reason = shape_it->second;
       } else if (!is_gang) {
         placed = PlaceOne(ctx, id, kNone, DecisionKind::kBind, Action::kAllocate,
                           "placed by allocate", &reason);
         // Quota failures are the queue's, not the shape's.
-        if (!placed && reason.rfind("queue", 0) != 0 && reason.rfind("non-preemptible", 0) != 0 &&
-            w.spec.node_selector.empty()) {
+        if (!placed && reason.rfind("queue", 0) != 0 && reason.rfind("non-preemptible", 0) != 0) {
           failed_shapes.emplace(ShapeOf(w.spec), reason);
         }
       } else {

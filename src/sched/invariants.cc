@@ -89,8 +89,12 @@ Status CheckInvariants(const ClusterState& state) {
   for (GangId g = 0; g < state.gang_count(); ++g) {
     const GangSpec& gang = state.gang(g);
     int bound = 0;
-    for (WorkloadId m : gang.members) bound += state.workload(m).status == WorkloadStatus::kBound;
-    if (bound > 0 && bound < gang.min_members) {
+    int finished = 0;  // members that ran and completed still count towards the gang
+    for (WorkloadId m : gang.members) {
+      bound += state.workload(m).status == WorkloadStatus::kBound;
+      finished += state.workload(m).status == WorkloadStatus::kRemoved;
+    }
+    if (bound > 0 && bound + finished < gang.min_members) {
       return Fail("gang '" + gang.name + "' has " + std::to_string(bound) + " of min " +
                   std::to_string(gang.min_members) + " members bound");
     }
