@@ -30,6 +30,7 @@ struct Flags {
   std::string duration;
   int64_t warmup_requests = 0;
   std::string warmup;
+  std::string ramp_up;
   double input_mean = 128, input_stddev = 0, output_mean = 128, output_stddev = 0;
   std::string input_file;
   std::string corpus;
@@ -118,6 +119,7 @@ std::vector<Workload> BuildWorkloads(const Flags& f) {
   }
   load.warmup_requests = f.warmup_requests;
   if (!f.warmup.empty()) load.warmup_s = DurationOrDie("--warmup", f.warmup);
+  if (!f.ramp_up.empty()) load.ramp_up_s = DurationOrDie("--ramp-up", f.ramp_up);
   w.timeout_s = DurationOrDie("--timeout", f.timeout);
   if (!f.rate.empty()) {
     load.mode = LoadMode::kOpenLoop;
@@ -293,6 +295,8 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--warmup-requests", f.warmup_requests, "Requests excluded at the start")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--warmup", f.warmup, "Time excluded at the start, e.g. 5s");
+  cmd->add_option("--ramp-up", f.ramp_up,
+                  "Closed loop: start users evenly over this time, e.g. 2s (default: at once)");
   cmd->add_option("--input-tokens-mean", f.input_mean, "Synthetic prompt length (words)")
       ->check(CLI::PositiveNumber);
   cmd->add_option("--input-tokens-stddev", f.input_stddev, "Its standard deviation")

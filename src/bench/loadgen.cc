@@ -97,7 +97,8 @@ class WorkloadRunner {
     }
     if (load.mode == LoadMode::kClosedLoop) {
       for (int user = 0; user < load.concurrency; ++user) {
-        loop_.RunAt(t0, [this] { IssueClosedLoop(); });
+        int64_t offset = static_cast<int64_t>(load.ramp_up_s * kNsPerS * user / load.concurrency);
+        loop_.RunAt(t0 + offset, [this] { IssueClosedLoop(); });
       }
     } else {
       next_planned_ns_ = t0;
@@ -324,7 +325,8 @@ Status ValidateWorkload(const Workload& w) {
   if (load.arrival == Arrival::kGamma && !(load.burstiness > 0)) {
     return Status::Error(where + "burstiness must be positive");
   }
-  if (load.requests < 0 || load.warmup_requests < 0 || load.duration_s < 0 || load.warmup_s < 0) {
+  if (load.requests < 0 || load.warmup_requests < 0 || load.duration_s < 0 || load.warmup_s < 0 ||
+      load.ramp_up_s < 0) {
     return Status::Error(where + "counts and durations must not be negative");
   }
   if (load.requests == 0 && !(load.duration_s > 0)) {

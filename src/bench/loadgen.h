@@ -37,6 +37,9 @@ struct LoadSpec {
   double duration_s = 0;  // measured time after warm-up
   int64_t warmup_requests = 0;
   double warmup_s = 0;
+  // Closed loop: users start evenly spread over this time instead of all at once, so that a
+  // server with fixed timings does not see every stream in lock-step forever.
+  double ramp_up_s = 0;
 };
 
 struct Workload {

@@ -161,7 +161,8 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
                                  "stream",        "api_key",    "concurrency",     "rate",
                                  "arrival",       "burstiness", "max_concurrency", "requests",
                                  "duration",      "warmup",     "warmup_requests", "input_tokens",
-                                 "output_tokens", "input_file", "extra_body",      "timeout"});
+                                 "output_tokens", "input_file", "extra_body",      "timeout",
+                                 "ramp_up"});
         !s.ok()) {
       return s;
     }
@@ -185,6 +186,7 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
     if (s = named.GetDuration("duration", &w.load.duration_s); !s.ok()) return s;
     if (s = named.GetDuration("warmup", &w.load.warmup_s); !s.ok()) return s;
     if (s = named.GetDuration("timeout", &w.timeout_s); !s.ok()) return s;
+    if (s = named.GetDuration("ramp_up", &w.load.ramp_up_s); !s.ok()) return s;
     if (s = named.GetShape("input_tokens", &input); !s.ok()) return s;
     if (s = named.GetShape("output_tokens", &output); !s.ok()) return s;
     if (s = named.Get("input_file", &input_file); !s.ok()) return s;
