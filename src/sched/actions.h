@@ -6,6 +6,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "sched/placement.h"
 #include "sched/scheduler.h"
 
 namespace gpufrac::sched {
@@ -41,10 +42,10 @@ int RequiredMembers(const ClusterState& state, WorkloadId first, size_t pending_
 std::string CheckQuota(const ClusterState& state, const WorkloadSpec& spec,
                        const ResourceVec& charge);
 
-// Places one workload where FindPlacement says (restricted to `only_node` when set), checking
+// Places one workload where FindPlacement says (restricted as `query` says), checking
 // quotas, and records a decision of `kind`. False with *reason when it cannot.
-bool PlaceOne(CycleContext& ctx, WorkloadId id, NodeId only_node, DecisionKind kind, Action action,
-              const std::string& why, std::string* reason);
+bool PlaceOne(CycleContext& ctx, WorkloadId id, const PlacementQuery& query, DecisionKind kind,
+              Action action, const std::string& why, std::string* reason);
 
 void RunAllocate(CycleContext& ctx);
 void RunConsolidate(CycleContext& ctx);

@@ -93,6 +93,32 @@ TEST(AllocateTest, GangIsAllOrNothing) {
   EXPECT_NE(d->reason.find("gang 'big' needs 4 member(s)"), std::string::npos) << d->reason;
 }
 
+TEST(AllocateTest, TopologyGangStaysInOneDomain) {
+  ClusterState s;
+  for (int i = 0; i < 4; ++i) {
+    NodeSpec n = Node("n" + std::to_string(i), 2);
+    n.labels["rack"] = i < 2 ? "r0" : "r1";
+    s.AddNode(n);
+  }
+  const QueueId q = s.AddQueue(Queue("q", 8));
+  const WorkloadId filler = s.AddWorkload(Fraction("filler", q, 0.5));
+  Cycle(s);
+  ASSERT_EQ(Where(s, filler), "n0/0");
+  // Three whole GPUs are free in either rack; r0 is fuller, so bin-packing picks it.
+  const GangId g = s.AddGang("g", 3, "rack");
+  std::vector<WorkloadId> members;
+  for (int i = 0; i < 3; ++i) {
+    WorkloadSpec m = Whole("m" + std::to_string(i), q, 1);
+    m.gang = g;
+    members.push_back(s.AddWorkload(m));
+  }
+  Cycle(s);
+  for (WorkloadId m : members) {
+    ASSERT_NE(Where(s, m), "pending");
+    EXPECT_EQ(s.node(s.workload(m).placement.node).spec.labels.at("rack"), "r0");
+  }
+}
+
 TEST(AllocateTest, QueueLimitIsNeverExceeded) {
   ClusterState s;
   s.AddNode(Node("n0", 8));

@@ -1,6 +1,7 @@
 // The allocate action: pending items in queue order (least saturated queue first, by dominant
 // resource share against its fair share), and within a queue by priority then age. Gangs are
 // placed atomically: all their required members or none.
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <queue>
@@ -15,6 +16,8 @@ namespace {
 
 // Slack for comparing sums of fractions against quotas.
 constexpr double kQuotaEpsilon = 1e-6;
+// Topology domains a gang tries per cycle, at most.
+constexpr int kMaxDomainTries = 16;
 
 // Requests alike in everything placement looks at; while allocate runs nothing is freed, so a
 // shape that failed once fails again and need not be searched for.
@@ -90,10 +93,8 @@ std::string CheckQuota(const ClusterState& state, const WorkloadSpec& spec,
   return "";
 }
 
-bool PlaceOne(CycleContext& ctx, WorkloadId id, NodeId only_node, DecisionKind kind, Action action,
-              const std::string& why, std::string* reason) {
-  PlacementQuery query;
-  query.only_node = only_node;
+bool PlaceOne(CycleContext& ctx, WorkloadId id, const PlacementQuery& query, DecisionKind kind,
+              Action action, const std::string& why, std::string* reason) {
   std::optional<Placement> placement = FindPlacement(ctx.state, id, query, reason);
   if (!placement) return false;
   const WorkloadSpec& spec = ctx.state.workload(id).spec;
@@ -112,6 +113,100 @@ bool PlaceOne(CycleContext& ctx, WorkloadId id, NodeId only_node, DecisionKind k
   d.reason = why;
   ctx.decisions.push_back(std::move(d));
   return true;
+}
+
+// The topology domains (values of `key`) a gang may try, fullest first among those with at
+// least `need` free GPU compute, so that gangs pack into domains like fractions into GPUs.
+std::vector<std::string> DomainsFor(const ClusterState& state, const std::string& key,
+                                    int64_t need) {
+  std::map<std::string, int64_t> free;
+  for (NodeId n = 0; n < state.node_count(); ++n) {
+    const NodeState& node = state.node(n);
+    auto it = node.spec.labels.find(key);
+    if (it == node.spec.labels.end()) continue;
+    int64_t& room = free[it->second];
+    for (int g = 0; g < node.spec.gpu_count; ++g) room += state.gpu(node.first_gpu + g).free_milli;
+  }
+  std::vector<std::pair<int64_t, std::string>> fitting;
+  for (const auto& [value, room] : free) {
+    if (room >= need) fitting.push_back({room, value});
+  }
+  std::sort(fitting.begin(), fitting.end());
+  std::vector<std::string> out;
+  for (auto& [room, value] : fitting) out.push_back(std::move(value));
+  return out;
+}
+
+// Places a gang's pending members: at least the required ones bind, in one transaction, or
+// none do. A gang with a topology key tries one domain at a time (the one its running members
+// are in, if any).
+bool AllocateGang(CycleContext& ctx, WorkloadId first, std::string* reason) {
+  ClusterState& state = ctx.state;
+  const GangSpec& gang = state.gang(state.workload(first).spec.gang);
+  const std::vector<WorkloadId> members = ItemMembers(state, first);
+  const int required = RequiredMembers(state, first, members.size());
+  std::vector<PlacementQuery> queries(1);
+  if (!gang.topology_key.empty()) {
+    queries.clear();
+    std::vector<std::string> domains;
+    for (WorkloadId m : gang.members) {
+      if (state.workload(m).status != WorkloadStatus::kBound) continue;
+      const auto& labels = state.node(state.workload(m).placement.node).spec.labels;
+      auto it = labels.find(gang.topology_key);
+      if (it != labels.end()) domains = {it->second};
+      break;
+    }
+    if (domains.empty()) {
+      double need = 0;
+      for (size_t i = 0; i < members.size() && static_cast<int>(i) < required; ++i) {
+        need += state.workload(members[i]).gpu_units;
+      }
+      domains = DomainsFor(state, gang.topology_key, static_cast<int64_t>(need * kMilliPerGpu));
+    }
+    for (std::string& d : domains) {
+      if (static_cast<int>(queries.size()) >= kMaxDomainTries) break;
+      PlacementQuery q;
+      q.domain_key = gang.topology_key;
+      q.domain_value = std::move(d);
+      queries.push_back(std::move(q));
+    }
+    if (queries.empty()) {
+      *reason = "gang '" + gang.name + "': no '" + gang.topology_key +
+                "' domain has enough free GPUs for its members together";
+      return false;
+    }
+  }
+  int best_bound = 0;
+  std::string member_reason;
+  for (const PlacementQuery& query : queries) {
+    const CycleContext::Mark mark = ctx.Begin();
+    int bound = 0;
+    for (WorkloadId m : members) {
+      if (PlaceOne(ctx, m, query, DecisionKind::kBind, Action::kAllocate,
+                   "placed by allocate with its gang", &member_reason)) {
+        ++bound;
+      } else if (bound < required) {
+        break;
+      }
+    }
+    if (bound >= required) {
+      const std::vector<WorkloadId> left = ItemMembers(state, first);
+      if (!left.empty()) {
+        // The gang runs; its optional members wait, as one item.
+        ctx.failed.push_back(left.front());
+        ctx.reasons[left.front()] =
+            "optional member(s) of gang '" + gang.name + "' do not fit: " + member_reason;
+      }
+      return true;
+    }
+    best_bound = std::max(best_bound, bound);
+    ctx.Rollback(mark);
+  }
+  *reason = "gang '" + gang.name + "' needs " + std::to_string(required) +
+            " member(s) placed together" +
+            (gang.topology_key.empty() ? "" : " in one '" + gang.topology_key + "' domain") +
+            ", only " + std::to_string(best_bound) + " fit: " + member_reason;
+  return false;
 }
 
 void RunAllocate(CycleContext& ctx) {
@@ -145,41 +240,14 @@ void RunAllocate(CycleContext& ctx) {
       if (shape_it != failed_shapes.end()) {
         reason = shape_it->second;
       } else if (!is_gang) {
-        placed = PlaceOne(ctx, id, kNone, DecisionKind::kBind, Action::kAllocate,
-                          "placed by allocate", &reason);
+        placed = PlaceOne(ctx, id, {}, DecisionKind::kBind, Action::kAllocate, "placed by allocate",
+                          &reason);
         // Quota failures are the queue's, not the shape's.
         if (!placed && reason.rfind("queue", 0) != 0 && reason.rfind("non-preemptible", 0) != 0) {
           failed_shapes.emplace(ShapeOf(w.spec), reason);
         }
       } else {
-        const std::vector<WorkloadId> members = ItemMembers(state, id);
-        const int required = RequiredMembers(state, id, members.size());
-        const CycleContext::Mark mark = ctx.Begin();
-        int bound = 0;
-        std::string member_reason;
-        for (WorkloadId m : members) {
-          if (PlaceOne(ctx, m, kNone, DecisionKind::kBind, Action::kAllocate,
-                       "placed by allocate with its gang", &member_reason)) {
-            ++bound;
-          } else if (bound < required) {
-            break;
-          }
-        }
-        placed = bound >= required;
-        const std::vector<WorkloadId> left = ItemMembers(state, id);
-        if (placed && !left.empty()) {
-          // The gang runs; its optional members wait, as one item.
-          ctx.failed.push_back(left.front());
-          ctx.reasons[left.front()] = "optional member(s) of gang '" +
-                                      state.gang(w.spec.gang).name +
-                                      "' do not fit: " + member_reason;
-        }
-        if (!placed) {
-          ctx.Rollback(mark);
-          reason = "gang '" + state.gang(w.spec.gang).name + "' needs " + std::to_string(required) +
-                   " member(s) placed together, only " + std::to_string(bound) +
-                   " fit: " + member_reason;
-        }
+        placed = AllocateGang(ctx, id, &reason);
       }
       if (!placed) {
         ctx.failed.push_back(id);

@@ -93,12 +93,13 @@ QueueId ClusterState::AddQueue(QueueSpec spec) {
   return id;
 }
 
-GangId ClusterState::AddGang(std::string name, int min_members) {
+GangId ClusterState::AddGang(std::string name, int min_members, std::string topology_key) {
   const GangId id = static_cast<GangId>(gangs_.size());
   gang_by_name_[name] = id;
   GangSpec gang;
   gang.name = std::move(name);
   gang.min_members = min_members;
+  gang.topology_key = std::move(topology_key);
   gangs_.push_back(std::move(gang));
   return id;
 }

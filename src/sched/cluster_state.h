@@ -104,7 +104,7 @@ class ClusterState {
   // Building the cluster; ids are dense and handed out in order.
   NodeId AddNode(NodeSpec spec);
   QueueId AddQueue(QueueSpec spec);  // the parent must exist already
-  GangId AddGang(std::string name, int min_members);
+  GangId AddGang(std::string name, int min_members, std::string topology_key = "");
   // Adds a pending workload; joins spec.gang when set. Not part of any transaction.
   WorkloadId AddWorkload(WorkloadSpec spec);
   // A workload that finished or was withdrawn: frees its resources and forgets it.

@@ -109,6 +109,28 @@ TEST(InvariantsTest, DetectsBrokenGang) {
   EXPECT_NE(st.message().find("gang 'g'"), std::string::npos) << st.message();
 }
 
+TEST(InvariantsTest, DetectsGangAcrossDomains) {
+  ClusterState s;
+  NodeSpec a = Node("a", 1);
+  a.labels["rack"] = "r0";
+  NodeSpec b = Node("b", 1);
+  b.labels["rack"] = "r1";
+  s.AddNode(a);
+  s.AddNode(b);
+  const QueueId q = s.AddQueue(Queue("q", 2));
+  const GangId g = s.AddGang("g", 2, "rack");
+  WorkloadSpec m = Whole("m0", q, 1);
+  m.gang = g;
+  const WorkloadId m0 = s.AddWorkload(m);
+  m.name = "m1";
+  const WorkloadId m1 = s.AddWorkload(m);
+  s.Bind(m0, Placement{0, {{0, kMilliPerGpu, s.gpu(0).memory}}});
+  s.Bind(m1, Placement{1, {{1, kMilliPerGpu, s.gpu(1).memory}}});
+  const Status st = CheckInvariants(s);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.message().find("spans several 'rack' domains"), std::string::npos) << st.message();
+}
+
 TEST(InvariantsTest, DetectsQuotaLimitExceeded) {
   ClusterState s;
   s.AddNode(Node("n0", 4));

@@ -207,6 +207,9 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
                       const std::vector<NodeId>& candidates, const VictimFilter& filter,
                       const Validator& validate) {
   ClusterState& state = ctx.state;
+  // Gangs bound to one topology domain are left to allocate (no domain-aware victim search).
+  const GangId gang = state.workload(first).spec.gang;
+  if (gang != kNone && !state.gang(gang).topology_key.empty()) return false;
   const std::vector<WorkloadId> members = ItemMembers(state, first);
   const int required = RequiredMembers(state, first, members.size());
   const CycleContext::Mark mark = ctx.Begin();
@@ -239,7 +242,7 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
         ctx.decisions.push_back(std::move(d));
         state.Unbind(v);
       }
-      ok = PlaceOne(ctx, m, best->node, DecisionKind::kNominate, action,
+      ok = PlaceOne(ctx, m, PlacementQuery{best->node, "", ""}, DecisionKind::kNominate, action,
                     std::string(ActionName(action)) + ": after " +
                         std::to_string(best->victims.size()) + " eviction(s)",
                     &reason);
@@ -345,7 +348,7 @@ void RunConsolidate(CycleContext& ctx) {
     auto replace_all = [&](const std::vector<WorkloadId>& victims) -> std::string {
       for (WorkloadId v : victims) {
         std::string reason;
-        if (!PlaceOne(ctx, v, kNone, DecisionKind::kBind, Action::kConsolidate,
+        if (!PlaceOne(ctx, v, {}, DecisionKind::kBind, Action::kConsolidate,
                       "consolidate: moved to make room for '" + spec.name + "'", &reason)) {
           return reason;
         }

@@ -1,6 +1,7 @@
 #include "sched/invariants.h"
 
 #include <cmath>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -93,6 +94,16 @@ Status CheckInvariants(const ClusterState& state) {
     for (WorkloadId m : gang.members) {
       bound += state.workload(m).status == WorkloadStatus::kBound;
       finished += state.workload(m).status == WorkloadStatus::kRemoved;
+    }
+    std::set<std::string> domains;
+    for (WorkloadId m : gang.members) {
+      if (gang.topology_key.empty() || state.workload(m).status != WorkloadStatus::kBound) continue;
+      const auto& labels = state.node(state.workload(m).placement.node).spec.labels;
+      auto it = labels.find(gang.topology_key);
+      domains.insert(it == labels.end() ? "" : it->second);
+    }
+    if (domains.size() > 1) {
+      return Fail("gang '" + gang.name + "' spans several '" + gang.topology_key + "' domains");
     }
     if (bound > 0 && bound + finished < gang.min_members) {
       return Fail("gang '" + gang.name + "' has " + std::to_string(bound) + " of min " +

@@ -84,6 +84,8 @@ struct GangSpec {
   std::string name;
   int min_members = 0;
   std::vector<WorkloadId> members;
+  // When set, all members go to nodes with the same value of this label (e.g. one rack).
+  std::string topology_key;
 };
 
 struct QueueSpec {

@@ -21,9 +21,17 @@ bool PoolMatches(const GpuPool& pool, const WorkloadSpec& spec) {
   return spec.gpu_type.empty() || pool.type == spec.gpu_type;
 }
 
+bool InDomain(const ClusterState& state, const PlacementQuery& q, NodeId node) {
+  if (q.domain_key.empty()) return true;
+  const auto& labels = state.node(node).spec.labels;
+  auto it = labels.find(q.domain_key);
+  return it != labels.end() && it->second == q.domain_value;
+}
+
 // Accepts the node when it matches and has room, counting why it does not otherwise.
-bool Accept(const ClusterState& state, const WorkloadSpec& spec, NodeId node, Rejections* r) {
-  if (!NodeMatches(state, spec, node)) {
+bool Accept(const ClusterState& state, const WorkloadSpec& spec, const PlacementQuery& q,
+            NodeId node, Rejections* r) {
+  if (!NodeMatches(state, spec, node) || !InDomain(state, q, node)) {
     ++r->selector;
     return false;
   }
@@ -51,8 +59,8 @@ std::vector<GpuSlice> TakeWholeGpus(const ClusterState& state, NodeId node, int 
 }
 
 // A node with at least `count` whole free GPUs: fewest free first (binpack) or most (spread).
-NodeId FindNodeWithWholeGpus(const ClusterState& state, const WorkloadSpec& spec, int count,
-                             Rejections* r) {
+NodeId FindNodeWithWholeGpus(const ClusterState& state, const WorkloadSpec& spec,
+                             const PlacementQuery& q, int count, Rejections* r) {
   NodeId best = kNone;
   int best_free = 0;
   const bool spread = spec.strategy == PlacementStrategy::kSpread;
@@ -61,7 +69,7 @@ NodeId FindNodeWithWholeGpus(const ClusterState& state, const WorkloadSpec& spec
     if (spread) {
       for (auto it = pool.nodes_by_free.rbegin();
            it != pool.nodes_by_free.rend() && it->first >= count; ++it) {
-        if (!Accept(state, spec, it->second, r)) continue;
+        if (!Accept(state, spec, q, it->second, r)) continue;
         if (best == kNone || it->first > best_free) best = it->second, best_free = it->first;
         break;
       }
@@ -69,7 +77,7 @@ NodeId FindNodeWithWholeGpus(const ClusterState& state, const WorkloadSpec& spec
     }
     for (auto it = pool.nodes_by_free.lower_bound({count, INT_MIN}); it != pool.nodes_by_free.end();
          ++it) {
-      if (!Accept(state, spec, it->second, r)) continue;
+      if (!Accept(state, spec, q, it->second, r)) continue;
       if (best == kNone || it->first < best_free) best = it->second, best_free = it->first;
       break;
     }
@@ -78,8 +86,8 @@ NodeId FindNodeWithWholeGpus(const ClusterState& state, const WorkloadSpec& spec
 }
 
 // A partly used GPU that fits the fraction: least room first (binpack) or most room (spread).
-int32_t FindPartialGpu(const ClusterState& state, const WorkloadSpec& spec, Rejections* r,
-                       int64_t* out_milli, uint64_t* out_memory) {
+int32_t FindPartialGpu(const ClusterState& state, const WorkloadSpec& spec, const PlacementQuery& q,
+                       Rejections* r, int64_t* out_milli, uint64_t* out_memory) {
   int32_t best = kNone;
   int64_t best_free = 0;
   const bool spread = spec.strategy == PlacementStrategy::kSpread;
@@ -95,7 +103,7 @@ int32_t FindPartialGpu(const ClusterState& state, const WorkloadSpec& spec, Reje
         ++r->gpu_memory;
         return false;
       }
-      if (!Accept(state, spec, gpu.node, r)) return false;
+      if (!Accept(state, spec, q, gpu.node, r)) return false;
       const bool better = spread ? entry.first > best_free : entry.first < best_free;
       if (best == kNone || better) {
         best = entry.second, best_free = entry.first, *out_milli = milli, *out_memory = memory;
@@ -118,8 +126,9 @@ int32_t FindPartialGpu(const ClusterState& state, const WorkloadSpec& spec, Reje
 }
 
 std::optional<Placement> PlaceFractionOnWholeGpu(const ClusterState& state,
-                                                 const WorkloadSpec& spec, Rejections* r) {
-  const NodeId node = FindNodeWithWholeGpus(state, spec, 1, r);
+                                                 const WorkloadSpec& spec, const PlacementQuery& q,
+                                                 Rejections* r) {
+  const NodeId node = FindNodeWithWholeGpus(state, spec, q, 1, r);
   if (node == kNone) return std::nullopt;
   std::vector<GpuSlice> slices = TakeWholeGpus(state, node, 1);
   int64_t milli = 0;
@@ -134,10 +143,10 @@ std::optional<Placement> PlaceFractionOnWholeGpu(const ClusterState& state,
 }
 
 std::optional<Placement> PlaceOnNode(const ClusterState& state, const WorkloadSpec& spec,
-                                     NodeId node, std::string* reason) {
+                                     const PlacementQuery& q, NodeId node, std::string* reason) {
   Rejections r;
   const NodeState& n = state.node(node);
-  if (!Accept(state, spec, node, &r)) {
+  if (!Accept(state, spec, q, node, &r)) {
     *reason = "node '" + n.spec.name + "' does not match or lacks CPU/memory";
     return std::nullopt;
   }
@@ -254,18 +263,18 @@ std::string DescribeRequest(const WorkloadSpec& spec) {
 std::optional<Placement> FindPlacement(const ClusterState& state, WorkloadId id,
                                        const PlacementQuery& query, std::string* reason) {
   const WorkloadSpec& spec = state.workload(id).spec;
-  if (query.only_node != kNone) return PlaceOnNode(state, spec, query.only_node, reason);
+  if (query.only_node != kNone) return PlaceOnNode(state, spec, query, query.only_node, reason);
   Rejections rejections;
   switch (spec.gpu.kind) {
     case GpuRequestKind::kNoGpu: {
       for (NodeId n = 0; n < state.node_count(); ++n) {
-        if (Accept(state, spec, n, &rejections)) return Placement{n, {}};
+        if (Accept(state, spec, query, n, &rejections)) return Placement{n, {}};
       }
       *reason = "no node has the CPU and memory asked" + Summarize(rejections);
       return std::nullopt;
     }
     case GpuRequestKind::kWhole: {
-      const NodeId node = FindNodeWithWholeGpus(state, spec, spec.gpu.count, &rejections);
+      const NodeId node = FindNodeWithWholeGpus(state, spec, query, spec.gpu.count, &rejections);
       if (node != kNone) return Placement{node, TakeWholeGpus(state, node, spec.gpu.count)};
       break;
     }
@@ -273,14 +282,14 @@ std::optional<Placement> FindPlacement(const ClusterState& state, WorkloadId id,
     case GpuRequestKind::kMemory: {
       const bool spread = spec.strategy == PlacementStrategy::kSpread;
       if (spread) {
-        if (auto p = PlaceFractionOnWholeGpu(state, spec, &rejections)) return p;
+        if (auto p = PlaceFractionOnWholeGpu(state, spec, query, &rejections)) return p;
       }
       int64_t milli = 0;
       uint64_t memory = 0;
-      const int32_t gpu = FindPartialGpu(state, spec, &rejections, &milli, &memory);
+      const int32_t gpu = FindPartialGpu(state, spec, query, &rejections, &milli, &memory);
       if (gpu != kNone) return Placement{state.gpu(gpu).node, {{gpu, milli, memory}}};
       if (!spread) {
-        if (auto p = PlaceFractionOnWholeGpu(state, spec, &rejections)) return p;
+        if (auto p = PlaceFractionOnWholeGpu(state, spec, query, &rejections)) return p;
       }
       break;
     }

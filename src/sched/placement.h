@@ -14,6 +14,10 @@ namespace gpufrac::sched {
 
 struct PlacementQuery {
   NodeId only_node = kNone;  // restrict the search to one node (used after evictions)
+  // Restrict the search to nodes whose label `domain_key` has value `domain_value` (gangs kept
+  // within one topology domain, such as a rack). Empty key: no restriction.
+  std::string domain_key;
+  std::string domain_value;
 };
 
 // A placement for pending workload `id`, or nullopt with *reason saying what it lacks and where.

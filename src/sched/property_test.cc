@@ -79,7 +79,7 @@ class RandomCluster {
       if (Uniform(0, 7) == 0) w.strategy = PlacementStrategy::kSpread;
       if (Uniform(0, 6) == 0) {
         const int members = Uniform(2, 4);
-        const GangId g = s.AddGang("g-" + name, Uniform(1, members));
+        const GangId g = s.AddGang("g-" + name, Uniform(1, members), Coin() ? "rack" : "");
         for (int m = 0; m < members; ++m) {
           WorkloadSpec member = w;
           member.name = name + "-m" + std::to_string(m);

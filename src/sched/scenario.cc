@@ -364,12 +364,15 @@ class ScenarioParser {
           w["replicas"] ? r_.Integer(w["replicas"], Child(ip, "replicas"), 1, kMaxReplicas) : 1;
       if (w["gang"]) {
         const std::string gp = Child(ip, "gang");
-        if (!r_.ExpectMap(w["gang"], gp, {"min"})) return;
+        if (!r_.ExpectMap(w["gang"], gp, {"min", "topology"})) return;
         GangEntry gang;
         gang.name = e.spec.name;
         gang.min_members = w["gang"]["min"]
                                ? r_.Integer(w["gang"]["min"], Child(gp, "min"), 1, replicas)
                                : replicas;
+        if (w["gang"]["topology"]) {
+          gang.topology_key = r_.String(w["gang"]["topology"], Child(gp, "topology"));
+        }
         e.spec.gang = static_cast<GangId>(s_->gangs.size());
         s_->gangs.push_back(gang);
       }
@@ -413,10 +416,10 @@ class ScenarioParser {
     for (size_t i = 0; i < n.size() && r_.ok(); ++i) {
       const YAML::Node c = n[i];
       const std::string ip = Index(p, i);
-      if (!r_.ExpectMap(
-              c, ip,
-              {"name", "queue", "priority", "preemptible", "shapes", "cpu", "memory", "gpu_type",
-               "node_selector", "strategy", "rate", "mean_duration", "gang_size"})) {
+      if (!r_.ExpectMap(c, ip,
+                        {"name", "queue", "priority", "preemptible", "shapes", "cpu", "memory",
+                         "gpu_type", "node_selector", "strategy", "rate", "mean_duration",
+                         "gang_size", "gang_topology"})) {
         return;
       }
       for (const char* required : {"name", "rate", "mean_duration", "shapes"}) {
@@ -431,6 +434,10 @@ class ScenarioParser {
       if (r_.ok() && g.mean_duration <= 0) r_.Fail(Child(ip, "mean_duration"), "must be > 0");
       if (c["gang_size"])
         g.gang_size = r_.Integer(c["gang_size"], Child(ip, "gang_size"), 1, kMaxReplicas);
+      if (c["gang_topology"]) {
+        g.gang_topology = r_.String(c["gang_topology"], Child(ip, "gang_topology"));
+        if (r_.ok() && g.gang_size <= 0) r_.Fail(Child(ip, "gang_topology"), "needs gang_size");
+      }
       const std::string sp = Child(ip, "shapes");
       if (!r_.ExpectList(c["shapes"], sp)) return;
       for (size_t k = 0; k < c["shapes"].size() && r_.ok(); ++k) {
@@ -510,7 +517,7 @@ ClusterState BuildClusterState(const Scenario& scenario) {
     copy.children.clear();  // AddQueue links children to parents itself
     state.AddQueue(std::move(copy));
   }
-  for (const GangEntry& g : scenario.gangs) state.AddGang(g.name, g.min_members);
+  for (const GangEntry& g : scenario.gangs) state.AddGang(g.name, g.min_members, g.topology_key);
   return state;
 }
 

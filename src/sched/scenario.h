@@ -28,6 +28,7 @@ struct TraceEntry {
 struct GangEntry {
   std::string name;
   int min_members = 0;
+  std::string topology_key;  // all members within one value of this node label
 };
 
 // A class of generated workloads: Poisson arrivals, exponential durations, a shape picked
@@ -39,6 +40,7 @@ struct GeneratorClass {
   double rate = 0;                 // arrivals per second
   double mean_duration = 0;        // seconds
   int gang_size = 0;               // > 0: each arrival is a gang of this many members
+  std::string gang_topology;       // node label the gang's members must share (e.g. rack)
 };
 
 struct SimSettings {

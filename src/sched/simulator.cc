@@ -160,7 +160,7 @@ std::vector<TraceEntry> ExpandWorkload(const Scenario& scenario, std::vector<Gan
         continue;
       }
       e.spec.gang = static_cast<GangId>(gangs->size());
-      gangs->push_back({name, c.gang_size});
+      gangs->push_back({name, c.gang_size, c.gang_topology});
       for (int m = 0; m < c.gang_size; ++m) {
         TraceEntry member = e;
         member.spec.name = name + "-m" + std::to_string(m);
