@@ -92,7 +92,8 @@ struct Worker {
 };
 
 struct SynthServer::Impl {
-  explicit Impl(SynthConfig c) : config(std::move(c)) {}
+  explicit Impl(SynthConfig c)
+      : config(std::move(c)), escaped_model(nlohmann::json(config.model).dump()) {}
   void Accept(Worker* worker);
   void AddTruth(GroundTruth truth) {
     if (!config.record_ground_truth) return;
@@ -101,6 +102,7 @@ struct SynthServer::Impl {
   }
 
   SynthConfig config;
+  std::string escaped_model;  // the model name as a JSON string
   std::vector<std::unique_ptr<Worker>> workers;
   uint16_t port = 0;
   std::atomic<int> active_streams{0};
@@ -171,6 +173,7 @@ class Session : public std::enable_shared_from_this<Session> {
     truth_.request_id = request.Header("x-request-id");
     uint64_t index = ++server_->request_counter;
     if (truth_.request_id.empty()) truth_.request_id = "s" + std::to_string(index);
+    escaped_id_ = json("cmpl-" + truth_.request_id).dump();
     record_ = false;
     if (request.method == "GET" && request.target == "/health") {
       Immediate(200, "OK", R"({"status":"ok"})");
@@ -237,19 +240,28 @@ class Session : public std::enable_shared_from_this<Session> {
     Step();
   }
 
+  // Content chunks are built by hand (the server's hot path: one per token per stream); the
+  // strings that come from outside (model name, request id) are JSON-escaped once.
   std::string ChunkJson(bool chat, int first_token, int count, bool reasoning, bool last) {
-    json chunk = {{"id", "cmpl-" + truth_.request_id}, {"created", 0}, {"model", config().model}};
-    json choice = {{"index", 0}, {"finish_reason", last ? json("length") : json(nullptr)}};
+    std::string out;
+    out.reserve(192);
+    out += "{\"id\":";
+    out += escaped_id_;
+    out += chat ? ",\"object\":\"chat.completion.chunk\"" : ",\"object\":\"text_completion\"";
+    out += ",\"created\":0,\"model\":";
+    out += server_->escaped_model;
+    out += ",\"choices\":[{\"index\":0,";
     if (chat) {
-      chunk["object"] = "chat.completion.chunk";
-      choice["delta"] = {
-          {reasoning ? "reasoning_content" : "content", TokenText(first_token, count)}};
+      out += reasoning ? "\"delta\":{\"reasoning_content\":\"" : "\"delta\":{\"content\":\"";
+      out += TokenText(first_token, count);
+      out += "\"}";
     } else {
-      chunk["object"] = "text_completion";
-      choice["text"] = TokenText(first_token, count);
+      out += "\"text\":\"";
+      out += TokenText(first_token, count);
+      out += "\"";
     }
-    chunk["choices"] = json::array({choice});
-    return chunk.dump();
+    out += last ? ",\"finish_reason\":\"length\"}]}" : ",\"finish_reason\":null}]}";
+    return out;
   }
 
   void PlanStream(int64_t t0, bool chat, int tokens, bool usage, bool fail) {
@@ -462,6 +474,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::vector<PlannedWrite> plan_;
   size_t next_ = 0;
   GroundTruth truth_;
+  std::string escaped_id_;  // "cmpl-<request id>" as a JSON string
   std::string out_, sending_;
   bool writing_ = false, busy_ = false, closed_ = false;
   bool close_after_ = false, close_pending_ = false;
