@@ -2,8 +2,9 @@
 // cluster of 8-GPU nodes, fills it with running fractional workloads, adds pending ones, and
 // times whole cycles (allocate, consolidate, reclaim, preempt) on a copy of that state.
 //
-//   FullCycle/<nodes>/<pending>: a cluster ~90% allocated, 10 queues, a mix of fractions and
-//     whole GPUs pending; most pending work cannot fit, as in a busy cluster.
+//   FullCycle/<nodes>/<pending>/<constrained>: a cluster ~90% allocated, 10 queues, a mix of
+//     fractions and whole GPUs pending; most pending work cannot fit, as in a busy cluster.
+//     constrained=1 adds rack selectors and rack-local gangs to the pending work.
 //   PlacementRate/<nodes>/<pending>: an empty cluster and pending fractions that all fit;
 //     items_per_second is placement decisions per second.
 //   MemoryAtScale: 10,000 nodes and 150,000 workloads; reports the process's peak RSS.
@@ -12,6 +13,7 @@
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <random>
 #include <string>
@@ -30,6 +32,8 @@ constexpr int kGpusPerNode = 8;
 constexpr int kQueues = 10;
 constexpr double kFillTarget = 0.9;
 constexpr double kMemoryFill = 0.7;
+constexpr int kNodesPerRack = 32;
+constexpr int kGangSize = 4;
 
 WorkloadSpec RandomWorkload(std::mt19937_64& rng, int index, QueueId queue, bool mostly_fractions) {
   static const int64_t kPortions[] = {125, 250, 500, 750};
@@ -53,9 +57,12 @@ WorkloadSpec RandomWorkload(std::mt19937_64& rng, int index, QueueId queue, bool
   return w;
 }
 
-// A cluster of `nodes` 8-GPU nodes, filled to about `fill` of its GPU compute with running
-// workloads placed by the scheduler's own placement, plus `pending` waiting workloads.
-ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fractions) {
+// A cluster of `nodes` 8-GPU nodes (32 per rack), filled to about `fill` of its GPU compute
+// with running workloads placed by the scheduler's own placement, plus `pending` waiting
+// workloads. With `constrained`, a fifth of the pending workloads select a rack and one in 20
+// arrivals is a 4-member gang kept within one rack.
+ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fractions,
+                          bool constrained = false) {
   std::mt19937_64 rng(42);
   ClusterState s;
   for (int i = 0; i < nodes; ++i) {
@@ -66,7 +73,7 @@ ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fract
     n.gpu_count = kGpusPerNode;
     n.cpu_milli = 224000;
     n.memory_bytes = 2048 * kGiB;
-    n.labels["rack"] = "rack-" + std::to_string(i / 32);
+    n.labels["rack"] = "rack-" + std::to_string(i / kNodesPerRack);
     s.AddNode(n);
   }
   const double total_gpus = static_cast<double>(nodes) * kGpusPerNode;
@@ -92,8 +99,25 @@ ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fract
     placed += s.workload(id).gpu_units;
   }
   s.Commit();
+  const int racks = std::max(1, nodes / kNodesPerRack);
   for (int i = 0; i < pending; ++i, ++index) {
-    s.AddWorkload(RandomWorkload(rng, index, index % kQueues, mostly_fractions));
+    WorkloadSpec w = RandomWorkload(rng, index, index % kQueues, mostly_fractions);
+    if (constrained && rng() % 5 == 0) {
+      w.node_selector["rack"] = "rack-" + std::to_string(rng() % racks);
+    }
+    if (constrained && rng() % 20 == 0) {
+      const GangId g = s.AddGang(w.name, kGangSize, "rack");
+      w.gang = g;
+      w.node_selector.clear();
+      for (int m = 0; m < kGangSize; ++m) {
+        WorkloadSpec member = w;
+        member.name = w.name + "-m" + std::to_string(m);
+        s.AddWorkload(member);
+      }
+      i += kGangSize - 1;
+      continue;
+    }
+    s.AddWorkload(w);
   }
   return s;
 }
@@ -101,7 +125,8 @@ ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fract
 void BM_FullCycle(benchmark::State& bench) {
   const int nodes = static_cast<int>(bench.range(0));
   const int pending = static_cast<int>(bench.range(1));
-  const ClusterState base = BuildCluster(nodes, pending, kFillTarget, false);
+  const bool constrained = bench.range(2) != 0;
+  const ClusterState base = BuildCluster(nodes, pending, kFillTarget, false, constrained);
   const Scheduler scheduler(SchedulerConfig{});
   int64_t decisions = 0;
   int64_t binds = 0;
@@ -189,14 +214,16 @@ void BM_ChurnScenario(benchmark::State& bench) {
 }
 
 BENCHMARK(BM_FullCycle)
-    ->ArgNames({"nodes", "pending"})
-    ->Args({125, 10000})
-    ->Args({500, 10000})
-    ->Args({1000, 10000})
-    ->Args({1250, 1000})
-    ->Args({1250, 10000})
-    ->Args({1250, 100000})
-    ->Args({5000, 10000})
+    ->ArgNames({"nodes", "pending", "constrained"})
+    ->Args({125, 10000, 0})
+    ->Args({500, 10000, 0})
+    ->Args({1000, 10000, 0})
+    ->Args({1250, 1000, 0})
+    ->Args({1250, 10000, 0})
+    ->Args({1250, 100000, 0})
+    ->Args({5000, 10000, 0})
+    ->Args({1000, 10000, 1})
+    ->Args({1250, 100000, 1})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_PlacementRate)

@@ -280,6 +280,27 @@ TEST(PreemptTest, InferencePreemptsBatchInSameQueue) {
   EXPECT_NE(d->reason.find("make room for 'infer'"), std::string::npos) << d->reason;
 }
 
+// Regression: victims on a node without GPUs made the planner read the GPU pool of a node that
+// has none (found by ASan in the property test).
+TEST(PreemptTest, CpuOnlyNodesAreNoPlaceForGpuWork) {
+  ClusterState s;
+  s.AddNode(Node("cpu", 0));
+  s.AddNode(Node("gpu", 1));
+  const QueueId q = s.AddQueue(Queue("q", 1));
+  WorkloadSpec cpu_job = Fraction("cpu-job", q, 0, 50);
+  cpu_job.gpu.kind = GpuRequestKind::kNoGpu;
+  const WorkloadId cpu_id = s.AddWorkload(cpu_job);
+  const WorkloadId batch = s.AddWorkload(Whole("batch", q, 1, 50));
+  Cycle(s);
+  ASSERT_EQ(Where(s, cpu_id), "cpu");
+  const WorkloadId infer = s.AddWorkload(Fraction("infer", q, 0.5, 125));
+  const CycleResult r = Cycle(s);
+  EXPECT_EQ(Where(s, infer), "gpu/0");
+  EXPECT_EQ(Where(s, batch), "pending");
+  EXPECT_EQ(Where(s, cpu_id), "cpu");  // evicting it would not have helped
+  EXPECT_EQ(r.stats.evictions, 1);
+}
+
 TEST(PreemptTest, EqualPriorityDoesNotPreempt) {
   ClusterState s;
   s.AddNode(Node("n0", 1));

@@ -205,6 +205,7 @@ ResourceVec ClusterState::ChargeOf(const WorkloadSpec& spec, const Placement& pl
 
 bool ClusterState::FractionNeed(const GpuRequest& request, int32_t pool, int64_t* milli,
                                 uint64_t* memory) const {
+  if (pool < 0 || pool >= static_cast<int32_t>(pools_.size())) return false;  // no GPUs there
   const uint64_t card = pools_[pool].memory;
   if (request.kind == GpuRequestKind::kPortion) {
     *milli = request.portion_milli;

@@ -85,6 +85,8 @@ class NodePlanner {
 
   std::optional<VictimPlan> Plan(NodeId node, int max_victims) {
     if (!NodeMatches(state_, spec_, node)) return std::nullopt;
+    const bool needs_gpu = spec_.gpu.kind != GpuRequestKind::kNoGpu;
+    if (needs_gpu && state_.node(node).spec.gpu_count == 0) return std::nullopt;
     chosen_.clear();
     plan_ = VictimPlan{node, {}};
     const NodeState& n = state_.node(node);

@@ -151,6 +151,10 @@ std::optional<Placement> PlaceOnNode(const ClusterState& state, const WorkloadSp
     return std::nullopt;
   }
   if (spec.gpu.kind == GpuRequestKind::kNoGpu) return Placement{node, {}};
+  if (n.spec.gpu_count == 0) {
+    *reason = "node '" + n.spec.name + "' has no GPUs";
+    return std::nullopt;
+  }
   if (spec.gpu.kind == GpuRequestKind::kWhole) {
     if (n.free_whole_gpus < spec.gpu.count) {
       *reason = "node '" + n.spec.name + "' lacks whole free GPUs";
