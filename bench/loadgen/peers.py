@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""gpufrac bench side by side with AIPerf (and guidellm when it runs) on the same synthetic server,
+"""gpufrac bench side by side with AIPerf and guidellm on the same synthetic server,
 in the same run: TTFT and throughput of each, and their ratio to ours. Needs the venv of
 scripts/setup-python.sh.
 
@@ -68,6 +68,29 @@ def run_aiperf(venv, out, tokenizer, url, users, requests):
             "ok": metric("request_count").get("avg")}
 
 
+def run_guidellm(venv, out, tokenizer, url, users, requests):
+    path = os.path.join(out, f"guidellm-c{users}.json")
+    cmd = [os.path.join(venv, "bin", "guidellm"), "run",
+           "--backend", f"kind=openai_http,target={url},model=synthetic",
+           "--profile", f"kind=concurrent,streams={users}",
+           "--constraint", f"kind=max_requests,count={requests}",
+           "--tokenizer", f"kind=hf_auto,model={tokenizer}",
+           "--data", f"kind=synthetic_text,prompt_tokens={INPUT},output_tokens={TOKENS}",
+           "--output", f"kind=json,path={path}", "--disable-console-interactive"]
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    with open(path + ".log", "w") as log:
+        rc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=out, env=env).returncode
+    if rc != 0:
+        return {"error": f"guidellm exit {rc}, see {path}.log"}
+    m = json.load(open(path))["benchmarks"][0]["metrics"]
+    ok = m["time_to_first_token_ms"]["successful"]
+    return {"ttft_p50": ok["percentiles"]["p50"], "ttft_p99": ok["percentiles"]["p99"],
+            "itl_p50": m["inter_token_latency_ms"]["successful"]["percentiles"]["p50"],
+            "req_s": m["requests_per_second"]["successful"]["mean"],
+            "tok_s": m["output_tokens_per_second"]["successful"]["mean"],
+            "ok": ok["count"]}
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -87,9 +110,11 @@ def main():
         server = SynthServer(os.path.abspath(a.build), a.out, f"peers-c{users}",
                              ["--ttft-ms", str(TTFT_MS), "--itl-ms", str(ITL_MS)])
         ours = run_ours(os.path.abspath(a.build), a.out, server.url, users, a.requests)
-        theirs = run_aiperf(a.venv, a.out, tokenizer, server.url, users, a.requests)
+        aiperf = run_aiperf(a.venv, a.out, tokenizer, server.url, users, a.requests)
+        guidellm = run_guidellm(a.venv, a.out, tokenizer, server.url, users, a.requests)
         server.stop()
-        rows.append({"concurrency": users, "gpufrac": ours, "aiperf": theirs})
+        rows.append({"concurrency": users, "gpufrac": ours, "aiperf": aiperf,
+                     "guidellm": guidellm})
     json.dump(rows, open(os.path.join(a.out, "peers.json"), "w"), indent=1)
     print(f"\n### Side by side (server: TTFT {TTFT_MS} ms, ITL {ITL_MS} ms, {TOKENS} tokens; "
           f"{a.requests} requests)\n")
@@ -98,7 +123,7 @@ def main():
     print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         o = r["gpufrac"]
-        for tool in ("gpufrac", "aiperf"):
+        for tool in ("gpufrac", "aiperf", "guidellm"):
             m = r[tool]
             if "error" in m:
                 print(f"| {r['concurrency']} | {tool} | {m['error']} ||||||| ")
