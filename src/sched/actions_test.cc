@@ -301,6 +301,42 @@ TEST(PreemptTest, CpuOnlyNodesAreNoPlaceForGpuWork) {
   EXPECT_EQ(r.stats.evictions, 1);
 }
 
+TEST(PreemptTest, TopologyGangEvictsWithinOneDomain) {
+  ClusterState s;
+  NodeSpec a = Node("a", 2);
+  a.labels["rack"] = "r0";
+  NodeSpec b = Node("b", 2);
+  b.labels["rack"] = "r1";
+  s.AddNode(a);
+  s.AddNode(b);
+  const QueueId q = s.AddQueue(Queue("q", 4));
+  // r1 holds the cheapest victim, but also inference that cannot be evicted; only r0 can be
+  // cleared for both members.
+  const WorkloadId infer = s.AddWorkload(Whole("infer", q, 1, 125, false));
+  const WorkloadId old0 = s.AddWorkload(Whole("old0", q, 1, 50));
+  const WorkloadId old1 = s.AddWorkload(Whole("old1", q, 1, 50));
+  const WorkloadId newest = s.AddWorkload(Whole("newest", q, 1, 50));
+  s.Bind(infer, Placement{1, {{2, kMilliPerGpu, s.gpu(2).memory}}});
+  s.Bind(newest, Placement{1, {{3, kMilliPerGpu, s.gpu(3).memory}}});
+  s.Bind(old0, Placement{0, {{0, kMilliPerGpu, s.gpu(0).memory}}});
+  s.Bind(old1, Placement{0, {{1, kMilliPerGpu, s.gpu(1).memory}}});
+  s.Commit();
+  const GangId g = s.AddGang("g", 2, "rack");
+  std::vector<WorkloadId> members;
+  for (int i = 0; i < 2; ++i) {
+    WorkloadSpec m = Whole("m" + std::to_string(i), q, 1, 100);
+    m.gang = g;
+    members.push_back(s.AddWorkload(m));
+  }
+  const CycleResult r = Cycle(s);
+  for (WorkloadId m : members) EXPECT_EQ(Where(s, m).substr(0, 1), "a");
+  EXPECT_EQ(Where(s, old0), "pending");
+  EXPECT_EQ(Where(s, old1), "pending");
+  EXPECT_EQ(Where(s, newest), "b/1");
+  EXPECT_EQ(Where(s, infer), "b/0");
+  EXPECT_EQ(r.stats.evictions, 2);
+}
+
 TEST(PreemptTest, EqualPriorityDoesNotPreempt) {
   ClusterState s;
   s.AddNode(Node("n0", 1));

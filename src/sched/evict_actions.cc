@@ -7,7 +7,9 @@
 #include <climits>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <optional>
+#include <string>
 #include <unordered_set>
 
 #include "sched/actions.h"
@@ -17,6 +19,8 @@ namespace gpufrac::sched {
 namespace {
 
 constexpr double kRatioEpsilon = 1e-6;
+// Topology domains a gang tries per eviction attempt, at most.
+constexpr int kMaxGangDomains = 4;
 
 using VictimFilter = std::function<bool(WorkloadId)>;
 // Checks after the item is placed; returns an empty string to commit, else why not.
@@ -205,13 +209,10 @@ class NodePlanner {
 // Tries to place the item `first` (a workload or its gang) by evicting victims that pass
 // `filter` on one of `candidates`. Commits and returns true only when every step and `validate`
 // succeed.
-bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
-                      const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                      const Validator& validate) {
+bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
+                const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                const Validator& validate) {
   ClusterState& state = ctx.state;
-  // Gangs bound to one topology domain are left to allocate (no domain-aware victim search).
-  const GangId gang = state.workload(first).spec.gang;
-  if (gang != kNone && !state.gang(gang).topology_key.empty()) return false;
   const std::vector<WorkloadId> members = ItemMembers(state, first);
   const int required = RequiredMembers(state, first, members.size());
   const CycleContext::Mark mark = ctx.Begin();
@@ -265,6 +266,51 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
     return false;
   }
   return true;
+}
+
+// As TryOnNodes; a gang with a topology key tries the candidate nodes one domain at a time
+// (only its running members' domain, if it has any), so that it never spans two domains.
+bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
+                      const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                      const Validator& validate) {
+  const ClusterState& state = ctx.state;
+  const GangId gang = state.workload(first).spec.gang;
+  if (gang == kNone || state.gang(gang).topology_key.empty()) {
+    return TryOnNodes(ctx, first, action, candidates, filter, validate);
+  }
+  const std::string& key = state.gang(gang).topology_key;
+  auto domain_of = [&](NodeId n) {
+    auto it = state.node(n).spec.labels.find(key);
+    return it == state.node(n).spec.labels.end() ? std::string() : it->second;
+  };
+  std::string fixed;
+  for (WorkloadId m : state.gang(gang).members) {
+    if (state.workload(m).status == WorkloadStatus::kBound) {
+      fixed = domain_of(state.workload(m).placement.node);
+      break;
+    }
+  }
+  // Domains in the order their first candidate node appears (the cheapest victims first).
+  std::vector<std::string> order;
+  std::map<std::string, std::vector<NodeId>> by_domain;
+  for (NodeId n : candidates) {
+    const std::string d = domain_of(n);
+    if (d.empty() || (!fixed.empty() && d != fixed)) continue;
+    if (by_domain[d].empty()) order.push_back(d);
+    by_domain[d].push_back(n);
+  }
+  if (order.size() > static_cast<size_t>(kMaxGangDomains)) order.resize(kMaxGangDomains);
+  // Nodes of those domains without victims may still hold free room for some members.
+  std::map<std::string, std::unordered_set<NodeId>> listed;
+  for (const std::string& d : order) listed[d].insert(by_domain[d].begin(), by_domain[d].end());
+  for (NodeId n = 0; n < state.node_count(); ++n) {
+    auto it = listed.find(domain_of(n));
+    if (it != listed.end() && it->second.insert(n).second) by_domain[it->first].push_back(n);
+  }
+  for (const std::string& d : order) {
+    if (TryOnNodes(ctx, first, action, by_domain[d], filter, validate)) return true;
+  }
+  return false;
 }
 
 // Whether the item still has members waiting (a gang may have placed only its required ones).
