@@ -22,6 +22,7 @@ struct SimFlags {
   std::string scenario;
   std::string json;
   std::string plot_dir;
+  std::string decisions;
   bool no_render = false;
   bool check_invariants = false;
   bool quiet = false;
@@ -43,8 +44,22 @@ int RunSim(const SimFlags& flags) {
     std::fprintf(stderr, "gpufrac sim: error: --duration: must be > 0 with a generator\n");
     return kExitUsage;
   }
+  std::ofstream decisions;
+  sched::DecisionSink sink;
+  if (!flags.decisions.empty()) {
+    decisions.open(flags.decisions);
+    if (!decisions) {
+      std::fprintf(stderr, "gpufrac sim: error: --decisions: cannot write %s\n",
+                   flags.decisions.c_str());
+      return kExitUsage;
+    }
+    sink = [&decisions](double t, const sched::ClusterState& state, const sched::Decision& d) {
+      decisions << sched::DecisionJsonLine(t, state, d) << "\n";
+    };
+  }
   sched::SimReport report;
-  status = sched::RunSimulation(scenario, &report);
+  status = sched::RunSimulation(scenario, &report, sink);
+  decisions.close();
   if (!status.ok()) {
     std::fprintf(stderr, "gpufrac sim: error: %s: %s\n", flags.scenario.c_str(),
                  status.message().c_str());
@@ -95,6 +110,9 @@ void AddSimCommand(CLI::App& app, int* exit_code) {
   sub->add_option("--plot-dir", flags->plot_dir,
                   "Write timeseries.dat and plot.gp there and render PNGs with gnuplot")
       ->envname("GPUFRAC_SIM_PLOT_DIR");
+  sub->add_option("--decisions", flags->decisions,
+                  "Write every decision (bind, evict, nominate, unschedulable) with its reason "
+                  "as JSON lines to FILE");
   sub->add_flag("--no-render", flags->no_render, "With --plot-dir: write the data, skip gnuplot");
   sub->add_flag("--check-invariants", flags->check_invariants,
                 "Verify the scheduler's invariants after every cycle (slower)")

@@ -79,6 +79,30 @@ TEST(SimCliTest, WritesJsonFileAndPlots) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(SimCliTest, DecisionLogCarriesReasons) {
+  const std::string dir =
+      std::filesystem::temp_directory_path() / ("sched-cli-dec-" + std::to_string(getpid()));
+  std::filesystem::create_directories(dir);
+  const Result r = RunSim(Source("tests/sched/scenarios/quota-limit.yaml") +
+                          " --quiet --decisions " + dir + "/decisions.jsonl");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::ifstream in(dir + "/decisions.jsonl");
+  std::string line;
+  int binds = 0;
+  bool saw_limit = false;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    EXPECT_FALSE(j["reason"].get<std::string>().empty());
+    binds += j["kind"] == "bind";
+    if (j["workload"] == "extra" && j["kind"] == "unschedulable") {
+      saw_limit = j["reason"].get<std::string>().find("gpu limit") != std::string::npos;
+    }
+  }
+  EXPECT_EQ(binds, 2);  // w-0 and w-1; svc-old starts bound
+  EXPECT_TRUE(saw_limit);
+  std::filesystem::remove_all(dir);
+}
+
 TEST(SimCliTest, BadScenarioExitsTwoWithKeyPath) {
   const Result r = RunSim(Source("tests/sched/bad/unknown-queue.yaml"));
   EXPECT_EQ(r.exit_code, 2);

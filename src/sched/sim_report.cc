@@ -60,6 +60,24 @@ void PrintReportTable(const SimReport& r, std::FILE* out) {
   PrintWaits("wait by priority", r.waits_by_priority, out);
 }
 
+std::string DecisionJsonLine(double t, const ClusterState& state, const Decision& d) {
+  const WorkloadState& w = state.workload(d.workload);
+  nlohmann::json j = {{"t", t},
+                      {"kind", DecisionKindName(d.kind)},
+                      {"action", ActionName(d.action)},
+                      {"workload", w.spec.name},
+                      {"queue", state.queue(w.spec.queue).spec.name},
+                      {"reason", d.reason}};
+  if (d.node != kNone) {
+    const NodeState& node = state.node(d.node);
+    j["node"] = node.spec.name;
+    nlohmann::json gpus = nlohmann::json::array();
+    for (int32_t g : d.gpus) gpus.push_back(g - node.first_gpu);
+    j["gpus"] = std::move(gpus);
+  }
+  return j.dump();
+}
+
 std::string ReportJson(const SimReport& r) {
   nlohmann::json j;
   j["scenario"] = r.scenario;
@@ -139,9 +157,10 @@ Status WritePlots(const SimReport& r, const std::string& dir, bool render) {
      << ": allocation vs fair share per queue'\nplot ";
   for (size_t i = 0; i < r.leaf_queues.size(); ++i) {
     const size_t col = 8 + 2 * i;
-    gp << (i ? ", " : "") << "'timeseries.dat' using 1:" << col << " with lines title '"
-       << r.leaf_queues[i] << "', '' using 1:" << col + 1 << " with lines dt 2 title '"
-       << r.leaf_queues[i] << " fair'";
+    // Same colour for a queue and its fair share; the share dashed.
+    gp << (i ? ", " : "") << "'timeseries.dat' using 1:" << col << " with lines lt " << i + 1
+       << " title '" << r.leaf_queues[i] << "', '' using 1:" << col + 1 << " with lines lt "
+       << i + 1 << " dt 2 title '" << r.leaf_queues[i] << " fair'";
   }
   if (r.leaf_queues.empty()) gp << "0 notitle";
   gp << "\n";

@@ -173,7 +173,7 @@ std::vector<TraceEntry> ExpandWorkload(const Scenario& scenario, std::vector<Gan
   return out;
 }
 
-Status RunSimulation(const Scenario& input, SimReport* report) {
+Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSink& sink) {
   Scenario scenario = input;
   const std::vector<TraceEntry> entries = ExpandWorkload(input, &scenario.gangs);
   ClusterState state = BuildClusterState(scenario);
@@ -233,6 +233,7 @@ Status RunSimulation(const Scenario& input, SimReport* report) {
         report->first_invariant_failure = r.invariants.message();
     }
     for (const Decision& d : r.decisions) {
+      if (sink) sink(t, state, d);
       Runtime& rt = runtime[d.workload];
       const WorkloadSpec& spec = state.workload(d.workload).spec;
       switch (d.kind) {

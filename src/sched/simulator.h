@@ -5,6 +5,7 @@
 // counts and the core's own cycle times.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -69,9 +70,14 @@ struct SimReport {
   std::string first_invariant_failure;
 };
 
+// Called with every decision as it is applied, at simulated time `t` (for decision logs).
+using DecisionSink =
+    std::function<void(double t, const ClusterState& state, const Decision& decision)>;
+
 // Runs the scenario to its end. Fails only when the scenario cannot be set up (a bound workload
 // that does not fit); invariant failures are counted in the report.
-Status RunSimulation(const Scenario& scenario, SimReport* report);
+Status RunSimulation(const Scenario& scenario, SimReport* report,
+                     const DecisionSink& sink = nullptr);
 
 // The generator's arrivals for a scenario (deterministic for a seed), merged with its trace and
 // sorted by arrival. Generated gangs are appended to *gangs.
