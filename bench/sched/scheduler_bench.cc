@@ -10,6 +10,8 @@
 //   MemoryAtScale: 10,000 nodes and 150,000 workloads; reports the process's peak RSS.
 //   ChurnScenario: runs examples/sched/fractional-churn.yaml and reports stranded capacity,
 //     GPUs in use against a first-fit-decreasing packing, and fair-share deviation.
+//   PackingVsFfd: fractional churn driven on the core directly (1,000 GPUs, 300 rounds), with
+//     stranded capacity and the FFD reference computed every round.
 #include <benchmark/benchmark.h>
 #include <sys/resource.h>
 
@@ -19,6 +21,7 @@
 #include <string>
 
 #include "sched/cluster_state.h"
+#include "sched/packing_metrics.h"
 #include "sched/placement.h"
 #include "sched/scenario.h"
 #include "sched/scheduler.h"
@@ -213,6 +216,55 @@ void BM_ChurnScenario(benchmark::State& bench) {
   bench.counters["cycle_ms_p99"] = report.cycle_ms_p99;
 }
 
+// Fractional churn run directly on the core: every round a share of the running fractions
+// finishes, new ones arrive (keeping work pending), and a cycle runs. After a warm-up, each round
+// measures stranded capacity and GPUs in use against a first-fit-decreasing repacking.
+void BM_PackingVsFfd(benchmark::State& bench) {
+  constexpr int kNodes = 125;
+  constexpr int kRounds = 300;
+  constexpr int kWarmup = 50;
+  constexpr int kTargetPending = 200;
+  constexpr int kFinishOneIn = 20;  // about 5% of running work finishes per round
+  double stranded_sum = 0, stranded_max = 0, ffd_sum = 0, alloc_sum = 0;
+  int samples = 0;
+  for (auto _ : bench) {
+    ClusterState s = BuildCluster(kNodes, 0, 0, true);
+    std::mt19937_64 rng(99);
+    const Scheduler scheduler(SchedulerConfig{});
+    int next = 0;
+    for (int round = 0; round < kRounds; ++round) {
+      for (WorkloadId id = 0; id < s.workload_count(); ++id) {
+        if (s.workload(id).status == WorkloadStatus::kBound && rng() % kFinishOneIn == 0) {
+          s.RemoveWorkload(id);
+        }
+      }
+      while (s.pending_total() < static_cast<size_t>(kTargetPending)) {
+        WorkloadSpec w = RandomWorkload(rng, next, next % kQueues, true);
+        if (rng() % 3 == 0) {  // a third ask for memory rather than a portion
+          w.gpu.kind = GpuRequestKind::kMemory;
+          w.gpu.memory_bytes = (10ull << (rng() % 3)) * kGiB;  // 10, 20 or 40 GiB
+        }
+        w.name = "c" + std::to_string(next++);
+        s.AddWorkload(w);
+      }
+      scheduler.RunCycle(s);
+      if (round < kWarmup) continue;
+      const double stranded = StrandedShare(s);
+      stranded_sum += stranded;
+      stranded_max = std::max(stranded_max, stranded);
+      ffd_sum += FfdRatio(s);
+      double free_milli = 0;
+      for (const GpuPool& p : s.pools()) free_milli += static_cast<double>(p.free_milli_total);
+      alloc_sum += 1 - free_milli / (static_cast<double>(s.gpu_count()) * kMilliPerGpu);
+      ++samples;
+    }
+  }
+  bench.counters["stranded_mean_pct"] = 100 * stranded_sum / samples;
+  bench.counters["stranded_max_pct"] = 100 * stranded_max;
+  bench.counters["gpus_in_use_over_ffd"] = ffd_sum / samples;
+  bench.counters["gpu_allocated_pct"] = 100 * alloc_sum / samples;
+}
+
 BENCHMARK(BM_FullCycle)
     ->ArgNames({"nodes", "pending", "constrained"})
     ->Args({125, 10000, 0})
@@ -234,6 +286,7 @@ BENCHMARK(BM_PlacementRate)
     ->UseRealTime();
 BENCHMARK(BM_MemoryAtScale)->Unit(benchmark::kSecond)->Iterations(1);
 BENCHMARK(BM_ChurnScenario)->Unit(benchmark::kMillisecond)->Iterations(1);
+BENCHMARK(BM_PackingVsFfd)->Unit(benchmark::kMillisecond)->Iterations(1);
 
 }  // namespace
 }  // namespace gpufrac::sched

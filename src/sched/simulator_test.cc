@@ -8,7 +8,10 @@
 #include <nlohmann/json.hpp>
 
 #include "sched/ffd.h"
+#include "sched/packing_metrics.h"
+#include "sched/placement.h"
 #include "sched/sim_report.h"
+#include "sched/test_util.h"
 
 namespace gpufrac::sched {
 namespace {
@@ -38,6 +41,24 @@ TEST(FfdTest, PacksLikeFirstFitDecreasing) {
   // FFD is not optimal: {4,4,3,3,2,2} fits two bins of 9 (4+3+2 twice), but FFD fills 4+4,
   // then 3+3+2, and needs a third bin for the last 2.
   EXPECT_EQ(FirstFitDecreasingBins({4, 4, 3, 3, 2, 2}, 9), 3);
+}
+
+TEST(PackingMetricsTest, StrandedAndFfdOnAKnownState) {
+  ClusterState s;
+  s.AddNode(testing::Node("n", 2, 80 * testing::kGiB));
+  const QueueId q = s.AddQueue(testing::Queue("q", 2));
+  for (const char* name : {"a", "b"}) {
+    const WorkloadId id = s.AddWorkload(testing::Fraction(name, q, 0.75));
+    std::string reason;
+    s.Bind(id, *FindPlacement(s, id, {}, &reason));
+  }
+  EXPECT_DOUBLE_EQ(StrandedShare(s), 0);  // nothing pending: nothing stranded
+  EXPECT_DOUBLE_EQ(FfdRatio(s), 1);       // two 0.75s need two GPUs either way
+  s.AddWorkload(testing::Fraction("c", q, 0.5));
+  // 20 GiB free on each 80 GiB GPU, and the pending 0.5 fits neither.
+  EXPECT_DOUBLE_EQ(StrandedShare(s), 0.25);
+  s.AddWorkload(testing::Fraction("d", q, 0.25));
+  EXPECT_DOUBLE_EQ(StrandedShare(s), 0);  // the 0.25 fits either hole
 }
 
 TEST(SimulatorTest, TraceRunsToCompletionWithWaits) {
