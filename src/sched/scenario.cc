@@ -1,6 +1,7 @@
 #include "sched/scenario.h"
 
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <set>
 #include <sstream>
@@ -19,14 +20,14 @@ constexpr double kMaxWeight = 1e6;
 
 class ScenarioParser {
  public:
-  explicit ScenarioParser(Scenario* out) : s_(out) {
+  ScenarioParser(Scenario* out, std::string base_dir) : s_(out), base_dir_(std::move(base_dir)) {
     s_->priority_classes = DefaultPriorityClasses();
   }
 
   bool Parse(const YAML::Node& root) {
     if (!r_.ExpectMap(root, "",
                       {"name", "description", "scheduler", "sim", "priority_classes", "cluster",
-                       "queues", "workloads", "generator", "expect"})) {
+                       "queues", "workloads", "trace_file", "generator", "expect"})) {
       return false;
     }
     if (root["name"]) s_->name = r_.String(root["name"], "name");
@@ -45,6 +46,7 @@ class ScenarioParser {
     }
     if (s_->queues.empty()) r_.Fail("queues", "at least one queue is needed");
     if (root["workloads"]) ParseWorkloads(root["workloads"], "workloads");
+    if (root["trace_file"]) ParseTraceFile(root["trace_file"], "trace_file");
     if (root["generator"]) ParseGenerator(root["generator"], "generator");
     if (root["expect"]) ParseExpect(root["expect"], "expect");
     return r_.ok();
@@ -337,78 +339,136 @@ class ScenarioParser {
 
   void ParseWorkloads(const YAML::Node& n, const std::string& p) {
     if (!r_.ExpectList(n, p)) return;
-    std::set<std::string> names;
-    for (size_t i = 0; i < n.size() && r_.ok(); ++i) {
-      const YAML::Node w = n[i];
-      const std::string ip = Index(p, i);
-      if (!r_.ExpectMap(w, ip, {"name",          "queue",     "priority",
-                                "preemptible",   "gpu",       "gpus",
-                                "gpu_memory",    "gpu_limit", "gpu_memory_limit",
-                                "cpu",           "memory",    "gpu_type",
-                                "node_selector", "strategy",  "arrival",
-                                "duration",      "replicas",  "gang",
-                                "node",          "gpu_index"})) {
+    for (size_t i = 0; i < n.size() && r_.ok(); ++i) ParseWorkloadEntry(n[i], Index(p, i));
+  }
+
+  // One workload (with its replicas) from the workloads list or a trace file row.
+  void ParseWorkloadEntry(const YAML::Node& w, const std::string& ip) {
+    if (!r_.ExpectMap(w, ip, {"name",          "queue",     "priority",
+                              "preemptible",   "gpu",       "gpus",
+                              "gpu_memory",    "gpu_limit", "gpu_memory_limit",
+                              "cpu",           "memory",    "gpu_type",
+                              "node_selector", "strategy",  "arrival",
+                              "duration",      "replicas",  "gang",
+                              "node",          "gpu_index"})) {
+      return;
+    }
+    if (!w["name"]) {
+      r_.Fail(Child(ip, "name"), "missing");
+      return;
+    }
+    TraceEntry e;
+    e.spec.name = r_.String(w["name"], Child(ip, "name"));
+    ParseWorkloadSpec(w, ip, &e.spec);
+    e.spec.gpu = ParseGpuRequest(w, ip);
+    if (w["arrival"]) e.arrival = r_.Seconds(w["arrival"], Child(ip, "arrival"));
+    if (w["duration"]) e.duration = r_.Seconds(w["duration"], Child(ip, "duration"));
+    const int replicas =
+        w["replicas"] ? r_.Integer(w["replicas"], Child(ip, "replicas"), 1, kMaxReplicas) : 1;
+    if (w["gang"]) {
+      const std::string gp = Child(ip, "gang");
+      if (!r_.ExpectMap(w["gang"], gp, {"min", "topology"})) return;
+      GangEntry gang;
+      gang.name = e.spec.name;
+      gang.min_members =
+          w["gang"]["min"] ? r_.Integer(w["gang"]["min"], Child(gp, "min"), 1, replicas) : replicas;
+      if (w["gang"]["topology"]) {
+        gang.topology_key = r_.String(w["gang"]["topology"], Child(gp, "topology"));
+      }
+      e.spec.gang = static_cast<GangId>(s_->gangs.size());
+      s_->gangs.push_back(gang);
+    }
+    if (w["node"]) {
+      e.bound_node = r_.String(w["node"], Child(ip, "node"));
+      const NodeSpec* bound = nullptr;
+      for (const NodeSpec& node : s_->nodes) {
+        if (node.name == e.bound_node) bound = &node;
+      }
+      if (bound == nullptr && r_.ok()) {
+        r_.Fail(Child(ip, "node"), "unknown node '" + e.bound_node + "'");
+      }
+      if (replicas != 1) r_.Fail(Child(ip, "node"), "a bound workload cannot have replicas");
+      if (w["gpu_index"] && r_.ExpectList(w["gpu_index"], Child(ip, "gpu_index"))) {
+        for (size_t k = 0; k < w["gpu_index"].size(); ++k) {
+          e.bound_gpus.push_back(r_.Integer(w["gpu_index"][k], Index(Child(ip, "gpu_index"), k), 0,
+                                            bound ? std::max(0, bound->gpu_count - 1) : 0));
+        }
+      }
+      if (e.bound_gpus.empty() && e.spec.gpu.kind != GpuRequestKind::kNoGpu) {
+        r_.Fail(Child(ip, "gpu_index"), "missing (a bound GPU workload names its GPUs)");
+      }
+    } else if (w["gpu_index"]) {
+      r_.Fail(Child(ip, "gpu_index"), "only goes with node");
+    }
+    if (!r_.ok()) return;
+    for (int k = 0; k < replicas; ++k) {
+      TraceEntry copy = e;
+      if (replicas > 1) copy.spec.name = e.spec.name + "-" + std::to_string(k);
+      if (!workload_names_.insert(copy.spec.name).second) {
+        r_.Fail(Child(ip, "name"), "workload name '" + copy.spec.name + "' used twice");
         return;
       }
-      if (!w["name"]) {
-        r_.Fail(Child(ip, "name"), "missing");
-        return;
-      }
-      TraceEntry e;
-      e.spec.name = r_.String(w["name"], Child(ip, "name"));
-      ParseWorkloadSpec(w, ip, &e.spec);
-      e.spec.gpu = ParseGpuRequest(w, ip);
-      if (w["arrival"]) e.arrival = r_.Seconds(w["arrival"], Child(ip, "arrival"));
-      if (w["duration"]) e.duration = r_.Seconds(w["duration"], Child(ip, "duration"));
-      const int replicas =
-          w["replicas"] ? r_.Integer(w["replicas"], Child(ip, "replicas"), 1, kMaxReplicas) : 1;
-      if (w["gang"]) {
-        const std::string gp = Child(ip, "gang");
-        if (!r_.ExpectMap(w["gang"], gp, {"min", "topology"})) return;
-        GangEntry gang;
-        gang.name = e.spec.name;
-        gang.min_members = w["gang"]["min"]
-                               ? r_.Integer(w["gang"]["min"], Child(gp, "min"), 1, replicas)
-                               : replicas;
-        if (w["gang"]["topology"]) {
-          gang.topology_key = r_.String(w["gang"]["topology"], Child(gp, "topology"));
-        }
-        e.spec.gang = static_cast<GangId>(s_->gangs.size());
-        s_->gangs.push_back(gang);
-      }
-      if (w["node"]) {
-        e.bound_node = r_.String(w["node"], Child(ip, "node"));
-        const NodeSpec* bound = nullptr;
-        for (const NodeSpec& node : s_->nodes) {
-          if (node.name == e.bound_node) bound = &node;
-        }
-        if (bound == nullptr && r_.ok()) {
-          r_.Fail(Child(ip, "node"), "unknown node '" + e.bound_node + "'");
-        }
-        if (replicas != 1) r_.Fail(Child(ip, "node"), "a bound workload cannot have replicas");
-        if (w["gpu_index"] && r_.ExpectList(w["gpu_index"], Child(ip, "gpu_index"))) {
-          for (size_t k = 0; k < w["gpu_index"].size(); ++k) {
-            e.bound_gpus.push_back(r_.Integer(w["gpu_index"][k], Index(Child(ip, "gpu_index"), k),
-                                              0, bound ? std::max(0, bound->gpu_count - 1) : 0));
+      s_->trace.push_back(std::move(copy));
+    }
+  }
+
+  // A CSV trace: a header naming columns (a subset of the workload keys), then one workload per
+  // row; empty cells are left out. Relative paths are resolved against the scenario's folder.
+  void ParseTraceFile(const YAML::Node& n, const std::string& p) {
+    const std::string name = r_.String(n, p);
+    if (!r_.ok()) return;
+    const std::string path =
+        name.front() == '/' || base_dir_.empty() ? name : base_dir_ + "/" + name;
+    std::ifstream in(path);
+    if (!in) {
+      r_.Fail(p, "cannot read trace file '" + path + "'");
+      return;
+    }
+    static const std::set<std::string> kColumns = {
+        "name",     "queue",      "priority", "preemptible", "gpu",
+        "gpus",     "gpu_memory", "cpu",      "memory",      "gpu_type",
+        "strategy", "arrival",    "duration", "gpu_limit",   "gpu_memory_limit"};
+    std::vector<std::string> header;
+    std::string line;
+    for (int line_no = 1; std::getline(in, line) && r_.ok(); ++line_no) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.empty() || line[0] == '#') continue;
+      const std::string where = p + "(" + name + ":" + std::to_string(line_no) + ")";
+      std::vector<std::string> cells = SplitCsv(line);
+      if (header.empty()) {
+        for (const std::string& column : cells) {
+          if (!kColumns.count(column)) {
+            r_.Fail(where, "unknown column '" + column + "'");
+            return;
           }
         }
-        if (e.bound_gpus.empty() && e.spec.gpu.kind != GpuRequestKind::kNoGpu) {
-          r_.Fail(Child(ip, "gpu_index"), "missing (a bound GPU workload names its GPUs)");
-        }
-      } else if (w["gpu_index"]) {
-        r_.Fail(Child(ip, "gpu_index"), "only goes with node");
+        header = std::move(cells);
+        continue;
       }
-      if (!r_.ok()) return;
-      for (int k = 0; k < replicas; ++k) {
-        TraceEntry copy = e;
-        if (replicas > 1) copy.spec.name = e.spec.name + "-" + std::to_string(k);
-        if (!names.insert(copy.spec.name).second) {
-          r_.Fail(Child(ip, "name"), "workload name '" + copy.spec.name + "' used twice");
-          return;
-        }
-        s_->trace.push_back(std::move(copy));
+      if (cells.size() != header.size()) {
+        r_.Fail(where, std::to_string(cells.size()) + " cells for " +
+                           std::to_string(header.size()) + " columns");
+        return;
+      }
+      YAML::Node row(YAML::NodeType::Map);
+      for (size_t c = 0; c < cells.size(); ++c) {
+        if (!cells[c].empty()) row[header[c]] = cells[c];
+      }
+      ParseWorkloadEntry(row, where);
+    }
+    if (r_.ok() && header.empty()) r_.Fail(p, "trace file '" + path + "' has no header");
+  }
+
+  static std::vector<std::string> SplitCsv(const std::string& line) {
+    std::vector<std::string> cells(1);
+    for (char c : line) {
+      if (c == ',') {
+        cells.emplace_back();
+      } else if (c != ' ' && c != '\t') {
+        cells.back() += c;
       }
     }
+    return cells;
   }
 
   void ParseGenerator(const YAML::Node& n, const std::string& p) {
@@ -470,6 +530,8 @@ class ScenarioParser {
   }
 
   Scenario* s_;
+  std::string base_dir_;  // folder of the scenario file, for relative trace paths
+  std::set<std::string> workload_names_;
   YamlReader r_;
 };
 
@@ -484,7 +546,8 @@ Status ParseScenario(const std::string& text, const std::string& source_name, Sc
     return Status::Error(source_name + ": not valid YAML: line " + std::to_string(e.mark.line + 1) +
                          ": " + e.msg);
   }
-  ScenarioParser parser(out);
+  const std::string base_dir = std::filesystem::path(source_name).parent_path().string();
+  ScenarioParser parser(out, base_dir);
   bool ok = false;
   try {
     ok = parser.Parse(root);
@@ -493,7 +556,8 @@ Status ParseScenario(const std::string& text, const std::string& source_name, Sc
   }
   if (!ok) return Status::Error(source_name + ": " + parser.error());
   if (out->trace.empty() && out->generator.empty()) {
-    return Status::Error(source_name + ": workloads: give workloads, a generator, or both");
+    return Status::Error(source_name +
+                         ": workloads: give workloads, a trace_file, a generator, or a mix");
   }
   if (!out->generator.empty() && out->sim.duration <= 0) {
     return Status::Error(source_name + ": sim.duration: needed with a generator");

@@ -139,6 +139,24 @@ TEST(SimulatorTest, ChurnKeepsInvariantsAndMeasures) {
   EXPECT_EQ(r.samples[0].queue_gpu.size(), 2u);
 }
 
+TEST(SimulatorTest, ReplaysACsvTrace) {
+  Scenario s;
+  const Status st =
+      LoadScenarioFile(std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/trace-replay.yaml", &s);
+  ASSERT_TRUE(st.ok()) << st.message();
+  ASSERT_EQ(s.trace.size(), 120u);
+  EXPECT_EQ(s.trace[0].spec.name, "job-0");
+  EXPECT_DOUBLE_EQ(s.trace[0].arrival, 16);
+  EXPECT_DOUBLE_EQ(s.trace[0].duration, 142);
+  EXPECT_EQ(s.trace[0].spec.gpu.portion_milli, 250);
+  s.scheduler.check_invariants = true;
+  SimReport r;
+  ASSERT_TRUE(RunSimulation(s, &r).ok());
+  EXPECT_EQ(r.arrivals, 120);
+  EXPECT_EQ(r.completed, 120);
+  EXPECT_EQ(r.invariant_failures, 0);
+}
+
 TEST(SimReportTest, JsonTableAndPlots) {
   Scenario s = Parse(std::string(kOneGpu) + R"(
 workloads:
