@@ -10,6 +10,7 @@ debian_packages=(
   libcli11-dev nlohmann-json3-dev libyaml-cpp-dev libspdlog-dev libfmt-dev
   libboost-dev libboost-system-dev libsqlite3-dev
   python3 python3-venv gnuplot-nox procps
+  libssl-dev openssl
 )
 
 missing=()

@@ -21,6 +21,8 @@ struct Flags {
   std::string endpoint = "chat";
   bool no_stream = false;
   std::string api_key;
+  std::string tls_ca;
+  bool insecure = false;
   std::vector<double> concurrency;
   std::vector<double> rate;
   std::string arrival = "poisson";
@@ -81,6 +83,8 @@ std::vector<Workload> BuildWorkloads(const Flags& f) {
   w.name = "default";
   if (Status s = ParseTargetUrl(f.url, &w.target); !s.ok()) UsageError("--url: " + s.message());
   w.target.api_key = f.api_key;
+  w.target.ca_file = f.tls_ca;
+  w.target.insecure = f.insecure;
   if (f.model.empty()) UsageError("--model is required (or give --workload FILE)");
   w.request.model = f.model;
   if (Status s = ParseEndpoint(f.endpoint, &w.request.endpoint); !s.ok()) {
@@ -207,6 +211,7 @@ int Run(const Flags& f) {
   options.grace_s = DurationOrDie("--grace", f.grace);
   Outputs outputs(f);
   bool streaming = base.front().request.stream;
+  bool every_request_failed = false;  // in some run: nothing was measured, exit 1
 
   auto run_point = [&](double value, bool apply_axis) {
     std::vector<Workload> workloads = apply_axis ? AtPoint(base, axis, value) : base;
@@ -216,6 +221,10 @@ int Run(const Flags& f) {
     RunResult result = RunLoad(workloads, options);
     RunReport report = MakeReport(result, slos, AxisName(axis), value);
     outputs.AddRun(result, report, streaming);
+    if (report.total.measured > 0 && report.total.ok == 0) {
+      std::cerr << "gpufrac bench: every request failed (" << report.total.first_error << ")\n";
+      every_request_failed = true;
+    }
     return report;
   };
 
@@ -263,6 +272,7 @@ int Run(const Flags& f) {
     for (double value : points) all_met &= run_point(value, true).slos_met();
   }
   outputs.Finish(nlohmann::json::object());
+  if (every_request_failed) return 1;
   return slos.empty() || all_met ? 0 : 1;
 }
 
@@ -280,6 +290,9 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--no-stream", f.no_stream, "Ask for whole responses instead of SSE streams");
   cmd->add_option("--api-key", f.api_key, "Sent as 'Authorization: Bearer KEY'")
       ->envname("OPENAI_API_KEY");
+  cmd->add_option("--tls-ca", f.tls_ca, "https: PEM file of CAs to trust (default: the system's)")
+      ->check(CLI::ExistingFile);
+  cmd->add_flag("--insecure", f.insecure, "https: do not verify the server's certificate");
   cmd->add_option("--concurrency", f.concurrency,
                   "Closed loop: concurrent users; a comma list sweeps")
       ->delimiter(',');

@@ -272,6 +272,50 @@ TEST(BenchCommand, MixedWorkloadFileReportsPerWorkload) {
   EXPECT_EQ(summary["workloads"]["embed"]["metrics"]["input_sequence_length"]["avg"], 16.0);
 }
 
+// https against Python's TLS stack: verified with the test CA, refused without it, and accepted
+// unverified with --insecure.
+TEST(BenchCommand, HttpsWithVerificationAndInsecure) {
+  TempDir dir;
+  fs::path cert = dir.path() / "cert.pem", key = dir.path() / "key.pem";
+  pid_t openssl = Spawn({"/usr/bin/openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                         "-keyout", key.string(), "-out", cert.string(), "-days", "1", "-subj",
+                         "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"},
+                        dir.path() / "openssl.out", dir.path() / "openssl.err");
+  ASSERT_EQ(WaitFor(openssl, std::chrono::seconds(60)), 0) << ReadFile(dir.path() / "openssl.err");
+  std::string server_script =
+      std::string(GPUFRAC_SOURCE_DIR) + "/src/bench/testdata/tls_sse_server.py";
+  pid_t server = Spawn({"/usr/bin/env", "python3", server_script, cert.string(), key.string()},
+                       dir.path() / "tls.out", dir.path() / "tls.err");
+  int port = 0;
+  for (int i = 0; i < 1000 && port == 0; ++i) {
+    std::string out = ReadFile(dir.path() / "tls.out");
+    if (out.find("listening on") != std::string::npos && out.back() == '\n') {
+      port = std::stoi(out.substr(out.rfind(':') + 1));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ASSERT_NE(port, 0) << ReadFile(dir.path() / "tls.err");
+  std::string url = "https://localhost:" + std::to_string(port);
+  Result verified = RunBench(dir, {"--url", url, "--model", "m", "--concurrency", "2", "--requests",
+                                   "4", "--tls-ca", cert.string(), "--json"});
+  EXPECT_EQ(verified.code, 0) << verified.err;
+  auto summary = nlohmann::json::parse(verified.out);
+  EXPECT_EQ(summary["requests"]["ok"], 4);
+  EXPECT_EQ(summary["metrics"]["output_sequence_length"]["avg"], 3.0);
+  EXPECT_EQ(summary["metrics"]["time_to_first_token_ms"]["count"], 4);
+
+  Result untrusted = RunBench(dir, {"--url", url, "--model", "m", "--requests", "2", "--json"});
+  EXPECT_EQ(untrusted.code, 1);
+  EXPECT_NE(untrusted.err.find("TLS handshake"), std::string::npos) << untrusted.err;
+
+  Result insecure = RunBench(dir, {"--url", "https://127.0.0.1:" + std::to_string(port), "--model",
+                                   "m", "--requests", "2", "--insecure", "--json"});
+  EXPECT_EQ(insecure.code, 0) << insecure.err;
+  kill(server, SIGTERM);
+  WaitFor(server, std::chrono::seconds(10));
+}
+
 TEST(BenchCommand, BadInputIsAOneLineUsageError) {
   TempDir dir;
   fs::path bad_jsonl = dir.path() / "bad.jsonl";
@@ -289,6 +333,7 @@ TEST(BenchCommand, BadInputIsAOneLineUsageError) {
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--rate", "5", "--concurrency", "2"},
        "not both"},
       {{"--url", "ftp://x", "--model", "m"}, "--url"},
+      {{"--url", "https://x", "--model", "m", "--tls-ca", "/no/such/ca.pem"}, "--tls-ca"},
       {{"--url", "http://127.0.0.1:1"}, "--model"},
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--input-file", bad_jsonl.string()},
        "bad.jsonl:2"},

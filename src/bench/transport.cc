@@ -1,6 +1,7 @@
 #include "bench/transport.h"
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <charconv>
 #include <chrono>
 #include <unordered_set>
@@ -53,13 +54,13 @@ Status ParseTargetUrl(std::string_view url, Target* target) {
   Target parsed;
   std::string_view rest = url;
   if (rest.substr(0, 8) == "https://") {
-    return Status::Error("https URLs are not supported yet (TLS is not built in): " +
-                         std::string(url));
+    parsed.tls = true;
+    rest.remove_prefix(8);
+  } else if (rest.substr(0, 7) == "http://") {
+    rest.remove_prefix(7);
+  } else {
+    return Status::Error("URL must start with http:// or https://: '" + std::string(url) + "'");
   }
-  if (rest.substr(0, 7) != "http://") {
-    return Status::Error("URL must start with http://: '" + std::string(url) + "'");
-  }
-  rest.remove_prefix(7);
   size_t slash = rest.find('/');
   std::string_view authority = rest.substr(0, slash);
   if (slash != std::string_view::npos) {
@@ -72,7 +73,7 @@ Status ParseTargetUrl(std::string_view url, Target* target) {
   size_t colon = authority.rfind(':');
   if (colon == std::string_view::npos) {
     parsed.host = std::string(authority);
-    parsed.port = 80;
+    parsed.port = parsed.tls ? 443 : 80;
   } else {
     parsed.host = std::string(authority.substr(0, colon));
     std::string_view port_text = authority.substr(colon + 1);
@@ -92,8 +93,29 @@ Status ParseTargetUrl(std::string_view url, Target* target) {
 // ---- HttpClient ----
 
 struct Connection {
-  explicit Connection(asio::io_context& io) : socket(io), deadline(io), in(kReadBufferBytes) {}
-  tcp::socket socket;
+  Connection(asio::io_context& io, asio::ssl::context& tls_context, bool use_tls)
+      : stream(io, tls_context), tls(use_tls), deadline(io), in(kReadBufferBytes) {}
+  tcp::socket& socket() { return stream.next_layer(); }
+  // Reads and writes go through TLS or straight to the socket.
+  template <typename Buffer, typename Handler>
+  void AsyncWrite(const Buffer& buffer, Handler&& done) {
+    if (tls) {
+      asio::async_write(stream, buffer, std::forward<Handler>(done));
+    } else {
+      asio::async_write(socket(), buffer, std::forward<Handler>(done));
+    }
+  }
+  template <typename Buffer, typename Handler>
+  void AsyncReadSome(const Buffer& buffer, Handler&& done) {
+    if (tls) {
+      stream.async_read_some(buffer, std::forward<Handler>(done));
+    } else {
+      socket().async_read_some(buffer, std::forward<Handler>(done));
+    }
+  }
+
+  asio::ssl::stream<tcp::socket> stream;  // its TLS layer is used only when tls is set
+  bool tls;
   asio::steady_timer deadline;
   std::vector<char> in;
   std::string request;  // kept until the response ends, for a retry on a stale connection
@@ -113,11 +135,26 @@ struct HttpClient::Impl {
       : io(*static_cast<asio::io_context*>(event_loop.native())),
         target(std::move(t)),
         timeout_ns(timeout) {
+    if (target.tls) {
+      boost::system::error_code tls_error;
+      if (target.insecure) {
+        tls_context.set_verify_mode(asio::ssl::verify_none);
+      } else {
+        tls_context.set_verify_mode(asio::ssl::verify_peer);
+        if (target.ca_file.empty()) {
+          tls_context.set_default_verify_paths(tls_error);
+        } else {
+          tls_context.load_verify_file(target.ca_file, tls_error);
+        }
+      }
+      // Reported with the first request, as a connect error naming the file.
+      if (tls_error) resolve_error = "TLS set-up: " + tls_error.message();
+    }
     boost::system::error_code ec;
     tcp::resolver resolver(io);
     auto results = resolver.resolve(target.host, std::to_string(target.port), ec);
-    if (!ec) endpoints.assign(results.begin(), results.end());
-    resolve_error = ec ? ec.message() : "";
+    if (resolve_error.empty() && !ec) endpoints.assign(results.begin(), results.end());
+    if (ec) resolve_error = ec.message();
     host_header = target.host + ":" + std::to_string(target.port);
   }
 
@@ -128,7 +165,7 @@ struct HttpClient::Impl {
       idle.pop_back();
       conn->reused = true;
     } else {
-      conn = std::make_shared<Connection>(io);
+      conn = std::make_shared<Connection>(io, tls_context, target.tls);
       conn->reused = false;
     }
     conn->request = std::move(request);
@@ -154,12 +191,12 @@ struct HttpClient::Impl {
       return;
     }
     if (endpoints.empty()) {
-      Finish(conn, ErrorKind::kConnect, "cannot resolve " + target.host + ": " + resolve_error,
+      Finish(conn, ErrorKind::kConnect, "cannot connect to " + target.host + ": " + resolve_error,
              NowNs(), false);
       return;
     }
     asio::async_connect(
-        conn->socket, endpoints,
+        conn->socket(), endpoints,
         [this, conn, gen](const boost::system::error_code& ec, const tcp::endpoint&) {
           if (conn->generation != gen) return;
           if (ec) {
@@ -167,31 +204,55 @@ struct HttpClient::Impl {
             return;
           }
           ++opened;
-          conn->connected = true;
           boost::system::error_code ignored;
-          conn->socket.set_option(tcp::no_delay(true), ignored);
+          conn->socket().set_option(tcp::no_delay(true), ignored);
+          if (conn->tls) {
+            Handshake(conn, gen);
+            return;
+          }
+          conn->connected = true;
+          WriteAndRead(conn);
+        });
+  }
+
+  void Handshake(const ConnectionPtr& conn, uint64_t gen) {
+    // SNI, and the name the certificate must carry unless verification is off.
+    SSL_set_tlsext_host_name(conn->stream.native_handle(), target.host.c_str());
+    if (!target.insecure) {
+      conn->stream.set_verify_callback(asio::ssl::host_name_verification(target.host));
+    }
+    conn->stream.async_handshake(
+        asio::ssl::stream_base::client, [this, conn, gen](const boost::system::error_code& ec) {
+          if (conn->generation != gen) return;
+          if (ec) {
+            Finish(conn, ErrorKind::kConnect, "TLS handshake: " + ec.message(), NowNs(), false);
+            return;
+          }
+          conn->connected = true;
           WriteAndRead(conn);
         });
   }
 
   void WriteAndRead(const ConnectionPtr& conn) {
     uint64_t gen = conn->generation;
-    asio::async_write(conn->socket, asio::buffer(conn->request),
-                      [this, conn, gen](const boost::system::error_code& ec, size_t) {
-                        if (conn->generation != gen || !ec) return;
-                        OnTransportError(conn, ec);
-                      });
+    conn->AsyncWrite(asio::buffer(conn->request),
+                     [this, conn, gen](const boost::system::error_code& ec, size_t) {
+                       if (conn->generation != gen || !ec) return;
+                       OnTransportError(conn, ec);
+                     });
     Read(conn);
   }
 
   void Read(const ConnectionPtr& conn) {
     uint64_t gen = conn->generation;
-    conn->socket.async_read_some(
+    conn->AsyncReadSome(
         asio::buffer(conn->in), [this, conn, gen](const boost::system::error_code& ec, size_t n) {
           const int64_t now = NowNs();  // before any parsing: this is the event's timestamp
           if (conn->generation != gen) return;
           if (ec) {
-            if (ec == asio::error::eof && conn->parser->FeedEof()) {
+            // A TLS peer that closes without close_notify ends a close-delimited body too.
+            bool closed = ec == asio::error::eof || ec == asio::ssl::error::stream_truncated;
+            if (closed && conn->parser->FeedEof()) {
               SendStatusOnce(conn.get());
               Finish(conn, ErrorKind::kNone, "", now, false);
               return;
@@ -239,7 +300,7 @@ struct HttpClient::Impl {
     conn->handler = nullptr;
     boost::system::error_code ignored;
     conn->deadline.cancel();
-    conn->socket.close(ignored);
+    conn->socket().close(ignored);
     active.erase(conn);
   }
 
@@ -255,13 +316,14 @@ struct HttpClient::Impl {
       idle.push_back(conn);
     } else {
       boost::system::error_code ignored;
-      conn->socket.close(ignored);
+      conn->socket().close(ignored);
       conn->connected = false;
     }
     if (handler != nullptr) handler->OnComplete(kind, message, last_ns);
   }
 
   asio::io_context& io;
+  asio::ssl::context tls_context{asio::ssl::context::tls_client};
   Target target;
   int64_t timeout_ns;
   std::vector<tcp::endpoint> endpoints;
@@ -279,7 +341,7 @@ HttpClient::~HttpClient() {
   CancelAll();
   for (auto& conn : impl_->idle) {
     boost::system::error_code ignored;
-    conn->socket.close(ignored);
+    conn->socket().close(ignored);
   }
 }
 

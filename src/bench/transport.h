@@ -42,8 +42,11 @@ struct Target {
   uint16_t port = 80;
   std::string base_path;  // prefix before /v1/..., without a trailing slash
   std::string api_key;    // sent as "Authorization: Bearer <key>" when not empty
+  bool tls = false;       // https
+  std::string ca_file;    // PEM file of trusted CAs; empty: the system's
+  bool insecure = false;  // TLS without certificate verification
 };
-// Parses "http://host:port[/prefix]". https is rejected with a clear message (no TLS yet).
+// Parses "http[s]://host[:port][/prefix]".
 Status ParseTargetUrl(std::string_view url, Target* target);
 
 class ResponseHandler {
