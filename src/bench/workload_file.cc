@@ -213,6 +213,8 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
     std::string name_where = path + ": workload '" + w.name + "': ";
     if (s = ParseTargetUrl(url, &w.target); !s.ok()) return Status::Error(name_where + s.message());
     if (named.Has("api_key")) named.Get("api_key", &w.target.api_key);
+    if (s = named.Get("tls_ca", &w.target.ca_file); !s.ok()) return s;
+    if (s = named.Get("insecure", &w.target.insecure); !s.ok()) return s;
     if (s = ParseEndpoint(endpoint, &w.request.endpoint); !s.ok()) {
       return Status::Error(name_where + s.message());
     }
