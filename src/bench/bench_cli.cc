@@ -219,7 +219,10 @@ int Run(const Flags& f) {
     for (const Workload& w : workloads) long_run |= w.load.duration_s + w.load.warmup_s > 3;
     options.progress = !f.no_progress && (f.progress || (long_run && isatty(STDERR_FILENO)));
     RunResult result = RunLoad(workloads, options);
-    RunReport report = MakeReport(result, slos, AxisName(axis), value);
+    RunReport report = f.workload_file.empty() ? MakeReport(result, slos, AxisName(axis), value)
+                                               : MakeReport(result, slos, "workloads",
+                                                            static_cast<double>(workloads.size()));
+    if (!f.workload_file.empty()) report.label = "workload file " + f.workload_file;
     outputs.AddRun(result, report, streaming);
     if (report.total.measured > 0 && report.total.ok == 0) {
       std::cerr << "gpufrac bench: every request failed (" << report.total.first_error << ")\n";
