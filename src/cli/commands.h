@@ -7,6 +7,8 @@
 namespace gpufrac::cli {
 
 // (subcommands are declared here, one line each)
+void AddRunCommand(CLI::App& app, int* exit_code);
+void AddSimCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
 
 }  // namespace gpufrac::cli

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "gpufrac 0.1.0");
   int exit_code = 0;
   // (subcommands are added here, one line each)
+  gpufrac::cli::AddRunCommand(app, &exit_code);
+  gpufrac::cli::AddSimCommand(app, &exit_code);
   gpufrac::cli::AddBenchCommand(app, &exit_code);
   try {
     app.parse(argc, argv);

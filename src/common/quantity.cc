@@ -1,10 +1,11 @@
 #include "common/quantity.h"
 
+#include <strings.h>
+
 #include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
-#include <strings.h>
 
 namespace gpufrac {
 namespace {

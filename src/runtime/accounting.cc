@@ -4,11 +4,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <new>
-
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 
 #include "common/quantity.h"
 #include "runtime/interposer.h"
@@ -53,9 +52,9 @@ DeviceState* Devices() {
 
 void FormatUuid(const CUuuid& uuid, char* out, size_t size) {
   const auto* b = reinterpret_cast<const unsigned char*>(uuid.bytes);
-  snprintf(out, size,
-           "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
-           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14], b[15]);
+  snprintf(out, size, "GPU-%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+           b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+           b[14], b[15]);
 }
 
 bool DeviceUuid(int ordinal, char* out, size_t size) {
@@ -163,8 +162,10 @@ DeviceMode SetUpDevice(int ordinal, DeviceState& d) {
     d.slot = d.ledger.ClaimSlot(d.tenant, d.generation, pid, start);
   }
   if (d.slot < 0) {
-    Log(LogLevel::kWarn, "no free process slot on %s: this process's memory is not reclaimed "
-        "if it dies", d.uuid);
+    Log(LogLevel::kWarn,
+        "no free process slot on %s: this process's memory is not reclaimed "
+        "if it dies",
+        d.uuid);
   }
   return DeviceMode::kManaged;
 }

@@ -11,7 +11,13 @@
 
 namespace gpufrac::runtime {
 
-enum class AllocKind : uint8_t { kDevicePointer = 1, kVmmHandle, kArray, kMipmappedArray, kContext };
+enum class AllocKind : uint8_t {
+  kDevicePointer = 1,
+  kVmmHandle,
+  kArray,
+  kMipmappedArray,
+  kContext
+};
 
 struct AllocRecord {
   uint64_t bytes;

@@ -190,8 +190,7 @@ void SubstituteHook(void** pfn) {
 
 using namespace gpufrac::runtime;
 
-GPUFRAC_EXPORT int cuGetProcAddress(const char* symbol, void** pfn, int version,
-                                    cuuint64_t flags) {
+GPUFRAC_EXPORT int cuGetProcAddress(const char* symbol, void** pfn, int version, cuuint64_t flags) {
   auto real = REAL(cuGetProcAddress);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   const int r = real(symbol, pfn, version, flags);

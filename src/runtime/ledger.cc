@@ -1,13 +1,14 @@
 #include "runtime/ledger.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 
 #include "runtime/process_identity.h"
 
@@ -27,8 +28,8 @@ void* MapObject(const char* name, int flags, mode_t mode, size_t size, int prot,
   if (flags & O_CREAT) {
     fchmod(fd, mode);  // umask must not narrow who may join
     struct stat st;
-    if (fstat(fd, &st) != 0 || (static_cast<size_t>(st.st_size) < size &&
-                                ftruncate(fd, static_cast<off_t>(size)) != 0)) {
+    if (fstat(fd, &st) != 0 ||
+        (static_cast<size_t>(st.st_size) < size && ftruncate(fd, static_cast<off_t>(size)) != 0)) {
       close(fd);
       return nullptr;
     }
@@ -76,9 +77,8 @@ bool Ledger::MapSegments(const char* uuid, bool owner, uint64_t total_bytes) {
       MapObject(limits_name, (owner ? O_RDWR : O_RDONLY) | create, 0644, sizeof(LimitsSegment),
                 owner ? PROT_READ | PROT_WRITE : PROT_READ, owner ? &limits_fd_ : nullptr));
   if (limits_ == nullptr) return false;
-  usage_ = static_cast<UsageSegment*>(MapObject(usage_name, O_RDWR | create, 0666,
-                                                sizeof(UsageSegment), PROT_READ | PROT_WRITE,
-                                                nullptr));
+  usage_ = static_cast<UsageSegment*>(MapObject(
+      usage_name, O_RDWR | create, 0666, sizeof(UsageSegment), PROT_READ | PROT_WRITE, nullptr));
   if (usage_ == nullptr) {
     Close();
     return false;
@@ -209,8 +209,8 @@ void Ledger::UnregisterLocked(int index, uint64_t generation) {
     const uint64_t used = u.used.exchange(0, std::memory_order_acq_rel);
     usage_->committed.fetch_sub(Max(used, t.spec.memory_request), std::memory_order_acq_rel);
     for (ProcessSlot& slot : usage_->processes) {
-      if (slot.pid.load(std::memory_order_acquire) > 0 && slot.tenant == static_cast<uint32_t>(index) &&
-          slot.generation == generation) {
+      if (slot.pid.load(std::memory_order_acquire) > 0 &&
+          slot.tenant == static_cast<uint32_t>(index) && slot.generation == generation) {
         slot.charged.store(0, std::memory_order_relaxed);
         slot.pid.store(0, std::memory_order_release);
       }
@@ -371,7 +371,8 @@ uint64_t Ledger::Headroom(int index, uint64_t generation) const {
   const uint64_t under_limit = limit > used ? limit - used : 0;
   const uint64_t unused_request = t.spec.memory_request > used ? t.spec.memory_request - used : 0;
   const uint64_t committed = usage_->committed.load(std::memory_order_acquire);
-  const uint64_t card_free = limits_->total_bytes > committed ? limits_->total_bytes - committed : 0;
+  const uint64_t card_free =
+      limits_->total_bytes > committed ? limits_->total_bytes - committed : 0;
   const uint64_t card_room = unused_request + card_free;
   return under_limit < card_room ? under_limit : card_room;
 }

@@ -13,9 +13,10 @@
 // Freestanding (libc only): the interposer links it into every workload.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
-#include <sys/types.h>
 
 namespace gpufrac {
 
@@ -42,7 +43,7 @@ struct TenantSpec {
 };
 
 struct TenantLimits {
-  uint32_t active;       // 1 while registered
+  uint32_t active;  // 1 while registered
   uint32_t reserved0;
   uint64_t generation;   // new at each registration; ties usage and slots to this incarnation
   pid_t owner_pid;       // who registered it; the tenant is stale once the owner and all its
@@ -63,7 +64,7 @@ struct TenantUsage {
   std::atomic<uint64_t> generation;  // equals the limits' generation while the tenant is live
   std::atomic<uint64_t> used;        // bytes charged to the tenant, all processes together
   std::atomic<uint64_t> peak;
-  std::atomic<uint64_t> refusals;    // allocations refused at the limit
+  std::atomic<uint64_t> refusals;  // allocations refused at the limit
 };
 
 struct ProcessSlot {

@@ -208,20 +208,21 @@ GPUFRAC_EXPORT int cuMemAlloc_v2(CUdeviceptr* dptr, size_t bytes) {
   auto real = REAL(cuMemAlloc_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || dptr == nullptr || bytes == 0) return real(dptr, bytes);
-  return ChargedAllocation(CurrentOrdinal(), bytes, AllocKind::kDevicePointer,
-                           [&] { return real(dptr, bytes); }, dptr);
+  return ChargedAllocation(
+      CurrentOrdinal(), bytes, AllocKind::kDevicePointer, [&] { return real(dptr, bytes); }, dptr);
 }
 
 GPUFRAC_EXPORT int cuMemAllocManaged(CUdeviceptr* dptr, size_t bytes, unsigned int flags) {
   auto real = REAL(cuMemAllocManaged);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || dptr == nullptr || bytes == 0) return real(dptr, bytes, flags);
-  return ChargedAllocation(CurrentOrdinal(), bytes, AllocKind::kDevicePointer,
-                           [&] { return real(dptr, bytes, flags); }, dptr);
+  return ChargedAllocation(
+      CurrentOrdinal(), bytes, AllocKind::kDevicePointer, [&] { return real(dptr, bytes, flags); },
+      dptr);
 }
 
-GPUFRAC_EXPORT int cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width,
-                                      size_t height, unsigned int elem) {
+GPUFRAC_EXPORT int cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t width, size_t height,
+                                      unsigned int elem) {
   auto real = REAL(cuMemAllocPitch_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || dptr == nullptr || pitch == nullptr || width == 0 || height == 0) {
@@ -230,8 +231,9 @@ GPUFRAC_EXPORT int cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t w
   const int ordinal = CurrentOrdinal();
   // The pitch is known only afterwards: charge the aligned estimate, then correct it.
   const uint64_t estimate = RoundUp(width, kPitchAlignment) * height;
-  const int r = ChargedAllocation(ordinal, estimate, AllocKind::kDevicePointer,
-                                  [&] { return real(dptr, pitch, width, height, elem); }, dptr);
+  const int r = ChargedAllocation(
+      ordinal, estimate, AllocKind::kDevicePointer,
+      [&] { return real(dptr, pitch, width, height, elem); }, dptr);
   if (r == CUDA_SUCCESS && ordinal >= 0) {
     const uint64_t actual = static_cast<uint64_t>(*pitch) * height;
     if (actual != estimate) {
@@ -275,8 +277,8 @@ GPUFRAC_EXPORT int cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytes, CUme
                                            CUstream stream) {
   return AllocFromPool(REAL(cuMemAllocFromPoolAsync), dptr, bytes, pool, stream);
 }
-GPUFRAC_EXPORT int cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes,
-                                                CUmemoryPool pool, CUstream stream) {
+GPUFRAC_EXPORT int cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                                                CUstream stream) {
   return AllocFromPool(REAL(cuMemAllocFromPoolAsync_ptsz), dptr, bytes, pool, stream);
 }
 GPUFRAC_EXPORT int cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
@@ -329,8 +331,9 @@ GPUFRAC_EXPORT int cuMemCreate(CUmemGenericAllocationHandle* handle, size_t byte
       prop->location.type != CU_MEM_LOCATION_TYPE_DEVICE) {
     return real(handle, bytes, prop, flags);
   }
-  return ChargedAllocation(prop->location.id, bytes, AllocKind::kVmmHandle,
-                           [&] { return real(handle, bytes, prop, flags); }, handle);
+  return ChargedAllocation(
+      prop->location.id, bytes, AllocKind::kVmmHandle,
+      [&] { return real(handle, bytes, prop, flags); }, handle);
 }
 
 GPUFRAC_EXPORT int cuMemRelease(CUmemGenericAllocationHandle handle) {
@@ -346,18 +349,18 @@ GPUFRAC_EXPORT int cuArrayCreate_v2(CUarray* array, const CUDA_ARRAY_DESCRIPTOR*
   auto real = REAL(cuArrayCreate_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || array == nullptr || d == nullptr) return real(array, d);
-  return ChargedAllocation(CurrentOrdinal(),
-                           ArrayBytes(d->Width, d->Height, 0, d->Format, d->NumChannels),
-                           AllocKind::kArray, [&] { return real(array, d); }, array);
+  return ChargedAllocation(
+      CurrentOrdinal(), ArrayBytes(d->Width, d->Height, 0, d->Format, d->NumChannels),
+      AllocKind::kArray, [&] { return real(array, d); }, array);
 }
 
 GPUFRAC_EXPORT int cuArray3DCreate_v2(CUarray* array, const CUDA_ARRAY3D_DESCRIPTOR* d) {
   auto real = REAL(cuArray3DCreate_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || array == nullptr || d == nullptr) return real(array, d);
-  return ChargedAllocation(CurrentOrdinal(),
-                           ArrayBytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels),
-                           AllocKind::kArray, [&] { return real(array, d); }, array);
+  return ChargedAllocation(
+      CurrentOrdinal(), ArrayBytes(d->Width, d->Height, d->Depth, d->Format, d->NumChannels),
+      AllocKind::kArray, [&] { return real(array, d); }, array);
 }
 
 GPUFRAC_EXPORT int cuArrayDestroy(CUarray array) {
@@ -370,14 +373,14 @@ GPUFRAC_EXPORT int cuArrayDestroy(CUarray array) {
   return r;
 }
 
-GPUFRAC_EXPORT int cuMipmappedArrayCreate(CUmipmappedArray* array,
-                                          const CUDA_ARRAY3D_DESCRIPTOR* d, unsigned int levels) {
+GPUFRAC_EXPORT int cuMipmappedArrayCreate(CUmipmappedArray* array, const CUDA_ARRAY3D_DESCRIPTOR* d,
+                                          unsigned int levels) {
   auto real = REAL(cuMipmappedArrayCreate);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || array == nullptr || d == nullptr) return real(array, d, levels);
-  return ChargedAllocation(CurrentOrdinal(), MipmappedArrayBytes(*d, levels),
-                           AllocKind::kMipmappedArray, [&] { return real(array, d, levels); },
-                           array);
+  return ChargedAllocation(
+      CurrentOrdinal(), MipmappedArrayBytes(*d, levels), AllocKind::kMipmappedArray,
+      [&] { return real(array, d, levels); }, array);
 }
 
 GPUFRAC_EXPORT int cuMipmappedArrayDestroy(CUmipmappedArray array) {

@@ -2,8 +2,9 @@
 // mistaken for the process that held a ledger slot. Freestanding (libc only).
 #pragma once
 
-#include <cstdint>
 #include <sys/types.h>
+
+#include <cstdint>
 
 namespace gpufrac {
 

@@ -46,9 +46,7 @@ CUresult CheckOrdinal(CUdevice ordinal) {
 
 int Physical(int ordinal) { return Proc().visible[static_cast<size_t>(ordinal)]; }
 
-Context* CurrentContext() {
-  return tls_context_stack.empty() ? nullptr : tls_context_stack.back();
-}
+Context* CurrentContext() { return tls_context_stack.empty() ? nullptr : tls_context_stack.back(); }
 
 uint64_t NewAddress(uint64_t bytes) {
   Process& p = Proc();
@@ -100,7 +98,7 @@ SIM_EXPORT CUresult cuInit(unsigned int flags) {
   std::lock_guard lock(p.mu);
   if (p.initialized) return CUDA_SUCCESS;
   std::string error;
-  if (!State().Open(&error)) {
+  if (!State().Open(&error, /*reclaim_previous_image=*/true)) {
     fprintf(stderr, "gpufrac simulated driver: %s\n", error.c_str());
     return CUDA_ERROR_NO_DEVICE;
   }
@@ -353,7 +351,9 @@ SIM_EXPORT CUresult cuEventRecord(CUevent event, CUstream) {
   e->has_time = true;
   return CUDA_SUCCESS;
 }
-SIM_EXPORT CUresult cuEventRecord_ptsz(CUevent event, CUstream s) { return cuEventRecord(event, s); }
+SIM_EXPORT CUresult cuEventRecord_ptsz(CUevent event, CUstream s) {
+  return cuEventRecord(event, s);
+}
 SIM_EXPORT CUresult cuEventSynchronize(CUevent event) {
   return event == nullptr ? CUDA_ERROR_INVALID_HANDLE : CUDA_SUCCESS;
 }
@@ -437,17 +437,39 @@ SIM_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned 
 SIM_EXPORT CUresult cuGetErrorName(CUresult error, const char** text) {
   if (text == nullptr) return CUDA_ERROR_INVALID_VALUE;
   switch (error) {
-    case CUDA_SUCCESS: *text = "CUDA_SUCCESS"; break;
-    case CUDA_ERROR_INVALID_VALUE: *text = "CUDA_ERROR_INVALID_VALUE"; break;
-    case CUDA_ERROR_OUT_OF_MEMORY: *text = "CUDA_ERROR_OUT_OF_MEMORY"; break;
-    case CUDA_ERROR_NOT_INITIALIZED: *text = "CUDA_ERROR_NOT_INITIALIZED"; break;
-    case CUDA_ERROR_NO_DEVICE: *text = "CUDA_ERROR_NO_DEVICE"; break;
-    case CUDA_ERROR_INVALID_DEVICE: *text = "CUDA_ERROR_INVALID_DEVICE"; break;
-    case CUDA_ERROR_INVALID_CONTEXT: *text = "CUDA_ERROR_INVALID_CONTEXT"; break;
-    case CUDA_ERROR_INVALID_HANDLE: *text = "CUDA_ERROR_INVALID_HANDLE"; break;
-    case CUDA_ERROR_NOT_FOUND: *text = "CUDA_ERROR_NOT_FOUND"; break;
-    case CUDA_ERROR_NOT_SUPPORTED: *text = "CUDA_ERROR_NOT_SUPPORTED"; break;
-    default: *text = "CUDA_ERROR_UNKNOWN"; return CUDA_ERROR_INVALID_VALUE;
+    case CUDA_SUCCESS:
+      *text = "CUDA_SUCCESS";
+      break;
+    case CUDA_ERROR_INVALID_VALUE:
+      *text = "CUDA_ERROR_INVALID_VALUE";
+      break;
+    case CUDA_ERROR_OUT_OF_MEMORY:
+      *text = "CUDA_ERROR_OUT_OF_MEMORY";
+      break;
+    case CUDA_ERROR_NOT_INITIALIZED:
+      *text = "CUDA_ERROR_NOT_INITIALIZED";
+      break;
+    case CUDA_ERROR_NO_DEVICE:
+      *text = "CUDA_ERROR_NO_DEVICE";
+      break;
+    case CUDA_ERROR_INVALID_DEVICE:
+      *text = "CUDA_ERROR_INVALID_DEVICE";
+      break;
+    case CUDA_ERROR_INVALID_CONTEXT:
+      *text = "CUDA_ERROR_INVALID_CONTEXT";
+      break;
+    case CUDA_ERROR_INVALID_HANDLE:
+      *text = "CUDA_ERROR_INVALID_HANDLE";
+      break;
+    case CUDA_ERROR_NOT_FOUND:
+      *text = "CUDA_ERROR_NOT_FOUND";
+      break;
+    case CUDA_ERROR_NOT_SUPPORTED:
+      *text = "CUDA_ERROR_NOT_SUPPORTED";
+      break;
+    default:
+      *text = "CUDA_ERROR_UNKNOWN";
+      return CUDA_ERROR_INVALID_VALUE;
   }
   return CUDA_SUCCESS;
 }

@@ -1,8 +1,9 @@
 // The simulated driver's memory entry points. Every path charges the device's shared memory
 // counter (sim_state.h) so processes together cannot exceed a card; addresses are fake and never
 // backed by host memory.
-#include <cstring>
 #include <unistd.h>
+
+#include <cstring>
 
 #include "runtime/array_size.h"
 #include "sim/sim_process.h"
@@ -180,10 +181,17 @@ SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute
   std::lock_guard lock(Proc().mu);
   auto* out = static_cast<cuuint64_t*>(value);
   switch (attr) {
-    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT: *out = p->reserved; return CUDA_SUCCESS;
-    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT: *out = p->used; return CUDA_SUCCESS;
-    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD: *out = p->release_threshold; return CUDA_SUCCESS;
-    default: return CUDA_ERROR_NOT_SUPPORTED;
+    case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
+      *out = p->reserved;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_USED_MEM_CURRENT:
+      *out = p->used;
+      return CUDA_SUCCESS;
+    case CU_MEMPOOL_ATTR_RELEASE_THRESHOLD:
+      *out = p->release_threshold;
+      return CUDA_SUCCESS;
+    default:
+      return CUDA_ERROR_NOT_SUPPORTED;
   }
 }
 
@@ -202,8 +210,8 @@ SIM_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytes, CUm
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   return AllocateFromPool(dptr, bytes, reinterpret_cast<Pool*>(pool));
 }
-SIM_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes,
-                                                 CUmemoryPool pool, CUstream s) {
+SIM_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                                                 CUstream s) {
   return cuMemAllocFromPoolAsync(dptr, bytes, pool, s);
 }
 
@@ -282,7 +290,8 @@ SIM_EXPORT CUresult cuMemSetAccess(CUdeviceptr ptr, size_t, const void*, size_t)
 
 // Shareable handles travel as a pipe whose buffer carries the allocation's device and size; the
 // importer gets a handle that maps the same memory and is not charged again.
-SIM_EXPORT CUresult cuMemExportToShareableHandle(void* shareable, CUmemGenericAllocationHandle handle,
+SIM_EXPORT CUresult cuMemExportToShareableHandle(void* shareable,
+                                                 CUmemGenericAllocationHandle handle,
                                                  CUmemAllocationHandleType type,
                                                  unsigned long long) {
   if (shareable == nullptr || type != CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR) {

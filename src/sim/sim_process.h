@@ -30,8 +30,8 @@ struct Pool {
 struct Allocation {
   int ordinal;
   uint64_t bytes;
-  Pool* pool;     // non-null for stream-ordered allocations
-  bool charged;   // false for imported / IPC mappings
+  Pool* pool;    // non-null for stream-ordered allocations
+  bool charged;  // false for imported / IPC mappings
 };
 
 struct Process {
@@ -41,7 +41,7 @@ struct Process {
   std::vector<Context*> primary;
   std::vector<int> primary_refs;
   std::vector<Pool*> default_pools;
-  std::vector<Pool*> pools;  // every pool, default ones included
+  std::vector<Pool*> pools;                              // every pool, default ones included
   std::unordered_map<uint64_t, Allocation> allocations;  // device pointers and VMM handles
   uint64_t next_address = 0x100000000000ull;             // fake device addresses: never touched
   uint64_t next_handle = 1;

@@ -1,15 +1,16 @@
 #include "sim/sim_state.h"
 
-#include <cerrno>
-#include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <fcntl.h>
-#include <mutex>
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
 
 #include "common/quantity.h"
 #include "runtime/process_identity.h"
@@ -111,8 +112,12 @@ std::vector<int> VisibleDevices(const char* env, const SimShared& shared) {
   return visible;
 }
 
-bool SimState::Open(std::string* error) {
+bool SimState::Open(std::string* error, bool reclaim_previous_image) {
   const std::string sim_id = EnvOr("GPUFRAC_SIM_ID", "default");
+  if (sim_id.find('/') != std::string::npos || sim_id.size() > 200) {
+    *error = "GPUFRAC_SIM_ID '" + sim_id + "' must be a short name without '/'";
+    return false;
+  }
   std::vector<DeviceConfig> devices;
   if (!ParseDeviceList(EnvOr("GPUFRAC_SIM_GPUS", kDefaultDevices), &devices, error)) return false;
   const std::string name = "/gpufrac-sim." + sim_id;
@@ -124,8 +129,8 @@ bool SimState::Open(std::string* error) {
   fchmod(fd, 0666);
   flock(fd, LOCK_EX);
   struct stat st;
-  if (fstat(fd, &st) != 0 ||
-      (static_cast<size_t>(st.st_size) < sizeof(SimShared) && ftruncate(fd, sizeof(SimShared)) != 0)) {
+  if (fstat(fd, &st) != 0 || (static_cast<size_t>(st.st_size) < sizeof(SimShared) &&
+                              ftruncate(fd, sizeof(SimShared)) != 0)) {
     *error = "cannot size simulated GPU state " + name;
     close(fd);
     return false;
@@ -154,6 +159,19 @@ bool SimState::Open(std::string* error) {
   flock(fd, LOCK_UN);
   close(fd);
   shared_ = shared;
+  if (reclaim_previous_image) {
+    const pid_t pid = getpid();
+    const uint64_t start = ProcessStartTime(pid);
+    for (SimProcess& slot : shared_->processes) {
+      int32_t expected = pid;
+      if (slot.start_time != start || !slot.pid.compare_exchange_strong(expected, -1)) continue;
+      for (int dev = 0; dev < kMaxSimDevices; ++dev) {
+        const uint64_t held = slot.held[dev].exchange(0);
+        if (held > 0) shared_->devices[dev].used_bytes.fetch_sub(held);
+      }
+      slot.pid.store(0, std::memory_order_release);
+    }
+  }
   return true;
 }
 

@@ -5,11 +5,12 @@
 // it — and a process's memory comes back when it dies, as with the real driver.
 #pragma once
 
+#include <sys/types.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
-#include <sys/types.h>
 
 namespace gpufrac::sim {
 
@@ -56,7 +57,9 @@ std::vector<int> VisibleDevices(const char* env, const SimShared& shared);
 class SimState {
  public:
   // Opens or creates the shared state from the environment. False with *error on bad config.
-  bool Open(std::string* error);
+  // The driver passes reclaim_previous_image: memory held under this pid by the image that
+  // exec'd this one is freed, as the real driver frees it at exec.
+  bool Open(std::string* error, bool reclaim_previous_image = false);
   SimShared* shared() const { return shared_; }
 
   // Charges `bytes` of device memory to this process; false when the card is full.

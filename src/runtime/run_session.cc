@@ -1,0 +1,211 @@
+#include "runtime/run_session.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <thread>
+
+#include "runtime/gpu_inventory.h"
+#include "runtime/ledger.h"
+
+extern char** environ;
+
+namespace gpufrac {
+namespace {
+
+// How often the supervisor reclaims what dead tenant processes held: well inside the 1 s promise.
+constexpr auto kReapInterval = std::chrono::milliseconds(100);
+
+std::atomic<pid_t> g_child{0};
+
+void ForwardSignal(int signal_number) {
+  const pid_t child = g_child.load();
+  if (child > 0) kill(child, signal_number);
+}
+
+std::string DefaultInterposerPath() {
+  char self[4096];
+  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return "";
+  self[n] = '\0';
+  std::string dir(self);
+  dir = dir.substr(0, dir.rfind('/'));
+  return dir + "/../lib/libgpufrac.so";
+}
+
+std::string Human(uint64_t bytes) {
+  char buf[32];
+  FormatBytes(bytes, buf, sizeof buf);
+  return buf;
+}
+
+std::vector<std::string> ChildEnvironment(const std::string& interposer, const std::string& tenant,
+                                          const std::string& uuid) {
+  std::vector<std::string> env;
+  std::string preload = interposer;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    if (entry.rfind("LD_PRELOAD=", 0) == 0) {
+      preload += ":" + entry.substr(11);
+      continue;
+    }
+    if (entry.rfind("GPUFRAC_TENANT=", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0 ||
+        entry.rfind("GPUFRAC_MEMORY_", 0) == 0) {
+      continue;
+    }
+    env.push_back(entry);
+  }
+  env.push_back("LD_PRELOAD=" + preload);
+  env.push_back("GPUFRAC_TENANT=" + tenant);
+  // The workload sees only its GPU: its fraction is the whole card it knows.
+  env.push_back("CUDA_VISIBLE_DEVICES=" + uuid);
+  return env;
+}
+
+pid_t Spawn(const std::vector<std::string>& command, const std::vector<std::string>& env,
+            std::string* error) {
+  // A pipe with close-on-exec tells the parent whether exec succeeded.
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
+    *error = std::string("pipe: ") + strerror(errno);
+    return -1;
+  }
+  std::vector<char*> argv;
+  for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::vector<char*> envp;
+  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
+  envp.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    execvpe(argv[0], argv.data(), envp.data());
+    const int err = errno;
+    ssize_t ignored = write(pipe_fds[1], &err, sizeof err);
+    (void)ignored;
+    _exit(127);
+  }
+  close(pipe_fds[1]);
+  if (pid < 0) {
+    close(pipe_fds[0]);
+    *error = std::string("fork: ") + strerror(errno);
+    return -1;
+  }
+  int exec_errno = 0;
+  const ssize_t n = read(pipe_fds[0], &exec_errno, sizeof exec_errno);
+  close(pipe_fds[0]);
+  if (n == static_cast<ssize_t>(sizeof exec_errno)) {
+    waitpid(pid, nullptr, 0);
+    *error = "cannot run '" + command[0] + "': " + strerror(exec_errno);
+    return -1;
+  }
+  return pid;
+}
+
+}  // namespace
+
+Status RunTenant(const RunRequest& request, int* exit_status) {
+  if (request.command.empty()) return Status::Error("missing command: give it after --");
+  const std::string interposer =
+      request.interposer_path.empty() ? DefaultInterposerPath() : request.interposer_path;
+  struct stat st;
+  if (interposer.empty() || stat(interposer.c_str(), &st) != 0) {
+    return Status::Error("interposer not found at '" + interposer + "' (set GPUFRAC_LIBRARY)");
+  }
+  std::vector<GpuInfo> gpus;
+  if (Status s = ListGpus(&gpus); !s.ok()) return s;
+  if (gpus.empty()) return Status::Error("this host has no GPU");
+
+  std::vector<GpuInfo> candidates;
+  if (request.gpu.empty()) {
+    candidates = gpus;
+  } else {
+    GpuInfo gpu;
+    if (Status s = FindGpu(gpus, request.gpu, &gpu); !s.ok()) return s;
+    candidates.push_back(gpu);
+  }
+
+  TenantSpec spec;
+  const std::string tenant =
+      request.tenant.empty() ? "run-" + std::to_string(getpid()) : request.tenant;
+  if (tenant.size() >= sizeof spec.name) {
+    return Status::Error("tenant name longer than " + std::to_string(sizeof spec.name - 1) +
+                         " characters");
+  }
+  snprintf(spec.name, sizeof spec.name, "%s", tenant.c_str());
+
+  Ledger ledger;
+  GpuInfo chosen;
+  int index = -1;
+  std::string refusals;
+  for (const GpuInfo& gpu : candidates) {
+    spec.memory_request = request.memory_request.Resolve(gpu.total_bytes);
+    spec.memory_limit = request.has_memory_limit ? request.memory_limit.Resolve(gpu.total_bytes)
+                                                 : spec.memory_request;
+    if (spec.memory_limit < spec.memory_request) {
+      return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
+                           Human(spec.memory_request));
+    }
+    if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
+      refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
+                  " has " + Human(gpu.total_bytes) + " in all";
+      continue;
+    }
+    if (!ledger.OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
+      return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +
+                           strerror(errno));
+    }
+    char why[256] = {};
+    if (ledger.RegisterTenant(spec, getpid(), &index, why, sizeof why)) {
+      chosen = gpu;
+      break;
+    }
+    refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
+                ": " + why;
+    ledger.Close();
+  }
+  if (index < 0) {
+    return Status::Error("request " + Human(spec.memory_request) + " does not fit: " + refusals);
+  }
+  const uint64_t generation = ledger.limits()->tenants[index].generation;
+
+  std::string error;
+  const pid_t child =
+      Spawn(request.command, ChildEnvironment(interposer, tenant, chosen.uuid), &error);
+  if (child < 0) {
+    ledger.UnregisterTenant(index, generation);
+    return Status::Error(error);
+  }
+  g_child.store(child);
+  struct sigaction forward {};
+  forward.sa_handler = ForwardSignal;
+  sigemptyset(&forward.sa_mask);
+  forward.sa_flags = SA_RESTART;
+  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &forward, nullptr);
+
+  // Reclaims the memory of tenant processes that die (SIGKILL included) while the command runs.
+  std::atomic<bool> done{false};
+  std::thread reaper([&] {
+    while (!done.load()) {
+      ledger.ReapDead();
+      std::this_thread::sleep_for(kReapInterval);
+    }
+  });
+  int status = 0;
+  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
+  }
+  done.store(true);
+  reaper.join();
+  ledger.UnregisterTenant(index, generation);
+  *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return Status::Ok();
+}
+
+}  // namespace gpufrac

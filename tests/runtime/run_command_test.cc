@@ -1,0 +1,121 @@
+// gpufrac run end to end: bad input is refused with exit code 2, one line, nothing left behind;
+// the command's exit status passes through; the workload sees only its GPU.
+#include <gtest/gtest.h>
+
+#include "support/sim_fixture.h"
+
+namespace gpufrac::testing {
+namespace {
+
+class RunCommandTest : public SimFixture {
+ protected:
+  // Asserts a refusal: exit 2, a single line naming `expected`, and no tenant left registered.
+  void ExpectRefused(const std::vector<std::string>& args, const std::string& expected) {
+    ProcessResult r = RunGpufrac(args);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+    EXPECT_TRUE(r.out.empty()) << r.out;
+    ExpectNoTenants();
+  }
+  void ExpectNoTenants() {
+    Ledger ledger;
+    if (!ledger.OpenAsTenant(Uuid(0).c_str())) return;  // never created: nothing left
+    for (const TenantLimits& t : ledger.limits()->tenants) EXPECT_EQ(t.active, 0u) << t.spec.name;
+    EXPECT_EQ(ledger.Committed(), 0u);
+  }
+};
+
+TEST_F(RunCommandTest, PassesTheExitStatusThrough) {
+  ProcessResult r = RunGpufrac({"run", "--fraction", "0.5", "--", "sh", "-c", "exit 7"});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  r = RunGpufrac({"run", "--memory", "1GiB", "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  ExpectNoTenants();
+}
+
+TEST_F(RunCommandTest, ReportsDeathBySignal) {
+  ProcessResult r = RunGpufrac({"run", "--fraction", "0.5", "--", "sh", "-c", "kill -9 $$"});
+  EXPECT_EQ(r.exit_code, 128 + 9) << r.err;
+  ExpectNoTenants();
+}
+
+TEST_F(RunCommandTest, GivesTheWorkloadItsTenantAndOnlyItsGpu) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  const std::string uuid1 = Uuid(1);
+  ProcessResult r = RunGpufrac({"run", "--gpu", "1", "--fraction", "0.25", "--tenant", "chat", "--",
+                                "sh", "-c", "echo $GPUFRAC_TENANT $CUDA_VISIBLE_DEVICES"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "chat " + uuid1 + "\n");
+  // By UUID prefix too.
+  r = RunGpufrac({"run", "--gpu", uuid1.substr(0, 12), "--fraction", "0.25", "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(RunCommandTest, RefusesBadFractions) {
+  ExpectRefused({"run", "--fraction", "0", "--", "true"}, "--fraction '0'");
+  ExpectRefused({"run", "--fraction", "1.5", "--", "true"}, "--fraction '1.5'");
+  ExpectRefused({"run", "--fraction", "-0.5", "--", "true"}, "--fraction '-0.5'");
+  ExpectRefused({"run", "--fraction", "half", "--", "true"}, "not a number");
+}
+
+TEST_F(RunCommandTest, RefusesBadSizes) {
+  ExpectRefused({"run", "--memory", "10XB", "--", "true"}, "--memory '10XB'");
+  ExpectRefused({"run", "--memory", "0GiB", "--", "true"}, "out of range");
+  ExpectRefused({"run", "--memory", "2GiB", "--memory-limit", "lots", "--", "true"},
+                "--memory-limit 'lots'");
+}
+
+TEST_F(RunCommandTest, RefusesALimitBelowTheRequest) {
+  ExpectRefused({"run", "--memory", "4GiB", "--memory-limit", "2GiB", "--", "true"},
+                "below the request");
+}
+
+TEST_F(RunCommandTest, RefusesBothOrNeitherSize) {
+  ExpectRefused({"run", "--", "true"}, "exactly one of --fraction");
+  ExpectRefused({"run", "--fraction", "0.5", "--memory", "1GiB", "--", "true"},
+                "exactly one of --fraction");
+}
+
+TEST_F(RunCommandTest, RefusesUnknownGpus) {
+  ExpectRefused({"run", "--gpu", "3", "--fraction", "0.5", "--", "true"}, "unknown GPU '3'");
+  ExpectRefused({"run", "--gpu", "GPU-ffffffff", "--fraction", "0.5", "--", "true"},
+                "unknown GPU 'GPU-ffffffff'");
+}
+
+TEST_F(RunCommandTest, RefusesAMissingCommand) {
+  ExpectRefused({"run", "--fraction", "0.5"}, "missing command");
+  ExpectRefused({"run", "--fraction", "0.5", "--", "/no/such/program"}, "cannot run");
+}
+
+TEST_F(RunCommandTest, RefusesWhatDoesNotFit) {
+  ExpectRefused({"run", "--memory", "100GiB", "--", "true"}, "does not fit");
+  // A tenant holding 0.75 of the card leaves no room for 0.5.
+  const std::string barrier = TempDir() + "/go";
+  const pid_t holder =
+      StartProcess({Gpufrac(), "run", "--fraction", "0.75", "--tenant", "big", "--", "sh", "-c",
+                    "echo up; while [ ! -e " + barrier + " ]; do sleep 0.01; done"},
+                   SimEnv(), TempDir() + "/holder.out");
+  for (int i = 0; i < 500 && ReadFile(TempDir() + "/holder.out").empty(); ++i) usleep(10000);
+  ProcessResult r = RunGpufrac({"run", "--fraction", "0.5", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("does not fit"), std::string::npos) << r.err;
+  r = RunGpufrac({"run", "--fraction", "0.25", "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The same tenant name cannot be admitted twice on one GPU.
+  r = RunGpufrac({"run", "--fraction", "0.1", "--tenant", "big", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
+  ASSERT_EQ(system(("touch " + barrier).c_str()), 0);
+  EXPECT_EQ(WaitProcess(holder, std::chrono::seconds(20)), 0);
+  ExpectNoTenants();
+}
+
+TEST_F(RunCommandTest, RefusesUnknownFlags) {
+  ProcessResult r = RunGpufrac({"run", "--fractoin", "0.5", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("fractoin"), std::string::npos) << r.err;
+}
+
+}  // namespace
+}  // namespace gpufrac::testing
