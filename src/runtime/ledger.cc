@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "common/quantity.h"
 #include "runtime/process_identity.h"
 
 namespace gpufrac {
@@ -162,11 +163,14 @@ bool Ledger::RegisterTenant(const TenantSpec& spec, pid_t owner, int* index, cha
   uint64_t committed = usage_->committed.load(std::memory_order_acquire);
   for (;;) {
     if (committed + spec.memory_request > limits_->total_bytes) {
+      char asked[24], free_bytes[24], total[24];
+      FormatBytes(spec.memory_request, asked, sizeof asked);
+      FormatBytes(committed < limits_->total_bytes ? limits_->total_bytes - committed : 0,
+                  free_bytes, sizeof free_bytes);
+      FormatBytes(limits_->total_bytes, total, sizeof total);
       snprintf(why, static_cast<size_t>(why_size),
-               "request of %llu bytes does not fit: %llu of %llu bytes already admitted",
-               static_cast<unsigned long long>(spec.memory_request),
-               static_cast<unsigned long long>(committed),
-               static_cast<unsigned long long>(limits_->total_bytes));
+               "asked %s, but only %s of %s is neither promised to nor used by other tenants",
+               asked, free_bytes, total);
       UnlockOwner();
       return false;
     }

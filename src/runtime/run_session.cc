@@ -9,7 +9,9 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <cstring>
+#include <mutex>
 #include <thread>
 
 #include "runtime/gpu_inventory.h"
@@ -191,17 +193,24 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &forward, nullptr);
 
   // Reclaims the memory of tenant processes that die (SIGKILL included) while the command runs.
-  std::atomic<bool> done{false};
+  std::mutex mu;
+  std::condition_variable wake;
+  bool done = false;
   std::thread reaper([&] {
-    while (!done.load()) {
+    std::unique_lock lock(mu);
+    while (!done) {
       ledger.ReapDead();
-      std::this_thread::sleep_for(kReapInterval);
+      wake.wait_for(lock, kReapInterval);
     }
   });
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
-  done.store(true);
+  {
+    std::lock_guard lock(mu);
+    done = true;
+  }
+  wake.notify_one();
   reaper.join();
   ledger.UnregisterTenant(index, generation);
   *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);

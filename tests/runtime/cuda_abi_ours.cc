@@ -1,0 +1,35 @@
+// cuda_abi.h's view of the ABI facts (see cuda_abi_real.cc).
+#include <cstddef>
+
+#include "runtime/cuda_abi.h"
+#include "runtime/cuda_abi_facts.h"
+
+namespace gpufrac::testing {
+
+AbiFacts OurAbiFacts() {
+  return AbiFacts{
+      .success = CUDA_SUCCESS,
+      .out_of_memory = CUDA_ERROR_OUT_OF_MEMORY,
+      .not_found = CUDA_ERROR_NOT_FOUND,
+      .invalid_context = CUDA_ERROR_INVALID_CONTEXT,
+      .per_thread_flag = CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM,
+      .reserved_mem_current = CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT,
+      .used_mem_current = CU_MEMPOOL_ATTR_USED_MEM_CURRENT,
+      .location_device = CU_MEM_LOCATION_TYPE_DEVICE,
+      .format_float = CU_AD_FORMAT_FLOAT,
+      .format_half = CU_AD_FORMAT_HALF,
+      .attr_sm_count = CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT,
+      .attr_vmm = CU_DEVICE_ATTRIBUTE_VIRTUAL_MEMORY_MANAGEMENT_SUPPORTED,
+      .prop_size = sizeof(CUmemAllocationProp),
+      .prop_location_offset = offsetof(CUmemAllocationProp, location),
+      .pool_props_size = sizeof(CUmemPoolProps),
+      .pool_props_location_offset = offsetof(CUmemPoolProps, location),
+      .array_desc_size = sizeof(CUDA_ARRAY_DESCRIPTOR),
+      .array3d_desc_size = sizeof(CUDA_ARRAY3D_DESCRIPTOR),
+      .array3d_format_offset = offsetof(CUDA_ARRAY3D_DESCRIPTOR, Format),
+      .ipc_handle_size = sizeof(CUipcMemHandle),
+      .uuid_size = sizeof(CUuuid),
+  };
+}
+
+}  // namespace gpufrac::testing
