@@ -239,12 +239,12 @@ TEST(BenchCommand, SweepWritesOneRowPerPointAndPlots) {
 
 TEST(BenchCommand, SlaSearchReportsTheLargestPassingConcurrency) {
   TempDir dir;
-  // TTFT 20 ms + 20 ms per other stream: p95 <= 90 ms holds up to 4 users (see loadgen_test.cc).
-  SynthProcess synth(dir, {"--ttft-ms", "20", "--itl-ms", "0", "--slowdown-ms-per-stream", "20"});
+  // TTFT 10 ms + 100 ms per other stream: p95 <= 360 ms holds up to 4 users (see loadgen_test.cc).
+  SynthProcess synth(dir, {"--ttft-ms", "10", "--itl-ms", "0", "--slowdown-ms-per-stream", "100"});
   fs::path out = dir.path() / "sla";
-  Result r = RunBench(dir, {"--url", synth.url(), "--model", "m", "--requests", "20",
-                            "--output-tokens-mean", "1", "--slo", "ttft_p95<=90ms", "--sla-search",
-                            "concurrency", "--sla-max", "16", "--output-dir", out.string()});
+  Result r = RunBench(dir, {"--url", synth.url(), "--model", "m", "--requests", "12",
+                            "--output-tokens-mean", "1", "--slo", "ttft_p95<=360ms", "--sla-search",
+                            "concurrency", "--sla-max", "8", "--output-dir", out.string()});
   ASSERT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("largest concurrency meeting every SLO: 4"), std::string::npos) << r.out;
   auto summary = nlohmann::json::parse(ReadFile(out / "summary.json"));
