@@ -245,7 +245,10 @@ bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
         ctx.decisions.push_back(std::move(d));
         state.Unbind(v);
       }
-      ok = PlaceOne(ctx, m, PlacementQuery{best->node, "", ""}, DecisionKind::kNominate, action,
+      // A gang member may find free room next to members that needed evictions.
+      const DecisionKind kind =
+          best->victims.empty() ? DecisionKind::kBind : DecisionKind::kNominate;
+      ok = PlaceOne(ctx, m, PlacementQuery{best->node, "", ""}, kind, action,
                     std::string(ActionName(action)) + ": after " +
                         std::to_string(best->victims.size()) + " eviction(s)",
                     &reason);
