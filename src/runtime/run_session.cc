@@ -16,8 +16,8 @@
 
 #include "runtime/gpu_inventory.h"
 #include "runtime/ledger.h"
+#include "runtime/tenant_process.h"
 
-extern char** environ;
 
 namespace gpufrac {
 namespace {
@@ -27,88 +27,15 @@ constexpr auto kReapInterval = std::chrono::milliseconds(100);
 
 std::atomic<pid_t> g_child{0};
 
-void ForwardSignal(int signal_number) {
-  const pid_t child = g_child.load();
-  if (child > 0) kill(child, signal_number);
-}
-
-std::string DefaultInterposerPath() {
-  char self[4096];
-  const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
-  if (n <= 0) return "";
-  self[n] = '\0';
-  std::string dir(self);
-  dir = dir.substr(0, dir.rfind('/'));
-  return dir + "/../lib/libgpufrac.so";
-}
-
 std::string Human(uint64_t bytes) {
   char buf[32];
   FormatBytes(bytes, buf, sizeof buf);
   return buf;
 }
 
-std::vector<std::string> ChildEnvironment(const std::string& interposer, const std::string& tenant,
-                                          const std::string& uuid) {
-  std::vector<std::string> env;
-  std::string preload = interposer;
-  for (char** e = environ; *e != nullptr; ++e) {
-    const std::string entry(*e);
-    if (entry.rfind("LD_PRELOAD=", 0) == 0) {
-      preload += ":" + entry.substr(11);
-      continue;
-    }
-    if (entry.rfind("GPUFRAC_TENANT=", 0) == 0 || entry.rfind("CUDA_VISIBLE_DEVICES=", 0) == 0 ||
-        entry.rfind("GPUFRAC_MEMORY_", 0) == 0) {
-      continue;
-    }
-    env.push_back(entry);
-  }
-  env.push_back("LD_PRELOAD=" + preload);
-  env.push_back("GPUFRAC_TENANT=" + tenant);
-  // The workload sees only its GPU: its fraction is the whole card it knows.
-  env.push_back("CUDA_VISIBLE_DEVICES=" + uuid);
-  return env;
-}
-
-pid_t Spawn(const std::vector<std::string>& command, const std::vector<std::string>& env,
-            std::string* error) {
-  // A pipe with close-on-exec tells the parent whether exec succeeded.
-  int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    *error = std::string("pipe: ") + strerror(errno);
-    return -1;
-  }
-  std::vector<char*> argv;
-  for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::vector<char*> envp;
-  for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
-  envp.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    close(pipe_fds[0]);
-    execvpe(argv[0], argv.data(), envp.data());
-    const int err = errno;
-    ssize_t ignored = write(pipe_fds[1], &err, sizeof err);
-    (void)ignored;
-    _exit(127);
-  }
-  close(pipe_fds[1]);
-  if (pid < 0) {
-    close(pipe_fds[0]);
-    *error = std::string("fork: ") + strerror(errno);
-    return -1;
-  }
-  int exec_errno = 0;
-  const ssize_t n = read(pipe_fds[0], &exec_errno, sizeof exec_errno);
-  close(pipe_fds[0]);
-  if (n == static_cast<ssize_t>(sizeof exec_errno)) {
-    waitpid(pid, nullptr, 0);
-    *error = "cannot run '" + command[0] + "': " + strerror(exec_errno);
-    return -1;
-  }
-  return pid;
+void ForwardSignal(int signal_number) {
+  const pid_t child = g_child.load();
+  if (child > 0) kill(child, signal_number);
 }
 
 }  // namespace
@@ -179,8 +106,8 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   const uint64_t generation = ledger.limits()->tenants[index].generation;
 
   std::string error;
-  const pid_t child =
-      Spawn(request.command, ChildEnvironment(interposer, tenant, chosen.uuid), &error);
+  const pid_t child = SpawnTenantProcess(request.command,
+                                         ChildEnvironment(interposer, tenant, chosen.uuid), &error);
   if (child < 0) {
     ledger.UnregisterTenant(index, generation);
     return Status::Error(error);
