@@ -237,6 +237,24 @@ TEST(BenchCommand, SweepWritesOneRowPerPointAndPlots) {
   EXPECT_NE(ReadFile(out / "ttft.svg").find("<svg"), std::string::npos);
 }
 
+TEST(BenchCommand, RateSweepAndProgressLine) {
+  TempDir dir;
+  SynthProcess synth(dir, {"--ttft-ms", "2", "--itl-ms", "1"});
+  fs::path out = dir.path() / "rates";
+  Result r =
+      RunBench(dir, {"--url", synth.url(), "--model", "m", "--rate", "40,80", "--arrival", "gamma",
+                     "--burstiness", "2", "--duration", "1.2s", "--output-tokens-mean", "3",
+                     "--output-dir", out.string(), "--progress"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  std::string csv = ReadFile(out / "sweep.csv");
+  EXPECT_EQ(csv.rfind("rate,", 0), 0u);
+  EXPECT_EQ(std::count(csv.begin(), csv.end(), '\n'), 3);
+  // The live line: a bar (the run has a known length), completions, rate, TTFT median.
+  EXPECT_NE(r.err.find("[#"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("req/s"), std::string::npos);
+  EXPECT_NE(r.err.find("TTFT p50"), std::string::npos);
+}
+
 TEST(BenchCommand, SlaSearchReportsTheLargestPassingConcurrency) {
   TempDir dir;
   // TTFT 10 ms + 100 ms per other stream: p95 <= 360 ms holds up to 4 users (see loadgen_test.cc).
