@@ -1,0 +1,468 @@
+#!/usr/bin/env bash
+# Real-GPU checks of the gpufrac runtime (interposer + gpufrac run). Run from anywhere on a machine
+# with an NVIDIA GPU, CUDA (nvcc), cmake, ninja and PyTorch; needs no network and installs nothing.
+#
+#   tests/gpu/runtime_checks.sh [REPORT.md]      (default: docs/results/gpu-runtime.md)
+#
+# Builds gpufrac into build-gpu/ (or uses GPUFRAC_GPU_PREBUILT=DIR holding bin/gpufrac and
+# lib/libgpufrac.so), compiles tests/gpu/*.cu with nvcc, runs every check, and prints a Markdown
+# report to stdout and to REPORT.md. Exits 1 if any check fails; the report is written regardless.
+# See tests/gpu/README.md for what each check proves.
+#
+# Knobs (environment): GPUFRAC_GPU_LAUNCHES (200000), GPUFRAC_GPU_REPEATS (5),
+# GPUFRAC_GPU_LAUNCH_BUDGET_NS (500: most added ns per launch that still passes), PYTHON (python3).
+set -uo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$REPO" || exit 1
+REPORT=${1:-docs/results/gpu-runtime.md}
+BUILD=${GPUFRAC_GPU_PREBUILT:-build-gpu}
+PYTHON=${PYTHON:-python3}
+LAUNCHES=${GPUFRAC_GPU_LAUNCHES:-200000}
+REPEATS=${GPUFRAC_GPU_REPEATS:-5}
+LAUNCH_BUDGET_NS=${GPUFRAC_GPU_LAUNCH_BUDGET_NS:-500}
+MIB=1048576
+WORK=$(mktemp -d /tmp/gpufrac-gpu-checks.XXXXXX)
+BODY=$WORK/body.md    # the check table and details, assembled into the report at exit
+: >"$BODY"
+FAILURES=0
+CHECKS=0
+HEADER=""
+
+# --- reporting ---------------------------------------------------------------------------------
+
+log() { echo "[runtime_checks] $*" >&2; }
+
+# check NAME PASS|FAIL|SKIP DETAILS: one row of the results table, echoed as it happens.
+check() {
+  local name=$1 verdict=$2 details=$3
+  CHECKS=$((CHECKS + 1))
+  [[ $verdict == FAIL ]] && FAILURES=$((FAILURES + 1))
+  printf '| %s | **%s** | %s |\n' "$name" "$verdict" "${details//|/\\|}" >>"$BODY"
+  log "$verdict  $name: $details"
+}
+
+# Free-text notes and raw output, appended after the table.
+NOTES=$WORK/notes.md
+: >"$NOTES"
+note() { printf '%s\n' "$*" >>"$NOTES"; }
+attach() {  # attach TITLE FILE: a log excerpt in a fenced block
+  {
+    printf '\n<details><summary>%s</summary>\n\n```\n' "$1"
+    tail -c 6000 "$2" 2>/dev/null
+    printf '```\n</details>\n'
+  } >>"$NOTES"
+}
+
+# shellcheck disable=SC2317  # invoked by the EXIT trap
+finish() {
+  local status=$?
+  local result="PASS"
+  ((FAILURES > 0 || CHECKS == 0)) && result="FAIL"
+  {
+    echo "# gpufrac runtime on a real GPU"
+    echo
+    echo "$HEADER"
+    echo
+    echo "Result: **$result** ($((CHECKS - FAILURES))/$CHECKS checks did not fail)."
+    echo
+    echo "| check | result | measured |"
+    echo "| --- | --- | --- |"
+    cat "$BODY"
+    echo
+    if [[ -s $NOTES ]]; then
+      echo "## Notes"
+      echo
+      cat "$NOTES"
+    fi
+    echo
+    echo "Produced by \`tests/gpu/runtime_checks.sh\`; see \`tests/gpu/README.md\`."
+  } >"$WORK/report.md"
+  if ! mkdir -p "$(dirname "$REPORT")" || ! cp "$WORK/report.md" "$REPORT"; then
+    log "cannot write the report to $REPORT"
+  fi
+  cat "$WORK/report.md"
+  log "report written to $REPORT (work files in $WORK)"
+  if ((FAILURES > 0 || CHECKS == 0)); then exit 1; fi
+  exit "$status"
+}
+trap finish EXIT
+
+# A field of a JSON object on one line: json_get FILE KEY (empty if absent).
+json_get() {
+  "$PYTHON" - "$1" "$2" <<'EOF' 2>/dev/null
+import json, sys
+for line in open(sys.argv[1]):
+    line = line.strip()
+    if line.startswith("{"):
+        obj = json.loads(line)
+        if sys.argv[2] in obj:
+            v = obj[sys.argv[2]]
+            print(str(v).lower() if isinstance(v, bool) else v)
+            break
+EOF
+}
+
+# A key=value field from a line of alloc_apis output: kv_get "LINE" KEY.
+kv_get() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
+
+# Integer arithmetic with 64-bit sizes and simple comparisons, via awk to stay exact enough.
+calc() { awk "BEGIN { printf \"%.0f\", $1 }"; }
+mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END {
+  if (NR == 0) { print ""; exit } ; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+
+# --- environment -------------------------------------------------------------------------------
+
+# Nothing from a simulated-driver setup or an outer gpufrac may leak into the checks.
+unset LD_PRELOAD GPUFRAC_TENANT GPUFRAC_PASSTHROUGH GPUFRAC_CUDA_LIBRARY GPUFRAC_LIBRARY \
+  GPUFRAC_GPU GPUFRAC_TENANT_NAME CUDA_VISIBLE_DEVICES PYTORCH_CUDA_ALLOC_CONF \
+  PYTORCH_NO_CUDA_MEMORY_CACHING
+for v in $(env | sed -n 's/^\(GPUFRAC_SIM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
+if [[ ${LD_LIBRARY_PATH:-} == *lib/sim* ]]; then
+  LD_LIBRARY_PATH=$(tr ':' '\n' <<<"$LD_LIBRARY_PATH" | grep -v 'lib/sim' | paste -sd: -)
+  export LD_LIBRARY_PATH
+  log "removed the simulated driver (lib/sim) from LD_LIBRARY_PATH"
+fi
+
+if command -v nvcc >/dev/null; then
+  NVCC=$(command -v nvcc)
+else
+  NVCC=${CUDA_HOME:-/usr/local/cuda}/bin/nvcc
+fi
+CUDA_ROOT=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd)
+
+GPU_LINE=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap \
+  --format=csv,noheader,nounits -i 0 2>/dev/null)
+GPU_NAME=$(cut -d, -f1 <<<"$GPU_LINE" | sed 's/^ *//;s/ *$//')
+CARD_MIB=$(cut -d, -f2 <<<"$GPU_LINE" | tr -d ' ')
+DRIVER=$(cut -d, -f3 <<<"$GPU_LINE" | tr -d ' ')
+CC=$(cut -d, -f4 <<<"$GPU_LINE" | tr -d ' ')
+NVCC_VERSION=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \(.*\)$/\1/p')
+TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__, "(CUDA", str(torch.version.cuda) + ")")' 2>/dev/null)
+HEADER="- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')
+- host: $(hostname)
+- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src has uncommitted changes)')
+- GPU: ${GPU_NAME:-none found} (${CARD_MIB:-?} MiB, compute capability ${CC:-?})
+- driver: ${DRIVER:-unknown}
+- CUDA (nvcc): ${NVCC_VERSION:-nvcc not found}
+- PyTorch: ${TORCH_VERSION:-not importable}"
+
+if [[ -z $GPU_LINE || -z $CARD_MIB ]]; then
+  check "GPU present" FAIL "nvidia-smi found no GPU; these checks need a real NVIDIA GPU"
+  exit 1
+fi
+CARD_BYTES=$((CARD_MIB * MIB))
+ARCH="sm_${CC//./}"
+
+# --- build -------------------------------------------------------------------------------------
+
+GPUFRAC=$BUILD/bin/gpufrac
+BUILT=0
+if [[ -n ${GPUFRAC_GPU_PREBUILT:-} ]]; then
+  if [[ -x $GPUFRAC && -f $BUILD/lib/libgpufrac.so ]]; then
+    check "build gpufrac" PASS "prebuilt: $BUILD (GPUFRAC_GPU_PREBUILT); not rebuilt"
+    BUILT=1
+  else
+    check "build gpufrac" FAIL "GPUFRAC_GPU_PREBUILT=$BUILD lacks bin/gpufrac or lib/libgpufrac.so"
+  fi
+elif ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
+  check "build gpufrac" FAIL "cmake or ninja is not installed; install them or set GPUFRAC_GPU_PREBUILT"
+elif ! cmake -S . -B "$BUILD" -G Ninja -DGPUFRAC_BENCHMARKS=OFF >"$WORK/configure.log" 2>&1; then
+  # Name what is missing: the top-level CMakeLists requires GTest, CLI11, nlohmann_json and
+  # yaml-cpp even for the two targets built here, and this machine has no network to fetch them.
+  missing=$(grep -oE 'provided by "[^"]+"|Could NOT find [A-Za-z0-9_-]+' "$WORK/configure.log" |
+    sed 's/provided by "\(.*\)"/\1/;s/Could NOT find //' | sort -u | paste -sd, - | sed 's/,/, /g')
+  check "build gpufrac" FAIL "cmake configure failed${missing:+; missing packages: $missing} (Debian: libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev). This script installs nothing (no network); install them, or build elsewhere and set GPUFRAC_GPU_PREBUILT=DIR"
+  attach "cmake configure log" "$WORK/configure.log"
+elif ! cmake --build "$BUILD" --target gpufrac gpufrac_interposer >"$WORK/build.log" 2>&1; then
+  check "build gpufrac" FAIL "cmake --build failed (log below)"
+  attach "build log" "$WORK/build.log"
+else
+  check "build gpufrac" PASS "$BUILD/bin/gpufrac, $BUILD/lib/libgpufrac.so"
+  BUILT=1
+fi
+
+GPU_BIN=$WORK/bin
+mkdir -p "$GPU_BIN"
+COMPILED=1
+for prog in alloc_apis launch_overhead; do
+  # The stub directory only satisfies the link; at run time the driver's libcuda.so.1 is used.
+  if ! "$NVCC" -O2 -std=c++17 -arch="$ARCH" -o "$GPU_BIN/$prog" "tests/gpu/$prog.cu" \
+    -L"$CUDA_ROOT/lib64/stubs" -lcuda >"$WORK/nvcc-$prog.log" 2>&1; then
+    COMPILED=0
+    check "nvcc $prog.cu" FAIL "compile failed with $NVCC -arch=$ARCH (log below)"
+    attach "nvcc $prog.cu" "$WORK/nvcc-$prog.log"
+  fi
+done
+((COMPILED)) && check "nvcc tests/gpu/*.cu" PASS "alloc_apis, launch_overhead for $ARCH"
+
+# Runs a command under gpufrac on GPU 0 with the measured context charge.
+grun() { "$GPUFRAC" run --gpu 0 "$@"; }
+
+# --- context footprint -------------------------------------------------------------------------
+
+CTX_BYTES=$((512 * MIB))
+CTX_SOURCE="default (not measured)"
+if ((COMPILED)); then
+  rm -f "$WORK/ctx.release"
+  "$GPU_BIN/alloc_apis" context "$WORK/ctx.release" >"$WORK/ctx.out" 2>&1 &
+  ctx_pid=$!
+  for _ in $(seq 600); do
+    grep -q '^ready' "$WORK/ctx.out" && break
+    kill -0 "$ctx_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  sleep 0.5
+  smi_mib=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
+    2>/dev/null | awk -F', *' -v p="$ctx_pid" '$1 == p { print $2 }')
+  touch "$WORK/ctx.release"
+  wait "$ctx_pid"
+  nvml_delta=$(kv_get "$(grep nvml_delta "$WORK/ctx.out")" nvml_delta)
+  if [[ $smi_mib =~ ^[0-9]+$ ]] && ((smi_mib > 0)); then
+    CTX_BYTES=$((smi_mib * MIB))
+    CTX_SOURCE="nvidia-smi --query-compute-apps (per process)"
+  elif [[ $nvml_delta =~ ^[0-9]+$ ]] && ((nvml_delta > 0)); then
+    # Whole-device delta, rounded up to MiB; right when nothing else uses the GPU meanwhile.
+    CTX_BYTES=$(((nvml_delta + MIB - 1) / MIB * MIB))
+    CTX_SOURCE="NVML device used before/after (nvidia-smi listed no process for pid $ctx_pid)"
+  fi
+fi
+CTX_MIB=$((CTX_BYTES / MIB))
+export GPUFRAC_CONTEXT_BYTES="${CTX_MIB}MiB"
+if [[ $CTX_SOURCE == default* ]]; then
+  check "context footprint" FAIL "could not measure it; charging the default 512 MiB"
+  attach "alloc_apis context" "$WORK/ctx.out"
+else
+  check "context footprint" PASS "$CTX_MIB MiB from $CTX_SOURCE (NVML delta: ${nvml_delta:-n/a} B); GPUFRAC_CONTEXT_BYTES=$GPUFRAC_CONTEXT_BYTES for every run"
+fi
+
+# --- PyTorch: the view -------------------------------------------------------------------------
+
+have_torch=0
+[[ -n $TORCH_VERSION ]] && have_torch=1
+TORCH_PY=tests/gpu/torch_checks.py
+
+# within PCT A B: |A - B| <= PCT% of B
+within() { awk -v a="$2" -v b="$3" -v p="$1" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= b * p / 100) }'; }
+# le A B: A <= B (exact for integers up to 2^53)
+le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+
+if ((!BUILT)); then
+  for c in "torch view at 0.25" "torch fill, no caching" "torch fill, expandable segments" \
+    "two tenants at 0.5" "third tenant at 0.1 refused" "driver allocation APIs" \
+    "launch overhead under gpufrac"; do
+    check "$c" FAIL "not run: gpufrac was not built"
+  done
+  exit 1
+fi
+
+if ((!have_torch)); then
+  for c in "torch view at 0.25" "torch fill, no caching" "torch fill, expandable segments" \
+    "two tenants at 0.5" "third tenant at 0.1 refused"; do
+    check "$c" FAIL "not run: '$PYTHON -c \"import torch\"' failed"
+  done
+else
+  expected=$(calc "0.25 * $CARD_BYTES")
+  grun --fraction 0.25 -- "$PYTHON" "$TORCH_PY" info >"$WORK/torch-info.out" 2>&1
+  rc=$?
+  t_info=$(json_get "$WORK/torch-info.out" mem_get_info_total)
+  t_props=$(json_get "$WORK/torch-info.out" total_memory)
+  if ((rc == 0)) && [[ -n $t_info && -n $t_props ]] && within 1 "$t_info" "$expected" &&
+    within 1 "$t_props" "$expected"; then
+    verdict=PASS
+  else
+    verdict=FAIL
+    attach "torch info" "$WORK/torch-info.out"
+  fi
+  check "torch view at 0.25" $verdict "mem_get_info total $(mib "${t_info:-0}"), get_device_properties total_memory $(mib "${t_props:-0}"), expected 0.25 x $CARD_MIB MiB = $(mib "$expected") +-1% (exit $rc)"
+
+  # torch_fill LABEL ENV...: fill one tenant at 0.25 to OOM under the given allocator settings.
+  torch_fill() {
+    local label=$1 file=$WORK/torch-fill-$2.out slack=$3
+    shift 3
+    env "$@" "$GPUFRAC" run --gpu 0 --fraction 0.25 -- "$PYTHON" "$TORCH_PY" fill --chunk-mib 64 \
+      >"$file" 2>&1
+    local rc=$?
+    local limit alloc reserved oom chunk
+    limit=$(json_get "$file" mem_get_info_total)
+    alloc=$(json_get "$file" allocated)
+    reserved=$(json_get "$file" torch_reserved)
+    oom=$(json_get "$file" oom)
+    chunk=$(json_get "$file" chunk_bytes)
+    if [[ -z $limit || -z $alloc ]]; then
+      check "$label" FAIL "no result (exit $rc; log below)"
+      attach "$label" "$file"
+      return
+    fi
+    # What the driver holds for the tenant: the tensors, or with expandable segments the mapped
+    # pages torch reports as reserved (which can exceed the tensors by part of a segment).
+    local held=$alloc
+    ((reserved > held)) && held=$reserved
+    local upper low
+    upper=$(calc "$limit + 2 * $MIB")
+    low=$(calc "$limit - ($CTX_BYTES + $chunk + $slack)")
+    local used
+    used=$(calc "$held + $CTX_BYTES")
+    if [[ $oom == true ]] && le "$used" "$upper" && le "$low" "$alloc" &&
+      within 1 "$limit" "$(calc "0.25 * $CARD_BYTES")"; then
+      verdict=PASS
+    else
+      verdict=FAIL
+      attach "$label" "$file"
+    fi
+    check "$label" $verdict "limit $(mib "$limit"); tensors $(mib "$alloc") ($(json_get "$file" chunks) x 64 MiB), torch reserved $(mib "$reserved"), + context $CTX_MIB MiB = $(mib "$used") <= limit + 2 MiB; tensors >= limit - context - chunk$( ((slack > 0)) && echo " - $(mib "$slack") segment slack") = $(mib "$low"); OOM raised: ${oom:-?}"
+  }
+  torch_fill "torch fill, no caching (cuMemAlloc)" plain 0 PYTORCH_NO_CUDA_MEMORY_CACHING=1
+  # Expandable segments map 20 MiB pages of one growing segment; a 64 MiB tensor can need one
+  # page more than its size, so the lower bound allows a page beyond the chunk.
+  torch_fill "torch fill, expandable segments (cuMemCreate)" expandable $((20 * MIB)) \
+    PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True
+
+  # --- two tenants at 0.5 each, concurrently ---------------------------------------------------
+  rm -f "$WORK"/pair-*.json "$WORK/pair.barrier"
+  pids=()
+  for t in a b; do
+    PYTORCH_NO_CUDA_MEMORY_CACHING=1 "$GPUFRAC" run --gpu 0 --fraction 0.5 --tenant "gpu-check-$t" \
+      -- "$PYTHON" "$TORCH_PY" fill --chunk-mib 64 --report "$WORK/pair-$t.json" \
+      --barrier "$WORK/pair.barrier" --timeout 300 >"$WORK/pair-$t.out" 2>&1 &
+    pids+=($!)
+  done
+  # Both hold their peak until the barrier exists; wait until both have reported (or died).
+  for _ in $(seq 3000); do
+    [[ -f $WORK/pair-a.json && -f $WORK/pair-b.json ]] && break
+    alive=0
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  # While both are admitted and full, a third tenant must be refused at admission.
+  grun --fraction 0.1 -- true >"$WORK/third.out" 2>&1
+  third_rc=$?
+  touch "$WORK/pair.barrier"
+  for p in "${pids[@]}"; do wait "$p"; done
+  a_alloc=$(json_get "$WORK/pair-a.json" allocated)
+  b_alloc=$(json_get "$WORK/pair-b.json" allocated)
+  a_limit=$(json_get "$WORK/pair-a.json" mem_get_info_total)
+  b_limit=$(json_get "$WORK/pair-b.json" mem_get_info_total)
+  if [[ -n $a_alloc && -n $b_alloc ]]; then
+    sum=$(calc "$a_alloc + $b_alloc + 2 * $CTX_BYTES")
+    # nvidia-smi rounds the card down to whole MiB while the limits are halves of NVML's exact
+    # bytes, hence the 1 MiB.
+    if le "$sum" "$(calc "$CARD_BYTES + $MIB")"; then verdict=PASS; else verdict=FAIL; fi
+    check "two tenants at 0.5: sum <= card" $verdict "A $(mib "$a_alloc") + B $(mib "$b_alloc") + 2 x context $CTX_MIB MiB = $(mib "$sum") <= card $CARD_MIB MiB (+1 MiB rounding; limits $(mib "$a_limit"), $(mib "$b_limit"))"
+    for t in a b; do
+      alloc=$(json_get "$WORK/pair-$t.json" allocated)
+      limit=$(json_get "$WORK/pair-$t.json" mem_get_info_total)
+      low=$(calc "$limit - $CTX_BYTES - 64 * $MIB")
+      if ! le "$low" "$alloc"; then
+        # Not a gpufrac failure: half of NVML's total includes memory the driver reserves for
+        # itself, so the second tenant can meet the card's real end before its own limit.
+        note "- Tenant $t stopped at $(mib "$alloc"), short of its limit $(mib "$limit") - context - chunk: the real driver ran out first ($(json_get "$WORK/pair-$t.json" error))."
+      fi
+    done
+  else
+    check "two tenants at 0.5: sum <= card" FAIL "a tenant gave no result (logs below)"
+    attach "tenant a" "$WORK/pair-a.out"
+    attach "tenant b" "$WORK/pair-b.out"
+  fi
+  if ((third_rc == 2)); then verdict=PASS; else verdict=FAIL; fi
+  check "third tenant at 0.1 refused" $verdict "exit code $third_rc (want 2): $(head -c 300 "$WORK/third.out" | tr '\n' ' ')"
+fi
+
+# --- driver allocation APIs ----------------------------------------------------------------------
+
+if ((COMPILED)); then
+  LIMIT=$((4096 * MIB))
+  CHUNK=$((256 * MIB))
+  phys_bad=""
+  phys_rows=""
+  # One tenant process per API: a crash in one path cannot hide the others, and each starts from
+  # an empty tenant (the program also frees everything and reports the free memory after).
+  for api in cuMemAlloc cuMemAllocPitch cuMemAllocManaged cuMemAllocAsync cuMemAllocFromPoolAsync \
+    cuMemCreate cuArrayCreate cuArray3DCreate cuMipmappedArrayCreate; do
+    out=$WORK/alloc-$api.out
+    grun --memory 4GiB -- "$GPU_BIN/alloc_apis" fill 256 "$api" >"$out" 2>&1
+    rc=$?
+    line=$(grep "^api=$api " "$out")
+    if [[ -z $line ]]; then
+      check "$api under --memory 4GiB" FAIL "no result (exit $rc; log in the notes)"
+      attach "alloc_apis fill $api" "$out"
+      continue
+    fi
+    filled=$(kv_get "$line" filled)
+    last=$(kv_get "$line" last_result)
+    total=$(kv_get "$line" info_total)
+    fb=$(kv_get "$line" free_before)
+    fp=$(kv_get "$line" free_peak)
+    fa=$(kv_get "$line" free_after)
+    pb=$(kv_get "$line" phys_before_mib)
+    pp=$(kv_get "$line" phys_peak_mib)
+    used=$(calc "$filled + $CTX_BYTES")
+    low=$(calc "$LIMIT - $CTX_BYTES - $CHUNK")
+    charged=$(calc "$fb - $fp")
+    why=()
+    [[ $last == CUDA_ERROR_OUT_OF_MEMORY ]] || why+=("stopped with $last, not OOM")
+    le "$used" "$(calc "$LIMIT + 2 * $MIB")" || why+=("over the limit")
+    le "$low" "$filled" || why+=("stopped early")
+    [[ $total == "$LIMIT" ]] || why+=("cuMemGetInfo total is not 4 GiB")
+    within 0.1 "$fa" "$fb" || why+=("free memory after freeing differs from before")
+    if ((${#why[@]} == 0)); then verdict=PASS; else verdict=FAIL; fi
+    reasons=$(IFS=';' && echo "${why[*]}")
+    check "$api under --memory 4GiB" $verdict "filled $(mib "$filled") ($(kv_get "$line" pieces) x 256 MiB) + context $CTX_MIB MiB = $(mib "$used") (limit 4096 MiB, floor $(mib "$low")); cuMemGetInfo free before/peak/after $(mib "$fb") / $(mib "$fp") / $(mib "$fa"); last $last${reasons:+; FAILED: $reasons}"
+    ((${#why[@]} == 0)) || attach "alloc_apis fill $api" "$out"
+    if [[ $pb =~ ^[0-9]+$ && $pp =~ ^[0-9]+$ ]]; then
+      phys=$(((pp - pb) * MIB))
+      phys_rows+="| $api | $(mib "$filled") | $(mib "$charged") | $(mib "$phys") |"$'\n'
+      # The driver may round up a little (alignment, page tables); more than 2% + 4 MiB beyond
+      # what gpufrac charged means a tenant can use more of the card than its limit.
+      le "$phys" "$(calc "$charged * 1.02 + 4 * $MIB")" || phys_bad+=" $api"
+    fi
+  done
+  if [[ -n $phys_rows ]]; then
+    if [[ -z $phys_bad ]]; then
+      check "physical use <= charged" PASS "for every API, nvidia-smi's memory.used grew by no more than gpufrac charged (+2% +4 MiB); table in the notes"
+    else
+      check "physical use <= charged" FAIL "the driver used more than gpufrac charged for:$phys_bad (table in the notes)"
+    fi
+    note ""
+    note "Per-API use at the peak of each fill (physical: nvidia-smi memory.used outside the interposer):"
+    note ""
+    note "| API | requested | charged (cuMemGetInfo free drop) | physical (memory.used rise) |"
+    note "| --- | --- | --- | --- |"
+    note "${phys_rows%$'\n'}"
+    note ""
+  else
+    check "physical use <= charged" SKIP "nvidia-smi memory.used could not be read from inside the tenant"
+  fi
+fi
+
+# --- launch overhead -----------------------------------------------------------------------------
+
+if ((COMPILED)); then
+  plain=""
+  managed=""
+  ok=1
+  # Interleaved, so drift in clocks or load affects both sides alike.
+  for i in $(seq "$REPEATS"); do
+    out=$("$GPU_BIN/launch_overhead" "$LAUNCHES" 1000 2>&1) || ok=0
+    plain+=" $(kv_get "$out" ns_per_launch)"
+    out=$(grun --fraction 0.5 -- "$GPU_BIN/launch_overhead" "$LAUNCHES" 1000 2>&1) || ok=0
+    managed+=" $(kv_get "$out" ns_per_launch)"
+    ((ok)) || {
+      note "- launch_overhead run $i failed: $out"
+      break
+    }
+  done
+  m_plain=$(median <<<"$plain")
+  m_managed=$(median <<<"$managed")
+  if ((ok)) && [[ -n $m_plain && -n $m_managed ]]; then
+    added=$(awk -v a="$m_managed" -v b="$m_plain" 'BEGIN { printf "%.1f", a - b }')
+    if le "$added" "$LAUNCH_BUDGET_NS"; then verdict=PASS; else verdict=FAIL; fi
+    check "launch overhead" $verdict "cuLaunchKernel x $LAUNCHES (sync every 1000), median of $REPEATS: plain $m_plain ns, under gpufrac $m_managed ns, added $added ns per launch (budget $LAUNCH_BUDGET_NS ns); runs plain:$plain; gpufrac:$managed"
+  else
+    check "launch overhead" FAIL "a run failed (see notes); plain:$plain; gpufrac:$managed"
+  fi
+fi
+
+exit 0
