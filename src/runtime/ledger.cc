@@ -204,6 +204,19 @@ void Ledger::UnregisterTenant(int index, uint64_t generation) {
   UnlockOwner();
 }
 
+bool Ledger::AdoptTenant(int index, uint64_t generation, pid_t owner) {
+  if (index < 0 || index >= kMaxTenants) return false;
+  LockOwner();
+  TenantLimits& t = limits_->tenants[index];
+  const bool live = ActiveGeneration(t, generation);
+  if (live) {
+    t.owner_pid = owner;
+    t.owner_start = ProcessStartTime(owner);
+  }
+  UnlockOwner();
+  return live;
+}
+
 void Ledger::UnregisterLocked(int index, uint64_t generation) {
   TenantLimits& t = limits_->tenants[index];
   if (ActiveGeneration(t, generation)) {

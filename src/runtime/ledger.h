@@ -113,6 +113,9 @@ class Ledger {
   bool RegisterTenant(const TenantSpec& spec, pid_t owner, int* index, char* why, int why_size);
   // Removes a tenant and releases everything charged to it.
   void UnregisterTenant(int index, uint64_t generation);
+  // Makes `owner` (a restarted node agent) the owner of a live tenant, so that the tenant is not
+  // reaped as orphaned while its processes run. False if `generation` is no longer live.
+  bool AdoptTenant(int index, uint64_t generation, pid_t owner);
   // Reclaims the slots of dead processes and removes tenants whose owner and processes are all
   // gone. Returns the number of bytes reclaimed. Safe to call from several owners at once.
   uint64_t ReapDead();

@@ -1,6 +1,7 @@
 #include "runtime/ledger.h"
 
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,6 +163,39 @@ TEST_F(LedgerTest, ConcurrentProcessesNeverOvershoot) {
   EXPECT_LE(owner_.usage()->tenants[a].used.load(), 5 * kGiB);
   EXPECT_LE(owner_.usage()->tenants[b].used.load(), 5 * kGiB);
   EXPECT_LE(owner_.Committed(), 10 * kGiB);
+}
+
+// A restarted node agent adopts the tenants its dead predecessor registered: without adoption they
+// are reaped as orphans once the old owner is gone; with it they stay, and their request stays
+// committed exactly once.
+TEST_F(LedgerTest, AdoptedTenantsOutliveTheirFirstOwner) {
+  for (bool adopt : {false, true}) {
+    const pid_t old_owner = fork();
+    if (old_owner == 0) {
+      pause();
+      _exit(0);
+    }
+    TenantSpec spec;
+    snprintf(spec.name, sizeof spec.name, "adopt-%d", adopt ? 1 : 0);
+    spec.memory_request = spec.memory_limit = 4 * kGiB;
+    int index = -1;
+    char why[200] = {};
+    ASSERT_TRUE(owner_.RegisterTenant(spec, old_owner, &index, why, sizeof why)) << why;
+    const uint64_t g = Generation(index);
+    if (adopt) {
+      EXPECT_TRUE(owner_.AdoptTenant(index, g, getpid()));
+    }
+    kill(old_owner, SIGKILL);
+    waitpid(old_owner, nullptr, 0);
+    owner_.ReapDead();
+    uint64_t found = 0;
+    EXPECT_EQ(owner_.FindTenant(spec.name, &found) >= 0, adopt);
+    EXPECT_EQ(owner_.Committed(), adopt ? 4 * kGiB : 0u);
+    if (adopt) {
+      owner_.UnregisterTenant(index, g);
+      EXPECT_FALSE(owner_.AdoptTenant(index, g, getpid()));  // a stale generation is refused
+    }
+  }
 }
 
 }  // namespace
