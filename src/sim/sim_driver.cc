@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "sim/sim_process.h"
+#include "sim/sim_timeline.h"
 
 namespace gpufrac::sim {
 namespace {
@@ -14,10 +15,15 @@ thread_local std::vector<Context*> tls_context_stack;
 
 struct Stream {
   int ordinal;
+  bool capturing = false;
+  uint64_t captured_kernels = 0;
 };
 struct Event {
-  std::chrono::steady_clock::time_point recorded{};
-  bool has_time = false;
+  uint64_t done_ns = 0;  // when the work recorded before it finishes on the timeline
+  bool recorded = false;
+};
+struct Graph {
+  uint64_t kernels;
 };
 struct Module {
   std::string image_head;
@@ -304,7 +310,9 @@ SIM_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
 
 SIM_EXPORT CUresult cuCtxSynchronize() {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  if (CurrentContext() == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  Context* c = CurrentContext();
+  if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
+  WaitIdle(c->ordinal);
   ReleaseCachedPools();
   return CUDA_SUCCESS;
 }
@@ -329,13 +337,30 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
   delete reinterpret_cast<Stream*>(stream);
   return CUDA_SUCCESS;
 }
-SIM_EXPORT CUresult cuStreamSynchronize(CUstream) {
+
+// The device a stream's work goes to: the stream's own, or the current context's for the null
+// stream. -1 when there is neither.
+static int StreamOrdinal(CUstream stream) {
+  if (stream != nullptr) return reinterpret_cast<Stream*>(stream)->ordinal;
+  Context* c = CurrentContext();
+  return c != nullptr ? c->ordinal : -1;
+}
+
+SIM_EXPORT CUresult cuStreamSynchronize(CUstream stream) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  const int ordinal = StreamOrdinal(stream);
+  if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
+  WaitIdle(ordinal);
   ReleaseCachedPools();
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuStreamSynchronize_ptsz(CUstream s) { return cuStreamSynchronize(s); }
-SIM_EXPORT CUresult cuStreamQuery(CUstream) { return CheckInit(); }
+SIM_EXPORT CUresult cuStreamQuery(CUstream stream) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  const int ordinal = StreamOrdinal(stream);
+  if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
+  return LastFinishNs(ordinal) > NowNs() ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
+}
 SIM_EXPORT CUresult cuStreamQuery_ptsz(CUstream s) { return cuStreamQuery(s); }
 
 SIM_EXPORT CUresult cuEventCreate(CUevent* event, unsigned int) {
@@ -344,28 +369,39 @@ SIM_EXPORT CUresult cuEventCreate(CUevent* event, unsigned int) {
   *event = reinterpret_cast<CUevent>(new Event());
   return CUDA_SUCCESS;
 }
-SIM_EXPORT CUresult cuEventRecord(CUevent event, CUstream) {
+SIM_EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
   if (event == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  const int ordinal = StreamOrdinal(stream);
+  if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
   auto* e = reinterpret_cast<Event*>(event);
-  e->recorded = std::chrono::steady_clock::now();
-  e->has_time = true;
+  const uint64_t now = NowNs();
+  const uint64_t finish = LastFinishNs(ordinal);
+  e->done_ns = finish > now ? finish : now;
+  e->recorded = true;
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuEventRecord_ptsz(CUevent event, CUstream s) {
   return cuEventRecord(event, s);
 }
 SIM_EXPORT CUresult cuEventSynchronize(CUevent event) {
-  return event == nullptr ? CUDA_ERROR_INVALID_HANDLE : CUDA_SUCCESS;
+  if (event == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  auto* e = reinterpret_cast<Event*>(event);
+  if (e->recorded && e->done_ns > NowNs()) SleepUntil(e->done_ns);
+  return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuEventQuery(CUevent event) {
-  return event == nullptr ? CUDA_ERROR_INVALID_HANDLE : CUDA_SUCCESS;
+  if (event == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  auto* e = reinterpret_cast<Event*>(event);
+  return e->recorded && e->done_ns > NowNs() ? CUDA_ERROR_NOT_READY : CUDA_SUCCESS;
 }
 static CUresult ElapsedTime(float* ms, CUevent start, CUevent end) {
   if (ms == nullptr || start == nullptr || end == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto* a = reinterpret_cast<Event*>(start);
   auto* b = reinterpret_cast<Event*>(end);
-  if (!a->has_time || !b->has_time) return CUDA_ERROR_INVALID_HANDLE;
-  *ms = std::chrono::duration<float, std::milli>(b->recorded - a->recorded).count();
+  if (!a->recorded || !b->recorded) return CUDA_ERROR_INVALID_HANDLE;
+  if (a->done_ns > NowNs() || b->done_ns > NowNs()) return CUDA_ERROR_NOT_READY;
+  *ms =
+      static_cast<float>(static_cast<double>(static_cast<int64_t>(b->done_ns - a->done_ns)) / 1e6);
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuEventElapsedTime(float* ms, CUevent a, CUevent b) {
@@ -414,22 +450,142 @@ SIM_EXPORT CUresult cuModuleGetFunction(CUfunction* fn, CUmodule module, const c
   return CUDA_SUCCESS;
 }
 
-SIM_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                   unsigned int bx, unsigned int by, unsigned int bz, unsigned int,
-                                   CUstream, void**, void**) {
+// Puts `kernels` kernels on the stream: recorded into its graph while it captures, otherwise
+// onto the device's timeline.
+static CUresult Submit(CUstream stream, uint64_t kernels) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  const int ordinal = StreamOrdinal(stream);
+  if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
+  if (stream != nullptr && reinterpret_cast<Stream*>(stream)->capturing) {
+    reinterpret_cast<Stream*>(stream)->captured_kernels += kernels;
+    return CUDA_SUCCESS;
+  }
+  Enqueue(ordinal, kernels);
+  return CUDA_SUCCESS;
+}
+
+static CUresult LaunchChecked(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                              unsigned int bx, unsigned int by, unsigned int bz, CUstream stream) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   if (f == nullptr) return CUDA_ERROR_INVALID_HANDLE;
-  if (CurrentContext() == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
   if (gx == 0 || gy == 0 || gz == 0 || bx == 0 || by == 0 || bz == 0) {
     return CUDA_ERROR_INVALID_VALUE;
   }
-  return CUDA_SUCCESS;
+  return Submit(stream, 1);
+}
+
+SIM_EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
+                                   unsigned int bx, unsigned int by, unsigned int bz, unsigned int,
+                                   CUstream stream, void**, void**) {
+  return LaunchChecked(f, gx, gy, gz, bx, by, bz, stream);
 }
 SIM_EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
                                         unsigned int gz, unsigned int bx, unsigned int by,
                                         unsigned int bz, unsigned int shmem, CUstream s,
                                         void** params, void** extra) {
   return cuLaunchKernel(f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
+}
+SIM_EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy,
+                                              unsigned int gz, unsigned int bx, unsigned int by,
+                                              unsigned int bz, unsigned int, CUstream stream,
+                                              void**) {
+  return LaunchChecked(f, gx, gy, gz, bx, by, bz, stream);
+}
+SIM_EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
+                                                   unsigned int gz, unsigned int bx,
+                                                   unsigned int by, unsigned int bz,
+                                                   unsigned int shmem, CUstream s, void** p) {
+  return cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, shmem, s, p);
+}
+
+// cuLaunchKernelEx's config starts with the grid and block dimensions, then shared memory and
+// the stream (CUlaunchConfig in <cuda.h>).
+struct LaunchConfigHead {
+  unsigned int gx, gy, gz, bx, by, bz, shmem;
+  CUstream stream;
+};
+SIM_EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig* config, CUfunction f, void**, void**) {
+  if (config == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const auto* c = reinterpret_cast<const LaunchConfigHead*>(config);
+  return LaunchChecked(f, c->gx, c->gy, c->gz, c->bx, c->by, c->bz, c->stream);
+}
+SIM_EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig* config, CUfunction f, void** p,
+                                          void** e) {
+  return cuLaunchKernelEx(config, f, p, e);
+}
+
+// Asynchronous copies and memsets occupy the timeline like a kernel (no data moves: device
+// memory is not backed).
+SIM_EXPORT CUresult cuMemsetD8Async(CUdeviceptr, unsigned char, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+SIM_EXPORT CUresult cuMemsetD32Async(CUdeviceptr, unsigned int, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+SIM_EXPORT CUresult cuMemcpyAsync(CUdeviceptr, CUdeviceptr, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+SIM_EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr, const void*, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+SIM_EXPORT CUresult cuMemcpyDtoHAsync_v2(void*, CUdeviceptr, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr, CUdeviceptr, size_t, CUstream s) {
+  return Submit(s, 1);
+}
+
+// --- graphs: stream capture records kernels; a launch replays them ---
+
+SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, int) {
+  if (stream == nullptr) return CUDA_ERROR_INVALID_VALUE;  // the legacy stream cannot capture
+  auto* s = reinterpret_cast<Stream*>(stream);
+  s->capturing = true;
+  s->captured_kernels = 0;
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuStreamBeginCapture(CUstream stream, int mode) {
+  return cuStreamBeginCapture_v2(stream, mode);
+}
+SIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream stream, int mode) {
+  return cuStreamBeginCapture_v2(stream, mode);
+}
+SIM_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
+  if (stream == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  auto* s = reinterpret_cast<Stream*>(stream);
+  if (!s->capturing) return CUDA_ERROR_INVALID_VALUE;
+  s->capturing = false;
+  *graph = reinterpret_cast<CUgraph>(new Graph{s->captured_kernels});
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
+  return cuStreamEndCapture(stream, graph);
+}
+SIM_EXPORT CUresult cuStreamIsCapturing(CUstream stream, int* status) {
+  if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *status = stream != nullptr && reinterpret_cast<Stream*>(stream)->capturing ? 1 : 0;
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,
+                                                unsigned long long) {
+  if (exec == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  *exec = reinterpret_cast<CUgraphExec>(new Graph{reinterpret_cast<Graph*>(graph)->kernels});
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
+  if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  return Submit(stream, reinterpret_cast<Graph*>(exec)->kernels);
+}
+SIM_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
+  return cuGraphLaunch(exec, stream);
+}
+SIM_EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  delete reinterpret_cast<Graph*>(exec);
+  return CUDA_SUCCESS;
+}
+SIM_EXPORT CUresult cuGraphDestroy(CUgraph graph) {
+  delete reinterpret_cast<Graph*>(graph);
+  return CUDA_SUCCESS;
 }
 
 // --- errors ---

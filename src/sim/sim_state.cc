@@ -187,6 +187,8 @@ int SimState::ClaimSlot() {
     if (!p.pid.compare_exchange_strong(expected, -1)) continue;
     p.start_time = start;
     for (auto& held : p.held) held.store(0);
+    for (auto& busy : p.busy_ns) busy.store(0);
+    for (auto& count : p.kernels) count.store(0);
     p.pid.store(pid, std::memory_order_release);
     slot_ = i;
     slot_pid_ = pid;
@@ -222,6 +224,14 @@ void SimState::Free(int device, uint64_t bytes) {
   shared_->devices[device].used_bytes.fetch_sub(bytes);
   const int slot = ClaimSlot();
   if (slot >= 0) shared_->processes[slot].held[device].fetch_sub(bytes);
+}
+
+void SimState::AddBusy(int device, uint64_t kernels, uint64_t busy_ns) {
+  shared_->devices[device].busy_ns.fetch_add(busy_ns, std::memory_order_relaxed);
+  const int slot = ClaimSlot();
+  if (slot < 0) return;
+  shared_->processes[slot].busy_ns[device].fetch_add(busy_ns, std::memory_order_relaxed);
+  shared_->processes[slot].kernels[device].fetch_add(kernels, std::memory_order_relaxed);
 }
 
 void SimState::ReapDead() {

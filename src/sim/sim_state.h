@@ -24,12 +24,18 @@ struct SimDevice {
   uint64_t total_bytes;
   int sm_count;
   std::atomic<uint64_t> used_bytes;
+  // The device's one timeline, shared by every process: when the last kernel submitted by anyone
+  // finishes (CLOCK_MONOTONIC ns). Kernels run one at a time in submission order.
+  std::atomic<uint64_t> timeline_end_ns;
+  std::atomic<uint64_t> busy_ns;  // kernel time ever submitted, all processes
 };
 
 struct SimProcess {
   std::atomic<int32_t> pid;  // 0 free, -1 being claimed or reclaimed
   uint64_t start_time;
   std::atomic<uint64_t> held[kMaxSimDevices];
+  std::atomic<uint64_t> busy_ns[kMaxSimDevices];  // kernel time this process put on each device
+  std::atomic<uint64_t> kernels[kMaxSimDevices];
 };
 
 struct SimShared {
@@ -67,6 +73,8 @@ class SimState {
   void Free(int device, uint64_t bytes);
   // Returns the memory of processes that died to their cards.
   void ReapDead();
+  // Credits `kernels` kernels of `busy_ns` total to this process on `device`.
+  void AddBusy(int device, uint64_t kernels, uint64_t busy_ns);
 
  private:
   int ClaimSlot();
