@@ -2,6 +2,8 @@
 # End to end against a real LLM server on the CPU: llama-cpp-python's OpenAI-compatible server
 # with a tiny random-weight GGUF this script generates, benchmarked by gpufrac bench (streaming
 # completions and chat). Needs `scripts/setup-python.sh --llama`. Usage: llamacpp_e2e.sh BUILD_DIR
+# The server runs with --interrupt_requests False: by default a new request cuts the stream in
+# progress (gpufrac bench then reports connection_closed errors, as it should).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${1:-$root/build}
@@ -9,7 +11,10 @@ py=$root/.venv/bin/python
 work=$(mktemp -d)
 server_pid=
 cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -17,7 +22,8 @@ trap cleanup EXIT
 "$py" "$root/bench/loadgen/make_tiny_gguf.py" "$work/tiny.gguf"
 port=$("$py" -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 "$py" -m llama_cpp.server --model "$work/tiny.gguf" --host 127.0.0.1 --port "$port" \
-  --n_ctx 512 --n_threads 1 --model_alias tiny >"$work/server.log" 2>&1 &
+  --n_ctx 512 --n_threads 1 --model_alias tiny --interrupt_requests False \
+  >"$work/server.log" 2>&1 &
 server_pid=$!
 for _ in $(seq 1 300); do
   curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null 2>&1 && break
@@ -36,6 +42,8 @@ m = s["metrics"]
 assert s["requests"]["ok"] == 6 and s["requests"]["failed"] == 0, s["requests"]
 assert m["time_to_first_token_ms"]["count"] == 6 and m["time_to_first_token_ms"]["min"] > 0
 assert m["request_latency_ms"]["min"] >= m["time_to_first_token_ms"]["min"]
+# llama-cpp-python ignores stream_options.include_usage: the report must say so and count events.
+assert s["requests_without_usage"] == 6 and s["output_token_source"] == "content events", s
 print(f"llama.cpp {sys.argv[2]}: ok 6, TTFT p50 {m['time_to_first_token_ms']['p50']:.2f} ms, "
       f"output tokens avg {m['output_sequence_length']['avg']:.1f} ({s['output_token_source']}), "
       f"{s['output_token_throughput']:.0f} tok/s")

@@ -265,8 +265,10 @@ void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_n
     if (record_.http_status < 200 || record_.http_status >= 300) {
       kind = ErrorKind::kHttpStatus;
       ChunkInfo info = ClassifyStreamEvent(body_);
-      record_.error_message = "HTTP " + std::to_string(record_.http_status) +
-                              (info.is_error ? ": " + info.error_message : "");
+      // The server's own words: an OpenAI error object, or else the start of the body.
+      std::string detail = info.is_error ? info.error_message : body_.substr(0, 200);
+      record_.error_message =
+          "HTTP " + std::to_string(record_.http_status) + (detail.empty() ? "" : ": " + detail);
     } else if (stream_) {
       sse_.Finish();
       if (stream_error_) {

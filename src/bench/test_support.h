@@ -43,8 +43,8 @@ class SynthFixture {
     return w;
   }
 
-  // Ground truth keyed by the X-Request-Id the client sent. Stops the server first: it records a
-  // request just after its last write, which can be after the client has seen that write.
+  // Ground truth keyed by the X-Gpufrac-Request-Id the client sent. Stops the server first: it
+  // records a request just after its last write, which can be after the client has seen that write.
   std::map<uint64_t, GroundTruth> TruthById() {
     server_.Stop();
     std::map<uint64_t, GroundTruth> out;

@@ -352,7 +352,7 @@ void HttpClient::Post(std::string_view path, std::string body, uint64_t request_
   request.append("POST ").append(impl_->target.base_path).append(path).append(" HTTP/1.1\r\n");
   request.append("Host: ").append(impl_->host_header).append("\r\n");
   request.append("Content-Type: application/json\r\nAccept: */*\r\n");
-  request.append("X-Request-Id: ").append(std::to_string(request_id)).append("\r\n");
+  request.append("X-Gpufrac-Request-Id: ").append(std::to_string(request_id)).append("\r\n");
   if (!impl_->target.api_key.empty()) {
     request.append("Authorization: Bearer ").append(impl_->target.api_key).append("\r\n");
   }

@@ -69,7 +69,8 @@ class HttpClient {
 
   // Sends "POST <base_path><path>" with a JSON body; the answer goes to handler, which must stay
   // alive until its OnComplete. Reuses an idle keep-alive connection when there is one.
-  // request_id goes out as "X-Request-Id" so a server's logs can be matched with our records.
+  // request_id goes out as "X-Gpufrac-Request-Id" so that a server's records can be matched with
+  // ours. (Not "X-Request-Id": llama-cpp-python's server rejects a non-UUID one with 400.)
   void Post(std::string_view path, std::string body, uint64_t request_id, ResponseHandler* handler);
   // Ends every request in flight with kCancelled and closes every connection.
   void CancelAll();

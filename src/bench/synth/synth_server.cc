@@ -172,7 +172,7 @@ class Session : public std::enable_shared_from_this<Session> {
     truth_ = GroundTruth{};
     truth_.received_ns = now;
     truth_.path = request.target;
-    truth_.request_id = request.Header("x-request-id");
+    truth_.request_id = request.Header("x-gpufrac-request-id");
     uint64_t index = ++server_->request_counter;
     if (truth_.request_id.empty()) truth_.request_id = "s" + std::to_string(index);
     escaped_id_ = json("cmpl-" + truth_.request_id).dump();

@@ -42,7 +42,7 @@ struct SynthConfig {
 
 // What the server did for one request, in NowNs() time.
 struct GroundTruth {
-  std::string request_id;  // the client's X-Request-Id, or "s<n>"
+  std::string request_id;  // the client's X-Gpufrac-Request-Id, or "s<n>"
   std::string path;
   int status = 200;
   bool stream = false;
