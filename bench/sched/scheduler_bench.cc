@@ -2,9 +2,10 @@
 // cluster of 8-GPU nodes, fills it with running fractional workloads, adds pending ones, and
 // times whole cycles (allocate, consolidate, reclaim, preempt) on a copy of that state.
 //
-//   FullCycle/<nodes>/<pending>/<constrained>: a cluster ~90% allocated, 10 queues, a mix of
+//   FullCycle/<nodes>/<pending>/<variant>: a cluster ~90% allocated, 10 queues, a mix of
 //     fractions and whole GPUs pending; most pending work cannot fit, as in a busy cluster.
-//     constrained=1 adds rack selectors and rack-local gangs to the pending work.
+//     variant=1 adds rack selectors and rack-local gangs to the pending work; variant=2 runs
+//     only half of the queues, so that the other half reclaim every cycle.
 //   PlacementRate/<nodes>/<pending>: an empty cluster and pending fractions that all fit;
 //     items_per_second is placement decisions per second.
 //   MemoryAtScale: 10,000 nodes and 150,000 workloads; reports the process's peak RSS.
@@ -65,7 +66,7 @@ WorkloadSpec RandomWorkload(std::mt19937_64& rng, int index, QueueId queue, bool
 // workloads. With `constrained`, a fifth of the pending workloads select a rack and one in 20
 // arrivals is a 4-member gang kept within one rack.
 ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fractions,
-                          bool constrained = false) {
+                          bool constrained = false, bool imbalanced = false) {
   std::mt19937_64 rng(42);
   ClusterState s;
   for (int i = 0; i < nodes; ++i) {
@@ -90,7 +91,10 @@ ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fract
   int index = 0;
   double placed = 0;
   while (placed < fill * total_gpus) {
-    const WorkloadId id = s.AddWorkload(RandomWorkload(rng, index, index % kQueues, true));
+    // Imbalanced: only the first half of the queues run anything, so the other half sit below
+    // their fair share and reclaim has work in every cycle.
+    const QueueId queue = imbalanced ? index % (kQueues / 2) : index % kQueues;
+    const WorkloadId id = s.AddWorkload(RandomWorkload(rng, index, queue, true));
     ++index;
     std::string reason;
     std::optional<Placement> p = FindPlacement(s, id, {}, &reason);
@@ -128,8 +132,11 @@ ClusterState BuildCluster(int nodes, int pending, double fill, bool mostly_fract
 void BM_FullCycle(benchmark::State& bench) {
   const int nodes = static_cast<int>(bench.range(0));
   const int pending = static_cast<int>(bench.range(1));
-  const bool constrained = bench.range(2) != 0;
-  const ClusterState base = BuildCluster(nodes, pending, kFillTarget, false, constrained);
+  const bool constrained = bench.range(2) == 1;
+  const bool imbalanced = bench.range(2) == 2;
+  const ClusterState base =
+      BuildCluster(nodes, pending, kFillTarget, false, constrained, imbalanced);
+  int64_t evictions = 0;
   const Scheduler scheduler(SchedulerConfig{});
   int64_t decisions = 0;
   int64_t binds = 0;
@@ -141,6 +148,7 @@ void BM_FullCycle(benchmark::State& bench) {
     benchmark::DoNotOptimize(r.decisions.data());
     decisions += static_cast<int64_t>(r.decisions.size());
     binds += r.stats.binds;
+    evictions += r.stats.evictions;
     bench.PauseTiming();
     state = ClusterState{};  // free outside the timed region
     bench.ResumeTiming();
@@ -148,6 +156,7 @@ void BM_FullCycle(benchmark::State& bench) {
   bench.counters["gpus"] = static_cast<double>(nodes) * kGpusPerNode;
   bench.counters["binds_per_cycle"] = static_cast<double>(binds) / bench.iterations();
   bench.counters["decisions_per_cycle"] = static_cast<double>(decisions) / bench.iterations();
+  bench.counters["evictions_per_cycle"] = static_cast<double>(evictions) / bench.iterations();
 }
 
 void BM_PlacementRate(benchmark::State& bench) {
@@ -266,7 +275,7 @@ void BM_PackingVsFfd(benchmark::State& bench) {
 }
 
 BENCHMARK(BM_FullCycle)
-    ->ArgNames({"nodes", "pending", "constrained"})
+    ->ArgNames({"nodes", "pending", "variant"})
     ->Args({125, 10000, 0})
     ->Args({500, 10000, 0})
     ->Args({1000, 10000, 0})
@@ -276,6 +285,8 @@ BENCHMARK(BM_FullCycle)
     ->Args({5000, 10000, 0})
     ->Args({1000, 10000, 1})
     ->Args({1250, 100000, 1})
+    ->Args({1000, 10000, 2})
+    ->Args({1250, 100000, 2})
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 BENCHMARK(BM_PlacementRate)
