@@ -119,6 +119,54 @@ TEST(AllocateTest, TopologyGangStaysInOneDomain) {
   }
 }
 
+// The per-cycle memo of failed shapes must not leak a queue's quota failure, or one rack's
+// shortage, to other workloads of the same shape.
+TEST(AllocateTest, FailedShapeMemoIsPerQueueQuotaAndSelector) {
+  ClusterState s;
+  NodeSpec r0 = Node("r0", 1);
+  r0.labels["rack"] = "r0";
+  NodeSpec r1 = Node("r1", 3);
+  r1.labels["rack"] = "r1";
+  s.AddNode(r0);
+  s.AddNode(r1);
+  QueueSpec capped = Queue("capped", 0);
+  capped.limit[Resource::kGpu] = 0.5;
+  const QueueId a = s.AddQueue(capped);
+  const QueueId b = s.AddQueue(Queue("b", 0));
+  // Fractions kept in rack r1, leaving r0's single GPU to the whole-GPU workloads below.
+  auto fraction = [](const std::string& name, QueueId q) {
+    WorkloadSpec w = Fraction(name, q, 0.5);
+    w.node_selector["rack"] = "r1";
+    return w;
+  };
+  const WorkloadId a0 = s.AddWorkload(fraction("a0", a));
+  const WorkloadId a1 = s.AddWorkload(fraction("a1", a));  // over a's limit
+  const WorkloadId b0 = s.AddWorkload(fraction("b0", b));  // same shape, other queue
+  WorkloadSpec in_r0 = Whole("in-r0", b, 1);
+  in_r0.node_selector["rack"] = "r0";
+  WorkloadSpec in_r1 = in_r0;
+  in_r1.name = "in-r1";
+  in_r1.node_selector["rack"] = "r1";
+  const WorkloadId fill_r0 = s.AddWorkload(in_r0);
+  in_r0.name = "in-r0-again";
+  const WorkloadId r0_again = s.AddWorkload(in_r0);  // r0 is full by now
+  const WorkloadId r1_ok = s.AddWorkload(in_r1);
+  const CycleResult r = Cycle(s);
+  EXPECT_NE(Where(s, a0), "pending");
+  EXPECT_EQ(Where(s, a1), "pending");
+  EXPECT_NE(Where(s, b0), "pending");
+  EXPECT_EQ(Where(s, fill_r0).substr(0, 2), "r0");
+  EXPECT_EQ(Where(s, r0_again), "pending");
+  EXPECT_EQ(Where(s, r1_ok).substr(0, 2), "r1");
+  // Placed by allocate itself, not rescued later by an eviction action.
+  const Decision* bind = Find(r, r1_ok, DecisionKind::kBind);
+  ASSERT_NE(bind, nullptr);
+  EXPECT_EQ(bind->action, Action::kAllocate);
+  const Decision* d = Find(r, a1, DecisionKind::kUnschedulable);
+  ASSERT_NE(d, nullptr);
+  EXPECT_NE(d->reason.find("limit"), std::string::npos) << d->reason;
+}
+
 TEST(AllocateTest, QueueLimitIsNeverExceeded) {
   ClusterState s;
   s.AddNode(Node("n0", 8));
