@@ -125,9 +125,9 @@ std::vector<Workload> BuildWorkloads(const Flags& f) {
   if (!f.warmup.empty()) load.warmup_s = DurationOrDie("--warmup", f.warmup);
   if (!f.ramp_up.empty()) load.ramp_up_s = DurationOrDie("--ramp-up", f.ramp_up);
   w.timeout_s = DurationOrDie("--timeout", f.timeout);
-  if (!f.rate.empty()) {
+  if (!f.rate.empty() || f.sla_search == "rate") {
     load.mode = LoadMode::kOpenLoop;
-    load.rate = f.rate.front();
+    load.rate = f.rate.empty() ? f.sla_start : f.rate.front();
     load.concurrency = f.max_concurrency;
   } else {
     load.mode = LoadMode::kClosedLoop;

@@ -160,6 +160,21 @@ TEST(SlaSearch, RateSearchStopsAtThePrecision) {
   EXPECT_GT(r.first_failure, 13.3);
 }
 
+TEST(SweepPoints, AxisSetsTheLoadShape) {
+  Workload closed;
+  closed.load.concurrency = 8;
+  Workload at_rate = AtPoint({closed}, Axis::kRate, 12.5)[0];
+  EXPECT_EQ(at_rate.load.mode, LoadMode::kOpenLoop);
+  EXPECT_EQ(at_rate.load.rate, 12.5);
+  EXPECT_EQ(at_rate.load.concurrency, 0);  // users are not a cap
+  Workload capped = at_rate;
+  capped.load.concurrency = 4;
+  EXPECT_EQ(AtPoint({capped}, Axis::kRate, 20)[0].load.concurrency, 4);
+  Workload at_users = AtPoint({at_rate}, Axis::kConcurrency, 16)[0];
+  EXPECT_EQ(at_users.load.mode, LoadMode::kClosedLoop);
+  EXPECT_EQ(at_users.load.concurrency, 16);
+}
+
 TEST(OpenAiProtocol, ClassifiesEventsAsGenAiPerfDoes) {
   EXPECT_TRUE(ClassifyStreamEvent("[DONE]").done);
   // Role-only and empty-content chunks are not tokens.

@@ -15,6 +15,9 @@ std::vector<Workload> AtPoint(const std::vector<Workload>& workloads, Axis axis,
       w.load.mode = LoadMode::kClosedLoop;
       w.load.concurrency = static_cast<int>(std::lround(value));
     } else {
+      // A closed-loop base's user count is not a cap: open loop runs uncapped unless the base
+      // was already open loop with a --max-concurrency.
+      if (w.load.mode == LoadMode::kClosedLoop) w.load.concurrency = 0;
       w.load.mode = LoadMode::kOpenLoop;
       w.load.rate = value;
     }
