@@ -58,6 +58,7 @@ void PrintReportTable(const SimReport& r, std::FILE* out) {
   row("invariant failures", r.invariant_failures, r.first_invariant_failure.c_str());
   PrintWaits("wait by queue", r.waits_by_queue, out);
   PrintWaits("wait by priority", r.waits_by_priority, out);
+  PrintWaits("wait by queue/prio", r.waits_by_queue_priority, out);
 }
 
 std::string DecisionJsonLine(double t, const ClusterState& state, const Decision& d) {
@@ -106,6 +107,7 @@ std::string ReportJson(const SimReport& r) {
   if (!r.first_invariant_failure.empty()) j["first_invariant_failure"] = r.first_invariant_failure;
   j["waits_by_queue"] = WaitsJson(r.waits_by_queue);
   j["waits_by_priority"] = WaitsJson(r.waits_by_priority);
+  j["waits_by_queue_priority"] = WaitsJson(r.waits_by_queue_priority);
   j["queues"] = r.leaf_queues;
   nlohmann::json samples = nlohmann::json::array();
   for (const SimSample& s : r.samples) {

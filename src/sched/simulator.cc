@@ -123,7 +123,7 @@ Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSin
   std::vector<Runtime> runtime;
   std::priority_queue<Completion, std::vector<Completion>, std::greater<>> completions;
   std::vector<double> cycle_ms;
-  std::map<std::string, std::vector<double>> waits_queue, waits_priority;
+  std::map<std::string, std::vector<double>> waits_queue, waits_priority, waits_queue_priority;
   size_t next_entry = 0;
   double next_sample = 0;
   const double end = sim.duration > 0 ? sim.duration : std::numeric_limits<double>::infinity();
@@ -175,6 +175,8 @@ Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSin
             rt.first_start = t;
             waits_queue[state.queue(spec.queue).spec.name].push_back(t - rt.arrival);
             waits_priority[spec.priority_class].push_back(t - rt.arrival);
+            waits_queue_priority[state.queue(spec.queue).spec.name + "/" + spec.priority_class]
+                .push_back(t - rt.arrival);
           }
           if (rt.remaining >= 0) completions.push({t + rt.remaining, d.workload, rt.epoch});
           break;
@@ -252,11 +254,16 @@ Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSin
   report->pending_at_end = state.pending_total();
   for (auto& [queue, waits] : waits_queue) report->waits_by_queue[queue] = Summarize(waits, 0);
   for (auto& [prio, waits] : waits_priority) report->waits_by_priority[prio] = Summarize(waits, 0);
+  for (auto& [key, waits] : waits_queue_priority) {
+    report->waits_by_queue_priority[key] = Summarize(waits, 0);
+  }
   for (QueueId q : leaves) {
     for (const PendingKey& key : state.pending(q)) {
       if (runtime[key.id].first_start >= 0) continue;
       ++report->waits_by_queue[state.queue(q).spec.name].never_started;
-      ++report->waits_by_priority[state.workload(key.id).spec.priority_class].never_started;
+      const std::string& prio = state.workload(key.id).spec.priority_class;
+      ++report->waits_by_priority[prio].never_started;
+      ++report->waits_by_queue_priority[state.queue(q).spec.name + "/" + prio].never_started;
     }
   }
   if (steady_samples > 0) {

@@ -54,6 +54,7 @@ struct SimReport {
   std::vector<SimSample> samples;
   std::map<std::string, WaitStats> waits_by_queue;
   std::map<std::string, WaitStats> waits_by_priority;
+  std::map<std::string, WaitStats> waits_by_queue_priority;  // "queue/priority-class"
   // Steady state (samples after warmup).
   double mean_gpu_allocated = 0;
   double mean_stranded = 0;

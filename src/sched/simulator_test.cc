@@ -93,6 +93,8 @@ workloads:
   EXPECT_EQ(r.completed, 2);
   // batch ran 30 s, waited for chat (30..80 s), then ran its remaining 70 s from t=80.
   EXPECT_DOUBLE_EQ(r.waits_by_priority.at("inference").max, 0);
+  EXPECT_DOUBLE_EQ(r.waits_by_queue_priority.at("q/inference").max, 0);
+  EXPECT_EQ(r.waits_by_queue_priority.at("q/batch").count, 1);
   EXPECT_GE(r.simulated_seconds, 150);
 }
 
