@@ -10,5 +10,7 @@ namespace gpufrac::cli {
 void AddRunCommand(CLI::App& app, int* exit_code);
 void AddSimCommand(CLI::App& app, int* exit_code);
 void AddBenchCommand(CLI::App& app, int* exit_code);
+void AddNodeCommand(CLI::App& app, int* exit_code);
+void AddPsCommand(CLI::App& app, int* exit_code);
 
 }  // namespace gpufrac::cli

@@ -13,6 +13,8 @@ int main(int argc, char** argv) {
   gpufrac::cli::AddRunCommand(app, &exit_code);
   gpufrac::cli::AddSimCommand(app, &exit_code);
   gpufrac::cli::AddBenchCommand(app, &exit_code);
+  gpufrac::cli::AddNodeCommand(app, &exit_code);
+  gpufrac::cli::AddPsCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,70 @@
+// gpufrac node: the host agent. Flags and the config file in, Agent + HttpServer out.
+#include <cstdio>
+#include <memory>
+
+#include "cli/commands.h"
+#include "node/agent.h"
+#include "node/api.h"
+#include "node/config.h"
+#include "node/http_server.h"
+#include "node/log.h"
+
+namespace gpufrac::cli {
+namespace {
+
+struct NodeFlags {
+  std::string config;
+  std::string socket;
+  std::string state;
+};
+
+int RunNode(const NodeFlags& flags) {
+  node::NodeConfig config;
+  if (!flags.config.empty()) {
+    if (Status s = node::LoadConfig(flags.config, &config); !s.ok()) {
+      std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
+      return 2;
+    }
+  }
+  if (!flags.socket.empty()) config.socket_path = flags.socket;
+  if (!flags.state.empty()) config.state_path = flags.state;
+  std::unique_ptr<node::Agent> agent;
+  if (Status s = node::Agent::Start(config, &agent); !s.ok()) {
+    std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
+    return 1;
+  }
+  node::HttpServer server;
+  node::HttpServerOptions options;
+  options.socket_path = config.socket_path;
+  options.socket_mode = config.socket_mode;
+  options.max_body_bytes = config.max_body_bytes;
+  options.request_timeout_ms = config.request_timeout_ms;
+  options.threads = config.api_threads;
+  if (Status s = server.Start(options, node::MakeApiHandler(agent.get())); !s.ok()) {
+    std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
+    return 1;
+  }
+  node::LogEvent("agent.ready", {{"socket", config.socket_path}, {"state", config.state_path}});
+  server.WaitForSignal();
+  server.Stop();
+  agent.reset();  // tenants keep running; the next agent adopts them
+  node::LogEvent("agent.stopped", {});
+  return 0;
+}
+
+}  // namespace
+
+void AddNodeCommand(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<NodeFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "node", "Run the host agent: owns the GPUs, places and runs tenants, serves the API");
+  cmd->add_option("--config", flags->config, "YAML config file (see docs/node.md)")
+      ->envname("GPUFRAC_NODE_CONFIG");
+  cmd->add_option("--socket", flags->socket, "API unix socket (overrides the config)")
+      ->envname("GPUFRAC_NODE_SOCKET");
+  cmd->add_option("--state", flags->state, "SQLite state file (overrides the config)")
+      ->envname("GPUFRAC_NODE_STATE");
+  cmd->callback([flags, exit_code] { *exit_code = RunNode(*flags); });
+}
+
+}  // namespace gpufrac::cli

@@ -1,0 +1,491 @@
+#include "node/agent.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include "node/log.h"
+#include "node/placement.h"
+#include "runtime/process_identity.h"
+#include "runtime/tenant_process.h"
+
+namespace gpufrac::node {
+namespace {
+
+// After the grace period and SIGKILL, how long Delete waits for the kernel to take the processes.
+constexpr auto kKillWait = std::chrono::seconds(5);
+constexpr auto kDeletePoll = std::chrono::milliseconds(10);
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Human(uint64_t bytes) {
+  char buf[32];
+  FormatBytes(bytes, buf, sizeof buf);
+  return buf;
+}
+
+bool ValidName(const std::string& name) {
+  if (name.empty() || name.size() >= static_cast<size_t>(kTenantNameBytes)) return false;
+  if (!isalnum(static_cast<unsigned char>(name[0]))) return false;
+  for (char c : name) {
+    if (!isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.') return false;
+  }
+  return true;
+}
+
+// What execvp would run for `program`, or an error in its words. Checked before spawning because
+// setsid(1) stands between the agent and the exec, so a failed exec would look like an exit.
+bool CheckRunnable(const std::string& program, std::string* error) {
+  auto runnable = [](const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) && access(path.c_str(), X_OK) == 0;
+  };
+  if (program.find('/') != std::string::npos) {
+    if (runnable(program)) return true;
+    *error = "cannot run '" + program +
+             "': " + strerror(access(program.c_str(), F_OK) == 0 ? EACCES : ENOENT);
+    return false;
+  }
+  const char* path_env = getenv("PATH");
+  const std::string path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  for (;;) {
+    const size_t colon = path.find(':', start);
+    const std::string dir = path.substr(start, colon == std::string::npos ? colon : colon - start);
+    if (runnable((dir.empty() ? "." : dir) + "/" + program)) return true;
+    if (colon == std::string::npos) break;
+    start = colon + 1;
+  }
+  *error = "cannot run '" + program + "': not found in PATH";
+  return false;
+}
+
+std::string DescribeExit(int status) {
+  return status >= 128 ? "killed by signal " + std::to_string(status - 128)
+                       : "exited with status " + std::to_string(status);
+}
+
+}  // namespace
+
+Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
+  std::unique_ptr<Agent> agent(new Agent(config));
+  agent->interposer_ =
+      config.interposer_path.empty() ? DefaultInterposerPath() : config.interposer_path;
+  struct stat st;
+  if (agent->interposer_.empty() || stat(agent->interposer_.c_str(), &st) != 0) {
+    return Status::Error("interposer not found at '" + agent->interposer_ +
+                         "' (set interposer: in the config file)");
+  }
+  for (const char* candidate : {"/usr/bin/setsid", "/bin/setsid"}) {
+    if (access(candidate, X_OK) == 0) {
+      agent->setsid_ = candidate;
+      break;
+    }
+  }
+  if (Status s = ListGpus(&agent->gpus_); !s.ok()) return s;
+  for (const GpuInfo& gpu : agent->gpus_) {
+    auto ledger = std::make_unique<Ledger>();
+    if (!ledger->OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
+      return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +
+                           strerror(errno));
+    }
+    agent->ledgers_.push_back(std::move(ledger));
+    LogEvent("gpu.discovered", {{"gpu", std::to_string(gpu.index)},
+                                {"uuid", gpu.uuid},
+                                {"name", gpu.name},
+                                {"memory", Human(gpu.total_bytes)}});
+  }
+  if (Status s = agent->store_.Open(config.state_path); !s.ok()) return s;
+  std::vector<TenantRecord> records;
+  if (Status s = agent->store_.LoadAll(&records); !s.ok()) return s;
+  // Adopt before the first reap: a reap would take the old agent's tenants for orphans.
+  agent->Adopt(std::move(records));
+  agent->reaper_ = std::thread([a = agent.get()] {
+    std::unique_lock lock(a->reaper_mu_);
+    while (!a->stopping_) {
+      lock.unlock();
+      a->ReapOnce();
+      lock.lock();
+      a->reaper_wake_.wait_for(lock, std::chrono::milliseconds(a->config_.reap_interval_ms));
+    }
+  });
+  *out = std::move(agent);
+  return Status::Ok();
+}
+
+Agent::~Agent() {
+  {
+    std::lock_guard lock(reaper_mu_);
+    stopping_ = true;
+  }
+  reaper_wake_.notify_all();
+  if (reaper_.joinable()) reaper_.join();
+}
+
+Ledger* Agent::LedgerFor(const std::string& uuid, int* gpu_index) {
+  for (size_t i = 0; i < gpus_.size(); ++i) {
+    if (gpus_[i].uuid == uuid) {
+      *gpu_index = gpus_[i].index;
+      return ledgers_[i].get();
+    }
+  }
+  return nullptr;
+}
+
+void Agent::Adopt(std::vector<TenantRecord> records) {
+  std::lock_guard lock(mu_);
+  for (TenantRecord& r : records) {
+    Tenant t{std::move(r)};
+    TenantRecord& rec = t.record;
+    if (rec.state != TenantState::kExited) {
+      int gpu_index = -1;
+      Ledger* ledger = LedgerFor(rec.gpu_uuid, &gpu_index);
+      const bool alive = rec.pid > 0 && ProcessIsAlive(rec.pid, rec.pid_start);
+      std::string lost;
+      if (ledger == nullptr) {
+        lost = "its GPU " + rec.gpu_uuid + " is no longer present";
+      } else if (rec.pid <= 0) {
+        // The agent died between admitting it and starting its command.
+        ledger->UnregisterTenant(rec.ledger_index, rec.generation);
+        lost = "the agent stopped before its command started";
+      } else if (!ledger->AdoptTenant(rec.ledger_index, rec.generation, getpid())) {
+        // Someone reaped it while no agent owned it: its memory is no longer promised, so a live
+        // process would run unaccounted. Stop it rather than allocate its request twice.
+        if (alive) SignalLocked(rec, SIGKILL);
+        lost = "it left the ledger while the agent was down";
+      } else {
+        rec.gpu_index = gpu_index;
+        rec.adopted = true;
+        t.main_done = !alive;
+        LogEvent("tenant.adopted", {{"id", rec.id},
+                                    {"gpu", std::to_string(gpu_index)},
+                                    {"pid", std::to_string(rec.pid)},
+                                    {"alive", alive ? "true" : "false"}});
+      }
+      if (!lost.empty()) {
+        rec.state = TenantState::kExited;
+        rec.exit_known = false;
+        rec.reason = lost;
+        rec.finished_ms = NowMs();
+        LogEvent("tenant.reclaimed", {{"id", rec.id}, {"reason", lost}});
+      }
+      PersistLocked(rec);
+    }
+    tenants_.emplace(rec.id, std::move(t));
+  }
+}
+
+void Agent::PersistLocked(const TenantRecord& r) {
+  if (Status s = store_.Put(r); !s.ok()) {
+    LogEvent("store.error", {{"id", r.id}, {"error", s.message()}});
+  }
+}
+
+std::string Agent::NewIdLocked() {
+  // Random, so that ids never repeat across agent restarts with the same database.
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  for (;;) {
+    char id[24];
+    snprintf(id, sizeof id, "t-%08llx", static_cast<unsigned long long>(rng() & 0xffffffffull));
+    if (tenants_.count(id) == 0) return id;
+  }
+}
+
+AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
+  if (request.command.empty()) return AgentError::Invalid("command: must not be empty");
+  if (!request.name.empty() && !ValidName(request.name)) {
+    return AgentError::Invalid("name: '" + request.name +
+                               "' must be 1-63 characters of letters, digits, '-', '_', '.', "
+                               "starting with a letter or digit");
+  }
+  std::string error;
+  if (!CheckRunnable(request.command[0], &error)) return AgentError::Invalid("command: " + error);
+  std::lock_guard lock(mu_);
+  const std::string id = request.name.empty() ? NewIdLocked() : request.name;
+  if (tenants_.count(id) != 0) return AgentError::Conflict("tenant '" + id + "' already exists");
+  if (gpus_.empty()) return AgentError::Conflict("this host has no GPU");
+
+  PlacementRequest place;
+  place.request = request.memory;
+  if (request.has_memory_limit) place.limit = request.memory_limit;
+  place.policy = request.has_placement ? request.placement : config_.default_placement;
+  if (!request.gpu.empty()) {
+    GpuInfo gpu;
+    if (Status s = FindGpu(gpus_, request.gpu, &gpu); !s.ok()) {
+      return AgentError::Invalid("gpu: " + s.message());
+    }
+    place.gpu = gpu.index;
+  }
+  // Sizes no GPU here could ever hold are the caller's mistake, not a momentary conflict.
+  uint64_t largest = 0;
+  std::vector<GpuLoad> loads;
+  for (size_t i = 0; i < gpus_.size(); ++i) {
+    largest = std::max(largest, gpus_[i].total_bytes);
+    loads.push_back({gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed()});
+  }
+  for (const GpuInfo& g : gpus_) {
+    if (LimitBytes(place, g.total_bytes) < RequestBytes(place, g.total_bytes)) {
+      return AgentError::Invalid("memory_limit: " + Human(LimitBytes(place, g.total_bytes)) +
+                                 " is below the request " +
+                                 Human(RequestBytes(place, g.total_bytes)));
+    }
+  }
+  if (!request.memory.is_fraction && request.memory.bytes > largest) {
+    return AgentError::Invalid("memory: " + Human(request.memory.bytes) +
+                               " exceeds the largest GPU here (" + Human(largest) + ")");
+  }
+  if (request.has_memory_limit && !request.memory_limit.is_fraction &&
+      request.memory_limit.bytes > largest) {
+    return AgentError::Invalid("memory_limit: " + Human(request.memory_limit.bytes) +
+                               " exceeds the largest GPU here (" + Human(largest) + ")");
+  }
+
+  PlacementResult placed = Place(place, loads);
+  std::string refusal = placed.refusal;
+  Tenant t;
+  TenantRecord& rec = t.record;
+  for (int index : placed.candidates) {
+    const GpuInfo& gpu = gpus_[static_cast<size_t>(index)];
+    Ledger* ledger = ledgers_[static_cast<size_t>(index)].get();
+    TenantSpec spec;
+    snprintf(spec.name, sizeof spec.name, "%s", id.c_str());
+    spec.memory_request = RequestBytes(place, gpu.total_bytes);
+    spec.memory_limit = LimitBytes(place, gpu.total_bytes);
+    char why[256] = {};
+    int ledger_index = -1;
+    // The ledger re-checks under its lock: a gpufrac run on the same GPU may have taken the room.
+    if (!ledger->RegisterTenant(spec, getpid(), &ledger_index, why, sizeof why)) {
+      refusal +=
+          (refusal.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(index) + ": " + why;
+      continue;
+    }
+    rec.id = id;
+    rec.gpu_index = gpu.index;
+    rec.gpu_uuid = gpu.uuid;
+    rec.ledger_index = ledger_index;
+    rec.generation = ledger->limits()->tenants[ledger_index].generation;
+    rec.memory_request = spec.memory_request;
+    rec.memory_limit = spec.memory_limit;
+    break;
+  }
+  if (rec.ledger_index < 0) {
+    LogEvent("tenant.refused", {{"id", id}, {"reason", refusal}});
+    return AgentError::Conflict("does not fit: " + refusal);
+  }
+  rec.command = request.command;
+  rec.created_ms = NowMs();
+  rec.state = TenantState::kRunning;
+  // Persist before starting: if the agent dies in between, the next one finds the admission and
+  // releases it instead of leaking the request.
+  PersistLocked(rec);
+  std::vector<std::string> argv = request.command;
+  if (!setsid_.empty()) argv.insert(argv.begin(), setsid_);
+  const pid_t pid =
+      SpawnTenantProcess(argv, ChildEnvironment(interposer_, id, rec.gpu_uuid), &error);
+  Ledger* ledger = ledgers_[static_cast<size_t>(rec.gpu_index)].get();
+  if (pid < 0) {
+    ledger->UnregisterTenant(rec.ledger_index, rec.generation);
+    store_.Remove(id);
+    LogEvent("tenant.refused", {{"id", id}, {"reason", error}});
+    return AgentError::Invalid("command: " + error);
+  }
+  rec.pid = pid;
+  rec.pid_start = ProcessStartTime(pid);
+  PersistLocked(rec);
+  LogEvent("tenant.created",
+           {{"id", id},
+            {"gpu", std::to_string(rec.gpu_index)},
+            {"request", Human(rec.memory_request)},
+            {"limit", Human(rec.memory_limit)},
+            {"placement", request.gpu.empty() ? PlacementName(place.policy) : "explicit"},
+            {"pid", std::to_string(pid)}});
+  auto [it, inserted] = tenants_.emplace(id, std::move(t));
+  *out = ViewLocked(it->second);
+  return {};
+}
+
+int Agent::LiveProcessesLocked(const TenantRecord& r) const {
+  int gpu_index = -1;
+  const Ledger* ledger = const_cast<Agent*>(this)->LedgerFor(r.gpu_uuid, &gpu_index);
+  if (ledger == nullptr) return 0;
+  int live = 0;
+  for (const ProcessSlot& slot : ledger->usage()->processes) {
+    const int32_t pid = slot.pid.load(std::memory_order_acquire);
+    if (pid > 0 && slot.tenant == static_cast<uint32_t>(r.ledger_index) &&
+        slot.generation == r.generation && ProcessIsAlive(pid, slot.start_time)) {
+      ++live;
+    }
+  }
+  return live;
+}
+
+void Agent::SignalLocked(const TenantRecord& r, int sig) const {
+  if (r.pid > 0 && ProcessIsAlive(r.pid, r.pid_start)) {
+    // The command runs in its own process group (setsid): reach its children too.
+    if (setsid_.empty() || kill(-r.pid, sig) != 0) kill(r.pid, sig);
+  }
+  int gpu_index = -1;
+  const Ledger* ledger = const_cast<Agent*>(this)->LedgerFor(r.gpu_uuid, &gpu_index);
+  if (ledger == nullptr) return;
+  // Processes that joined the tenant from elsewhere (another group) hold ledger slots.
+  for (const ProcessSlot& slot : ledger->usage()->processes) {
+    const int32_t pid = slot.pid.load(std::memory_order_acquire);
+    if (pid > 0 && slot.tenant == static_cast<uint32_t>(r.ledger_index) &&
+        slot.generation == r.generation && ProcessIsAlive(pid, slot.start_time)) {
+      kill(pid, sig);
+    }
+  }
+}
+
+void Agent::FinishLocked(Tenant* t) {
+  TenantRecord& r = t->record;
+  int gpu_index = -1;
+  if (Ledger* ledger = LedgerFor(r.gpu_uuid, &gpu_index)) {
+    ledger->UnregisterTenant(r.ledger_index, r.generation);
+  }
+  const bool deleted = r.state == TenantState::kStopping;
+  r.state = TenantState::kExited;
+  r.finished_ms = NowMs();
+  std::string how = r.exit_known ? DescribeExit(r.exit_status) : "exit status unknown (adopted)";
+  if (deleted)
+    how = (t->escalated ? "deleted, SIGKILL after the grace period; " : "deleted; ") + how;
+  r.reason = how;
+  PersistLocked(r);
+  LogEvent(t->escalated ? "tenant.killed" : "tenant.reclaimed",
+           {{"id", r.id},
+            {"gpu", std::to_string(r.gpu_index)},
+            {"exit_status", r.exit_known ? std::to_string(r.exit_status) : "unknown"},
+            {"reason", how}});
+}
+
+void Agent::ReapOnce() {
+  std::lock_guard lock(mu_);
+  for (auto& ledger : ledgers_) ledger->ReapDead();
+  for (auto& [id, t] : tenants_) {
+    TenantRecord& r = t.record;
+    if (r.state == TenantState::kExited) continue;
+    if (!t.main_done) {
+      if (!r.adopted) {
+        int status = 0;
+        const pid_t got = waitpid(r.pid, &status, WNOHANG);
+        if (got == r.pid) {
+          t.main_done = true;
+          r.exit_known = true;
+          r.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        } else if (got < 0 && errno == ECHILD) {
+          t.main_done = true;  // reaped elsewhere: the status is lost
+        }
+      } else if (!ProcessIsAlive(r.pid, r.pid_start)) {
+        t.main_done = true;
+      }
+    }
+    // "All its processes exited": the command, and every process holding memory for it.
+    if (t.main_done && LiveProcessesLocked(r) == 0) FinishLocked(&t);
+  }
+}
+
+TenantView Agent::ViewLocked(const Tenant& t) const {
+  TenantView v;
+  v.record = t.record;
+  if (t.record.state == TenantState::kExited) return v;
+  int gpu_index = -1;
+  const Ledger* ledger = const_cast<Agent*>(this)->LedgerFor(t.record.gpu_uuid, &gpu_index);
+  if (ledger == nullptr) return v;
+  const TenantUsage& u = ledger->usage()->tenants[t.record.ledger_index];
+  if (u.generation.load(std::memory_order_acquire) == t.record.generation) {
+    v.usage.used = u.used.load(std::memory_order_relaxed);
+    v.usage.peak = u.peak.load(std::memory_order_relaxed);
+    v.usage.refusals = u.refusals.load(std::memory_order_relaxed);
+  }
+  v.usage.processes = LiveProcessesLocked(t.record);
+  return v;
+}
+
+std::vector<TenantView> Agent::List() {
+  std::lock_guard lock(mu_);
+  std::vector<TenantView> out;
+  for (const auto& [id, t] : tenants_) out.push_back(ViewLocked(t));
+  return out;
+}
+
+AgentError Agent::Get(const std::string& id, TenantView* out) {
+  std::lock_guard lock(mu_);
+  auto it = tenants_.find(id);
+  if (it == tenants_.end()) return AgentError::NotFound("no tenant '" + id + "'");
+  *out = ViewLocked(it->second);
+  return {};
+}
+
+AgentError Agent::Delete(const std::string& id, int64_t grace_ms, TenantView* out) {
+  using Clock = std::chrono::steady_clock;
+  const auto grace = std::chrono::milliseconds(grace_ms < 0 ? config_.grace_period_ms : grace_ms);
+  const auto deadline = Clock::now() + grace;
+  {
+    std::lock_guard lock(mu_);
+    auto it = tenants_.find(id);
+    if (it == tenants_.end()) return AgentError::NotFound("no tenant '" + id + "'");
+    Tenant& t = it->second;
+    if (t.record.state == TenantState::kRunning) {
+      t.record.state = TenantState::kStopping;
+      PersistLocked(t.record);
+      SignalLocked(t.record, SIGTERM);
+      LogEvent("tenant.stopping", {{"id", id}, {"grace_ms", std::to_string(grace.count())}});
+    }
+  }
+  bool killed = false;
+  for (;;) {
+    {
+      std::lock_guard lock(mu_);
+      auto it = tenants_.find(id);
+      if (it == tenants_.end()) return AgentError::NotFound("no tenant '" + id + "'");
+      Tenant& t = it->second;
+      if (t.record.state == TenantState::kExited) {
+        *out = ViewLocked(t);
+        store_.Remove(id);
+        tenants_.erase(it);
+        LogEvent("tenant.deleted", {{"id", id}});
+        return {};
+      }
+      const auto now = Clock::now();
+      if (!killed && now >= deadline) {
+        t.escalated = true;
+        SignalLocked(t.record, SIGKILL);
+        killed = true;
+      } else if (killed && now >= deadline + kKillWait) {
+        return AgentError::Internal("tenant '" + id + "' did not exit after SIGKILL");
+      }
+    }
+    // The reaper notices the exit and reclaims; poke it so that deletes do not wait a full tick.
+    reaper_wake_.notify_all();
+    std::this_thread::sleep_for(kDeletePoll);
+  }
+}
+
+std::vector<GpuView> Agent::Gpus() {
+  std::vector<GpuView> out;
+  for (size_t i = 0; i < gpus_.size(); ++i) {
+    GpuView v;
+    v.info = gpus_[i];
+    const Ledger& ledger = *ledgers_[i];
+    v.committed = ledger.Committed();
+    for (int k = 0; k < kMaxTenants; ++k) {
+      if (__atomic_load_n(&ledger.limits()->tenants[k].active, __ATOMIC_ACQUIRE) != 1) continue;
+      ++v.tenants;
+      v.used += ledger.usage()->tenants[k].used.load(std::memory_order_relaxed);
+    }
+    out.push_back(v);
+  }
+  return out;
+}
+
+}  // namespace gpufrac::node

@@ -1,0 +1,236 @@
+#include "node/api.h"
+
+#include <chrono>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
+
+#include "node/metrics.h"
+
+namespace gpufrac::node {
+namespace {
+
+using nlohmann::json;
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+HttpResponse Json(int status, const json& body) {
+  return HttpResponse{status, "application/json", body.dump() + "\n"};
+}
+
+HttpResponse FromError(const AgentError& e) { return JsonError(e.code, e.message); }
+
+json TenantJson(const TenantView& v) {
+  const TenantRecord& r = v.record;
+  const int64_t end = r.state == TenantState::kExited ? r.finished_ms : NowMs();
+  json j = {
+      {"id", r.id},
+      {"gpu", r.gpu_index},
+      {"gpu_uuid", r.gpu_uuid},
+      {"state", StateName(r.state)},
+      {"memory",
+       {{"request", r.memory_request},
+        {"limit", r.memory_limit},
+        {"used", v.usage.used},
+        {"peak", v.usage.peak},
+        {"refusals", v.usage.refusals}}},
+      {"processes", v.usage.processes},
+      {"pid", r.pid},
+      {"command", r.command},
+      {"created_ms", r.created_ms},
+      {"age_seconds", static_cast<double>(end - r.created_ms) / 1000.0},
+      {"adopted", r.adopted},
+      {"exit_status", nullptr},
+      {"reason", r.reason},
+  };
+  if (r.state == TenantState::kExited && r.exit_known) j["exit_status"] = r.exit_status;
+  if (r.state == TenantState::kExited) j["finished_ms"] = r.finished_ms;
+  return j;
+}
+
+// "grace=5s" from a query string; -1 when absent.
+Status ParseGrace(const std::string& query, int64_t* grace_ms) {
+  *grace_ms = -1;
+  size_t pos = 0;
+  while (pos <= query.size() && !query.empty()) {
+    const size_t amp = query.find('&', pos);
+    const std::string pair = query.substr(pos, amp == std::string::npos ? amp : amp - pos);
+    const size_t eq = pair.find('=');
+    const std::string key = pair.substr(0, eq);
+    const std::string value = eq == std::string::npos ? "" : pair.substr(eq + 1);
+    if (key == "grace") {
+      uint64_t ms = 0;
+      if (!ParseDurationMs(value, &ms) || ms > 3600000) {
+        return Status::Error("grace: '" + value + "' is not a duration up to 1h (like 5s)");
+      }
+      *grace_ms = static_cast<int64_t>(ms);
+    } else if (!key.empty()) {
+      return Status::Error("unknown query parameter '" + key + "'");
+    }
+    if (amp == std::string::npos) break;
+    pos = amp + 1;
+  }
+  return Status::Ok();
+}
+
+Status ReadAmount(const json& j, const char* field, MemoryAmount* out) {
+  if (!j.is_string()) {
+    return Status::Error(std::string(field) + ": expected a string like \"0.5\" or \"20GiB\"");
+  }
+  const std::string text = j.get<std::string>();
+  if (ParseError e = ParseMemoryAmount(text.c_str(), out); e != ParseError::kNone) {
+    return Status::Error(std::string(field) + ": '" + text + "': " + ParseErrorText(e));
+  }
+  return Status::Ok();
+}
+
+struct Route {
+  std::string method;
+  std::string prefix;  // a path, or a prefix ending in '/' followed by one {id} segment
+  bool has_id;
+  std::function<HttpResponse(Agent*, const HttpRequest&, const std::string& id)> run;
+};
+
+const std::vector<Route>& Routes() {
+  static const auto* routes = new std::vector<Route>{
+      {"GET", "/v1/health", false,
+       [](Agent*, const HttpRequest&, const std::string&) {
+         return Json(200, {{"status", "ok"}});
+       }},
+      {"GET", "/v1/gpus", false,
+       [](Agent* a, const HttpRequest&, const std::string&) {
+         json gpus = json::array();
+         for (const GpuView& g : a->Gpus()) {
+           gpus.push_back(
+               {{"index", g.info.index},
+                {"uuid", g.info.uuid},
+                {"name", g.info.name},
+                {"memory",
+                 {{"total", g.info.total_bytes},
+                  {"committed", g.committed},
+                  {"used", g.used},
+                  {"free",
+                   g.committed < g.info.total_bytes ? g.info.total_bytes - g.committed : 0}}},
+                {"tenants", g.tenants}});
+         }
+         return Json(200, {{"gpus", gpus}});
+       }},
+      {"GET", "/v1/tenants", false,
+       [](Agent* a, const HttpRequest&, const std::string&) {
+         json list = json::array();
+         for (const TenantView& v : a->List()) list.push_back(TenantJson(v));
+         return Json(200, {{"tenants", list}});
+       }},
+      {"POST", "/v1/tenants", false,
+       [](Agent* a, const HttpRequest& req, const std::string&) {
+         CreateTenantRequest create;
+         if (Status s = ParseCreateTenant(req.body, &create); !s.ok()) {
+           return JsonError(400, s.message());
+         }
+         TenantView v;
+         if (AgentError e = a->Create(create, &v); !e.ok()) return FromError(e);
+         return Json(201, TenantJson(v));
+       }},
+      {"GET", "/v1/tenants/", true,
+       [](Agent* a, const HttpRequest&, const std::string& id) {
+         TenantView v;
+         if (AgentError e = a->Get(id, &v); !e.ok()) return FromError(e);
+         return Json(200, TenantJson(v));
+       }},
+      {"DELETE", "/v1/tenants/", true,
+       [](Agent* a, const HttpRequest& req, const std::string& id) {
+         int64_t grace_ms = -1;
+         if (Status s = ParseGrace(req.query, &grace_ms); !s.ok()) {
+           return JsonError(400, s.message());
+         }
+         TenantView v;
+         if (AgentError e = a->Delete(id, grace_ms, &v); !e.ok()) return FromError(e);
+         return Json(200, TenantJson(v));
+       }},
+      {"GET", "/metrics", false,
+       [](Agent* a, const HttpRequest&, const std::string&) {
+         return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(a)};
+       }},
+  };
+  return *routes;
+}
+
+}  // namespace
+
+Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
+  const json j = json::parse(body, nullptr, false);
+  if (j.is_discarded()) return Status::Error("malformed JSON body");
+  if (!j.is_object()) return Status::Error("the body must be a JSON object");
+  static const std::set<std::string> kFields = {"name", "memory",  "memory_limit",
+                                                "gpu",  "command", "placement"};
+  for (const auto& [key, value] : j.items()) {
+    if (kFields.count(key) == 0) return Status::Error("unknown field '" + key + "'");
+  }
+  if (!j.contains("memory")) return Status::Error("memory: required (a fraction or a size)");
+  if (Status s = ReadAmount(j["memory"], "memory", &out->memory); !s.ok()) return s;
+  if (j.contains("memory_limit")) {
+    if (Status s = ReadAmount(j["memory_limit"], "memory_limit", &out->memory_limit); !s.ok()) {
+      return s;
+    }
+    out->has_memory_limit = true;
+  }
+  if (j.contains("name")) {
+    if (!j["name"].is_string()) return Status::Error("name: expected a string");
+    out->name = j["name"].get<std::string>();
+  }
+  if (j.contains("gpu")) {
+    const json& g = j["gpu"];
+    if (g.is_number_unsigned()) {
+      out->gpu = std::to_string(g.get<uint64_t>());
+    } else if (g.is_string() && !g.get<std::string>().empty()) {
+      out->gpu = g.get<std::string>();
+    } else {
+      return Status::Error("gpu: expected a GPU index (0, 1, ...) or a UUID");
+    }
+  }
+  if (j.contains("placement")) {
+    if (!j["placement"].is_string() ||
+        !ParsePlacement(j["placement"].get<std::string>(), &out->placement)) {
+      return Status::Error("placement: expected \"binpack\" or \"spread\"");
+    }
+    out->has_placement = true;
+  }
+  if (!j.contains("command")) return Status::Error("command: required (an array of strings)");
+  const json& c = j["command"];
+  if (!c.is_array() || c.empty()) {
+    return Status::Error("command: expected a non-empty array of strings");
+  }
+  for (const json& arg : c) {
+    if (!arg.is_string()) return Status::Error("command: every element must be a string");
+    out->command.push_back(arg.get<std::string>());
+  }
+  if (out->command[0].empty()) return Status::Error("command: the program must not be empty");
+  return Status::Ok();
+}
+
+HttpHandler MakeApiHandler(Agent* agent) {
+  return [agent](const HttpRequest& req) {
+    bool path_known = false;
+    for (const Route& r : Routes()) {
+      std::string id;
+      if (r.has_id) {
+        if (req.path.rfind(r.prefix, 0) != 0) continue;
+        id = req.path.substr(r.prefix.size());
+        if (id.empty() || id.find('/') != std::string::npos) continue;
+      } else if (req.path != r.prefix) {
+        continue;
+      }
+      path_known = true;
+      if (req.method == r.method) return r.run(agent, req, id);
+    }
+    if (path_known) return JsonError(405, "method " + req.method + " not allowed on " + req.path);
+    return JsonError(404, "no such endpoint: " + req.path);
+  };
+}
+
+}  // namespace gpufrac::node

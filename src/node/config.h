@@ -1,0 +1,45 @@
+// The agent's configuration: defaults, the YAML file, and its validation. Every refusal names the
+// key's path and the reason ("api.max_body_bytes: must be between 1024 and 67108864"), so an
+// operator can fix the file without reading code.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "common/status.h"
+
+namespace gpufrac::node {
+
+enum class Placement { kBinPack, kSpread };
+
+struct NodeConfig {
+  // Unix socket the API listens on; created with mode `socket_mode` (owner and group may call).
+  std::string socket_path = "/run/gpufrac/node.sock";
+  uint32_t socket_mode = 0660;
+  // SQLite database (WAL) holding tenants across agent restarts.
+  std::string state_path = "/var/lib/gpufrac/node.db";
+  // libgpufrac.so preloaded into tenants; empty: next to the gpufrac binary.
+  std::string interposer_path;
+  Placement default_placement = Placement::kBinPack;
+  // How long a deleted tenant gets between SIGTERM and SIGKILL, unless the request says.
+  uint32_t grace_period_ms = 10000;
+  // How often exited tenants and dead processes are reclaimed (the promise is 1 s).
+  uint32_t reap_interval_ms = 100;
+  // HTTP edge limits.
+  uint64_t max_body_bytes = 1 << 20;
+  uint32_t request_timeout_ms = 10000;  // a request not fully received by then gets 408
+  uint32_t api_threads = 4;
+};
+
+// Loads `path` over the defaults. Refuses unknown keys, wrong types and impossible values.
+Status LoadConfig(const std::string& path, NodeConfig* config);
+// The same from YAML text (`origin` names the source in messages).
+Status ParseConfig(const std::string& yaml, const std::string& origin, NodeConfig* config);
+
+// "250ms", "10s", "2m" or a bare number of milliseconds.
+bool ParseDurationMs(const std::string& text, uint64_t* ms);
+
+const char* PlacementName(Placement p);
+bool ParsePlacement(const std::string& text, Placement* p);
+
+}  // namespace gpufrac::node

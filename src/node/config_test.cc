@@ -1,0 +1,83 @@
+#include "node/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace gpufrac::node {
+namespace {
+
+std::string Refusal(const std::string& yaml) {
+  NodeConfig c;
+  Status s = ParseConfig(yaml, "node.yaml", &c);
+  EXPECT_FALSE(s.ok()) << yaml;
+  return s.message();
+}
+
+TEST(ConfigTest, AnEmptyFileKeepsTheDefaults) {
+  NodeConfig c;
+  ASSERT_TRUE(ParseConfig("", "node.yaml", &c).ok());
+  EXPECT_EQ(c.socket_path, "/run/gpufrac/node.sock");
+  EXPECT_EQ(c.default_placement, Placement::kBinPack);
+  EXPECT_EQ(c.grace_period_ms, 10000u);
+}
+
+TEST(ConfigTest, ReadsEveryKey) {
+  NodeConfig c;
+  Status s = ParseConfig(
+      "socket: /tmp/x.sock\nsocket_mode: '0600'\nstate: /tmp/x.db\ninterposer: /opt/lib.so\n"
+      "placement: spread\ngrace_period: 3s\nreap_interval: 50ms\n"
+      "api:\n  max_body_bytes: 4096\n  request_timeout: 2s\n  threads: 2\n",
+      "node.yaml", &c);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.socket_path, "/tmp/x.sock");
+  EXPECT_EQ(c.socket_mode, 0600u);
+  EXPECT_EQ(c.state_path, "/tmp/x.db");
+  EXPECT_EQ(c.interposer_path, "/opt/lib.so");
+  EXPECT_EQ(c.default_placement, Placement::kSpread);
+  EXPECT_EQ(c.grace_period_ms, 3000u);
+  EXPECT_EQ(c.reap_interval_ms, 50u);
+  EXPECT_EQ(c.max_body_bytes, 4096u);
+  EXPECT_EQ(c.request_timeout_ms, 2000u);
+  EXPECT_EQ(c.api_threads, 2u);
+}
+
+TEST(ConfigTest, RefusesUnknownKeysWithTheirPath) {
+  EXPECT_EQ(Refusal("sockets: /x\n"), "node.yaml: sockets: unknown key");
+  EXPECT_EQ(Refusal("api:\n  max_body: 10\n"), "node.yaml: api.max_body: unknown key");
+}
+
+TEST(ConfigTest, RefusesWrongTypes) {
+  EXPECT_EQ(Refusal("socket: [a, b]\n"), "node.yaml: socket: expected a scalar value");
+  EXPECT_EQ(Refusal("api: 5\n"), "node.yaml: api: expected a mapping");
+  EXPECT_EQ(Refusal("- a\n- b\n"), "node.yaml: (top level): expected a mapping");
+  EXPECT_NE(Refusal("api:\n  threads: many\n").find("api.threads: 'many' is not"),
+            std::string::npos);
+}
+
+TEST(ConfigTest, RefusesImpossibleValues) {
+  EXPECT_EQ(Refusal("api:\n  threads: 0\n"), "node.yaml: api.threads: must be between 1 and 64");
+  EXPECT_EQ(Refusal("reap_interval: 5s\n"),
+            "node.yaml: reap_interval: must be between 10ms and 1000ms");
+  EXPECT_NE(Refusal("grace_period: soon\n").find("grace_period: 'soon' is not a duration"),
+            std::string::npos);
+  EXPECT_NE(Refusal("placement: random\n").find("placement: 'random'"), std::string::npos);
+  EXPECT_NE(Refusal("socket_mode: '0999'\n").find("socket_mode"), std::string::npos);
+  EXPECT_NE(Refusal("socket_mode: '0066'\n").find("owner must keep"), std::string::npos);
+  EXPECT_NE(Refusal("socket: " + std::string(200, 'a') + "\n").find("longer than 107"),
+            std::string::npos);
+  EXPECT_NE(Refusal("api:\n  max_body_bytes: -5\n").find("api.max_body_bytes"), std::string::npos);
+}
+
+TEST(ConfigTest, RefusesBrokenYamlWithTheLine) {
+  EXPECT_NE(Refusal("socket: /x\n  bad: [\n").find("not valid YAML: line"), std::string::npos);
+}
+
+TEST(ConfigTest, MissingFileIsNamed) {
+  NodeConfig c;
+  Status s = LoadConfig("/nonexistent/node.yaml", &c);
+  EXPECT_EQ(s.message(), "cannot read config file '/nonexistent/node.yaml'");
+}
+
+}  // namespace
+}  // namespace gpufrac::node

@@ -1,0 +1,308 @@
+// (node/http_server.h comes first: Boost 1.74's asio uses std::exchange without including
+// <utility>, which that header brings.)
+#include "node/http_server.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <thread>
+#include <vector>
+
+namespace gpufrac::node {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+using Local = asio::local::stream_protocol;
+
+constexpr uint32_t kHeaderLimit = 16 * 1024;
+// After refusing a request we still read (and drop) what the client sends for this long, so that
+// it sees our answer instead of a reset connection.
+constexpr auto kDrainTime = std::chrono::seconds(2);
+
+void CloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC); }
+
+class Session : public std::enable_shared_from_this<Session> {
+ public:
+  Session(Local::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
+      : socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        options_(options),
+        handler_(handler) {}
+
+  void Start() {
+    CloseOnExec(socket_.native_handle());
+    ReadRequest();
+  }
+
+ private:
+  // Cancels the socket's pending operation when the deadline passes.
+  void Arm(std::chrono::milliseconds timeout) {
+    timed_out_ = false;
+    timer_.expires_after(timeout);
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->socket_.cancel(ignored);
+    });
+  }
+
+  void ReadRequest() {
+    parser_.emplace();
+    parser_->body_limit(options_.max_body_bytes);
+    parser_->header_limit(kHeaderLimit);
+    Arm(std::chrono::milliseconds(options_.request_timeout_ms));
+    http::async_read(
+        socket_, buffer_, *parser_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnRead(ec); });
+  }
+
+  void OnRead(beast::error_code ec) {
+    timer_.cancel();
+    if (timed_out_) {
+      // An idle kept-alive connection just closes; a half-sent request gets told why.
+      if (parser_->got_some()) {
+        Fail(JsonError(408, "request not completely received within " +
+                                std::to_string(options_.request_timeout_ms) + " ms"));
+      } else {
+        Close();
+      }
+      return;
+    }
+    if (ec == http::error::end_of_stream || ec == asio::error::connection_reset ||
+        ec == asio::error::eof) {
+      Close();
+      return;
+    }
+    if (ec == http::error::body_limit) {
+      Fail(JsonError(413,
+                     "request body exceeds " + std::to_string(options_.max_body_bytes) + " bytes"));
+      return;
+    }
+    if (ec == http::error::header_limit) {
+      Fail(JsonError(431, "request headers exceed " + std::to_string(kHeaderLimit) + " bytes"));
+      return;
+    }
+    if (ec) {
+      Fail(JsonError(400, "malformed HTTP request: " + ec.message()));
+      return;
+    }
+    const auto& req = parser_->get();
+    HttpRequest request;
+    request.method = std::string(req.method_string());
+    const std::string target(req.target());
+    const size_t q = target.find('?');
+    request.path = target.substr(0, q);
+    request.query = q == std::string::npos ? "" : target.substr(q + 1);
+    request.body = req.body();
+    HttpResponse response;
+    try {
+      response = handler_(request);
+    } catch (const std::exception& e) {
+      response = JsonError(500, std::string("internal error: ") + e.what());
+    }
+    Write(response, req.keep_alive(), false);
+  }
+
+  void Fail(const HttpResponse& response) { Write(response, false, true); }
+
+  void Write(const HttpResponse& response, bool keep_alive, bool drain) {
+    res_ = {};
+    res_.result(static_cast<http::status>(response.status));
+    res_.version(11);
+    res_.set(http::field::server, "gpufrac-node");
+    res_.set(http::field::content_type, response.content_type);
+    res_.keep_alive(keep_alive);
+    res_.body() = response.body;
+    res_.prepare_payload();
+    Arm(std::chrono::milliseconds(options_.request_timeout_ms));
+    http::async_write(
+        socket_, res_,
+        [self = shared_from_this(), keep_alive, drain](beast::error_code ec, size_t) {
+          self->timer_.cancel();
+          if (!ec && keep_alive) {
+            self->ReadRequest();
+          } else if (!ec && drain) {
+            beast::error_code ignored;
+            self->socket_.shutdown(Local::socket::shutdown_send, ignored);
+            self->Arm(std::chrono::duration_cast<std::chrono::milliseconds>(kDrainTime));
+            self->Drain();
+          } else {
+            self->Close();
+          }
+        });
+  }
+
+  void Drain() {
+    socket_.async_read_some(asio::buffer(drain_buf_),
+                            [self = shared_from_this()](beast::error_code ec, size_t) {
+                              if (ec) {
+                                self->timer_.cancel();
+                                self->Close();
+                                return;
+                              }
+                              self->Drain();
+                            });
+  }
+
+  void Close() {
+    beast::error_code ignored;
+    socket_.shutdown(Local::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  Local::socket socket_;
+  asio::steady_timer timer_;
+  const HttpServerOptions& options_;
+  const HttpHandler& handler_;
+  beast::flat_buffer buffer_;
+  std::optional<http::request_parser<http::string_body>> parser_;
+  http::response<http::string_body> res_;
+  char drain_buf_[65536];
+  bool timed_out_ = false;
+};
+
+// True when something answers on the socket: another agent is alive there.
+bool SocketIsLive(const std::string& path) {
+  asio::io_context ioc;
+  Local::socket s(ioc);
+  beast::error_code ec;
+  s.connect(Local::endpoint(path), ec);
+  return !ec;
+}
+
+}  // namespace
+
+HttpResponse JsonError(int status, const std::string& message) {
+  nlohmann::json body = {{"error", {{"code", status}, {"message", message}}}};
+  return HttpResponse{status, "application/json", body.dump() + "\n"};
+}
+
+struct HttpServer::Impl {
+  HttpServerOptions options;
+  HttpHandler handler;
+  asio::io_context ioc;
+  std::optional<Local::acceptor> acceptor;
+  std::optional<asio::signal_set> signals;
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::condition_variable cv;
+  bool signalled = false;
+  bool stopped = false;
+
+  void Accept() {
+    acceptor->async_accept(
+        asio::make_strand(ioc), [this](beast::error_code ec, Local::socket socket) {
+          if (ec == asio::error::operation_aborted) return;
+          if (!ec) {
+            std::make_shared<Session>(std::move(socket), options, handler)->Start();
+          }
+          Accept();
+        });
+  }
+};
+
+HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
+
+HttpServer::~HttpServer() { Stop(); }
+
+Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) {
+  Impl& s = *impl_;
+  s.options = options;
+  s.handler = std::move(handler);
+  const std::string& path = options.socket_path;
+  const size_t slash = path.rfind('/');
+  if (slash != std::string::npos && slash > 0) mkdir(path.substr(0, slash).c_str(), 0755);
+  struct stat st;
+  if (lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) return Status::Error("'" + path + "' exists and is not a socket");
+    if (SocketIsLive(path)) return Status::Error("another agent is serving on '" + path + "'");
+    unlink(path.c_str());  // left by an agent that died
+  }
+  beast::error_code ec;
+  s.acceptor.emplace(s.ioc);
+  s.acceptor->open(Local(), ec);
+  if (!ec) CloseOnExec(s.acceptor->native_handle());
+  if (!ec) s.acceptor->bind(Local::endpoint(path), ec);
+  if (ec) return Status::Error("cannot bind '" + path + "': " + ec.message());
+  // Before listen, so that nobody connects while the mode is still the umask's.
+  if (chmod(path.c_str(), options.socket_mode) != 0) {
+    return Status::Error("cannot set the mode of '" + path + "'");
+  }
+  s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Error("cannot listen on '" + path + "': " + ec.message());
+  s.signals.emplace(s.ioc, SIGINT, SIGTERM);
+  s.signals->async_wait([&s](beast::error_code e, int) {
+    if (e) return;
+    std::lock_guard lock(s.mu);
+    s.signalled = true;
+    s.cv.notify_all();
+  });
+  s.Accept();
+  for (uint32_t i = 0; i < std::max(1u, options.threads); ++i) {
+    s.threads.emplace_back([&s] { s.ioc.run(); });
+  }
+  return Status::Ok();
+}
+
+void HttpServer::WaitForSignal() {
+  std::unique_lock lock(impl_->mu);
+  impl_->cv.wait(lock, [this] { return impl_->signalled; });
+}
+
+void HttpServer::Stop() {
+  Impl& s = *impl_;
+  if (s.stopped || s.threads.empty()) return;
+  s.stopped = true;
+  s.ioc.stop();
+  for (std::thread& t : s.threads) t.join();
+  beast::error_code ignored;
+  if (s.acceptor) s.acceptor->close(ignored);
+  if (s.signals) s.signals->cancel(ignored);
+  unlink(s.options.socket_path.c_str());
+}
+
+Status HttpCall(const std::string& socket_path, const std::string& method,
+                const std::string& target, const std::string& body, int* status,
+                std::string* response_body, uint32_t timeout_ms) {
+  asio::io_context ioc;
+  Local::socket socket(ioc);
+  beast::error_code ec;
+  socket.connect(Local::endpoint(socket_path), ec);
+  if (ec) return Status::Error("cannot reach the agent at '" + socket_path + "': " + ec.message());
+  timeval tv{static_cast<time_t>(timeout_ms / 1000),
+             static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
+  req.set(http::field::host, "localhost");
+  req.set(http::field::connection, "close");
+  if (!body.empty()) req.set(http::field::content_type, "application/json");
+  req.body() = body;
+  req.prepare_payload();
+  http::write(socket, req, ec);
+  if (ec) return Status::Error("sending to the agent: " + ec.message());
+  beast::flat_buffer buffer;
+  http::response_parser<http::string_body> parser;
+  parser.body_limit(256ull << 20);
+  http::read(socket, buffer, parser, ec);
+  if (ec) return Status::Error("reading the agent's answer: " + ec.message());
+  *status = parser.get().result_int();
+  *response_body = parser.get().body();
+  return Status::Ok();
+}
+
+}  // namespace gpufrac::node

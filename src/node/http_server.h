@@ -1,0 +1,68 @@
+// The agent's HTTP/1.1 server on a unix socket, with Boost.Beast hidden behind it (only
+// http_server.cc includes it). Requests arrive as plain structs; handlers return plain structs.
+// Edge failures (malformed HTTP, a body over the limit, a client too slow to finish its request)
+// are answered here, with the same JSON error body the API uses.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+
+namespace gpufrac::node {
+
+struct HttpRequest {
+  std::string method;
+  std::string path;   // without the query
+  std::string query;  // after '?', undecoded
+  std::string body;
+};
+
+struct HttpResponse {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+};
+
+// The one place errors become JSON bodies: {"error": {"code": 404, "message": "..."}}.
+HttpResponse JsonError(int status, const std::string& message);
+
+using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
+
+struct HttpServerOptions {
+  std::string socket_path;
+  uint32_t socket_mode = 0660;
+  uint64_t max_body_bytes = 1 << 20;
+  uint32_t request_timeout_ms = 10000;
+  uint32_t threads = 4;
+};
+
+class HttpServer {
+ public:
+  HttpServer();
+  ~HttpServer();
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+
+  // Binds the socket (replacing a stale one left by a dead agent, refusing one a live agent
+  // answers on) and starts serving on `threads` threads.
+  Status Start(const HttpServerOptions& options, HttpHandler handler);
+  // Blocks until SIGINT or SIGTERM, then stops serving.
+  void WaitForSignal();
+  void Stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A blocking client call over a unix socket, for the CLI and tests.
+Status HttpCall(const std::string& socket_path, const std::string& method,
+                const std::string& target, const std::string& body, int* status,
+                std::string* response_body, uint32_t timeout_ms = 30000);
+
+}  // namespace gpufrac::node

@@ -1,0 +1,97 @@
+#include "node/metrics.h"
+
+#include <sstream>
+
+namespace gpufrac::node {
+namespace {
+
+std::string Escape(const std::string& v) {
+  std::string out;
+  for (char c : v) {
+    if (c == '\\' || c == '"') out += '\\';
+    out += c == '\n' ? 'n' : c;
+  }
+  return out;
+}
+
+class Family {
+ public:
+  Family(std::ostringstream* out, const char* name, const char* type, const char* help)
+      : out_(out), name_(name) {
+    *out_ << "# HELP " << name << " " << help << "\n# TYPE " << name << " " << type << "\n";
+  }
+  void Sample(const std::string& labels, uint64_t value) {
+    *out_ << name_ << "{" << labels << "} " << value << "\n";
+  }
+
+ private:
+  std::ostringstream* out_;
+  const char* name_;
+};
+
+}  // namespace
+
+std::string RenderMetrics(Agent* agent) {
+  std::ostringstream out;
+  const std::vector<GpuView> gpus = agent->Gpus();
+  std::vector<std::string> gpu_labels;
+  for (const GpuView& g : gpus) {
+    gpu_labels.push_back("gpu=\"" + std::to_string(g.info.index) + "\",uuid=\"" +
+                         Escape(g.info.uuid) + "\"");
+  }
+  {
+    Family f(&out, "gpufrac_gpu_memory_total_bytes", "gauge", "The GPU's memory.");
+    for (size_t i = 0; i < gpus.size(); ++i) f.Sample(gpu_labels[i], gpus[i].info.total_bytes);
+  }
+  {
+    Family f(&out, "gpufrac_gpu_memory_used_bytes", "gauge",
+             "Memory charged to the GPU's tenants right now.");
+    for (size_t i = 0; i < gpus.size(); ++i) f.Sample(gpu_labels[i], gpus[i].used);
+  }
+  {
+    Family f(&out, "gpufrac_gpu_memory_reserved_bytes", "gauge",
+             "Memory promised to or used by tenants (sum of max(used, request)).");
+    for (size_t i = 0; i < gpus.size(); ++i) f.Sample(gpu_labels[i], gpus[i].committed);
+  }
+  {
+    Family f(&out, "gpufrac_gpu_tenants", "gauge",
+             "Live tenants in the GPU's ledger (this agent's and any gpufrac run's).");
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      f.Sample(gpu_labels[i], static_cast<uint64_t>(gpus[i].tenants));
+    }
+  }
+  std::vector<TenantView> tenants;
+  for (TenantView& v : agent->List()) {
+    if (v.record.state != TenantState::kExited) tenants.push_back(std::move(v));
+  }
+  auto labels = [](const TenantView& v) {
+    return "tenant=\"" + Escape(v.record.id) + "\",gpu=\"" + std::to_string(v.record.gpu_index) +
+           "\"";
+  };
+  {
+    Family f(&out, "gpufrac_tenant_memory_used_bytes", "gauge", "Memory the tenant holds.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), v.usage.used);
+  }
+  {
+    Family f(&out, "gpufrac_tenant_memory_request_bytes", "gauge", "The tenant's guarantee.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), v.record.memory_request);
+  }
+  {
+    Family f(&out, "gpufrac_tenant_memory_limit_bytes", "gauge", "The tenant's burstable cap.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), v.record.memory_limit);
+  }
+  {
+    Family f(&out, "gpufrac_tenant_oom_refusals_total", "counter",
+             "Allocations refused at the tenant's limit or the card's size.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), v.usage.refusals);
+  }
+  {
+    Family f(&out, "gpufrac_tenant_processes", "gauge", "Live processes holding tenant memory.");
+    for (const TenantView& v : tenants) {
+      f.Sample(labels(v), static_cast<uint64_t>(v.usage.processes));
+    }
+  }
+  return out.str();
+}
+
+}  // namespace gpufrac::node

@@ -1,0 +1,48 @@
+// Where a new fraction goes: a pure function of the GPUs' committed memory, so that it is tested
+// without any GPU, ledger or process.
+//
+//   bin-pack (default): among GPUs where the request fits, the one with the least free memory, so
+//                       that partly used GPUs fill up first and whole GPUs stay free.
+//   spread:             the one with the most free memory.
+//   explicit GPU:       only that one.
+//
+// Free means neither promised to nor used by any tenant (total - committed, as the ledger keeps
+// it), so placement never over-commits requests.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/quantity.h"
+#include "node/config.h"
+
+namespace gpufrac::node {
+
+struct GpuLoad {
+  int index = 0;
+  uint64_t total_bytes = 0;
+  uint64_t committed_bytes = 0;
+};
+
+struct PlacementRequest {
+  MemoryAmount request;
+  MemoryAmount limit;  // is_fraction=false, bytes=0: the request
+  Placement policy = Placement::kBinPack;
+  int gpu = -1;  // >= 0: only this GPU
+};
+
+struct PlacementResult {
+  // GPUs to try, best first (admission into the ledger may still lose a race; then the next).
+  std::vector<int> candidates;
+  // When empty: per GPU, why it was refused ("GPU 0: asked 60.0GiB, free 20.0GiB of 80.0GiB").
+  std::string refusal;
+};
+
+// The request and limit in bytes on a GPU of `total_bytes`.
+uint64_t RequestBytes(const PlacementRequest& r, uint64_t total_bytes);
+uint64_t LimitBytes(const PlacementRequest& r, uint64_t total_bytes);
+
+PlacementResult Place(const PlacementRequest& request, const std::vector<GpuLoad>& gpus);
+
+}  // namespace gpufrac::node

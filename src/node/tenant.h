@@ -1,0 +1,45 @@
+// A tenant as the agent keeps it: where it was placed, what it was promised, its process, and how
+// it ended. Plain values, stored in SQLite and turned into JSON at the API edge.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gpufrac::node {
+
+enum class TenantState { kRunning, kStopping, kExited };
+const char* StateName(TenantState s);
+bool ParseState(const std::string& text, TenantState* s);
+
+struct TenantRecord {
+  std::string id;  // also the tenant's name in the GPU's ledger
+  int gpu_index = 0;
+  std::string gpu_uuid;
+  int ledger_index = -1;
+  uint64_t generation = 0;
+  uint64_t memory_request = 0;
+  uint64_t memory_limit = 0;
+  std::vector<std::string> command;
+  pid_t pid = 0;
+  uint64_t pid_start = 0;  // with pid, identifies the process across pid reuse
+  TenantState state = TenantState::kRunning;
+  bool exit_known = false;  // false when the process was adopted (not our child) or never ran
+  int exit_status = 0;      // exit code, or 128 + signal
+  std::string reason;       // how it ended, for operators
+  int64_t created_ms = 0;   // wall clock, ms since the epoch
+  int64_t finished_ms = 0;
+  bool adopted = false;  // started by an earlier incarnation of the agent
+};
+
+// Live figures from the ledger, beside the record.
+struct TenantUsageView {
+  uint64_t used = 0;
+  uint64_t peak = 0;
+  uint64_t refusals = 0;
+  int processes = 0;
+};
+
+}  // namespace gpufrac::node

@@ -1,0 +1,238 @@
+// gpufrac node end to end: the real agent binary on a temp unix socket, real tenant processes on
+// the simulated GPUs, every call over HTTP.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "node_test_support.h"
+
+namespace gpufrac::testing {
+namespace {
+
+using nlohmann::json;
+
+class NodeApiTest : public NodeFixture {};
+
+TEST_F(NodeApiTest, CreatesListsInspectsAndDeletesATenant) {
+  StartAgent();
+  json t = Create({{"name", "chat"},
+                   {"memory", "20GiB"},
+                   {"memory_limit", "30GiB"},
+                   {"command", {Probe(), "hold", "alloc", "1GiB"}}});
+  EXPECT_EQ(t["id"], "chat");
+  EXPECT_EQ(t["gpu"], 0);
+  EXPECT_EQ(t["state"], "running");
+  EXPECT_EQ(t["memory"]["request"], 20 * kGiB);
+  EXPECT_EQ(t["memory"]["limit"], 30 * kGiB);
+  // The tenant's own allocation shows up in its usage: it runs under the interposer.
+  json live = WaitTenant("chat", [](const json& b) {
+    return b["memory"]["used"].get<uint64_t>() >= kGiB && b["processes"] == 1;
+  });
+  EXPECT_EQ(live["memory"]["used"], kGiB + context_bytes_);
+  ApiReply list = Call("GET", "/v1/tenants");
+  ASSERT_EQ(list.status, 200);
+  ASSERT_EQ(list.body["tenants"].size(), 1u);
+  EXPECT_EQ(list.body["tenants"][0]["id"], "chat");
+  EXPECT_EQ(Committed(0), 20 * kGiB);
+
+  ApiReply gone = Call("DELETE", "/v1/tenants/chat");
+  ASSERT_EQ(gone.status, 200) << gone.raw;
+  EXPECT_EQ(gone.body["state"], "exited");
+  EXPECT_EQ(gone.body["exit_status"], 128 + SIGTERM);
+  EXPECT_NE(gone.body["reason"].get<std::string>().find("deleted"), std::string::npos);
+  EXPECT_EQ(Call("GET", "/v1/tenants/chat").status, 404);
+  EXPECT_EQ(Committed(0), 0u);
+}
+
+TEST_F(NodeApiTest, DeleteEscalatesToSigkillAfterTheGracePeriod) {
+  StartAgent();
+  Create({{"name", "stubborn"},
+          {"memory", "1GiB"},
+          {"command", {"sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"}}});
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));  // let sh install its trap
+  ApiReply gone = Call("DELETE", "/v1/tenants/stubborn?grace=300ms");
+  ASSERT_EQ(gone.status, 200) << gone.raw;
+  EXPECT_EQ(gone.body["exit_status"], 128 + SIGKILL);
+  EXPECT_NE(gone.body["reason"].get<std::string>().find("SIGKILL after the grace period"),
+            std::string::npos);
+}
+
+TEST_F(NodeApiTest, PlacesByBinPackSpreadAndExplicitGpuAndRefusesWithReasons) {
+  devices_ = "H100:80GiB,H100:80GiB,H100:80GiB";
+  StartAgent();
+  const json sleep = {"sleep", "30"};
+  // Bin-pack keeps filling GPU 0 while the request fits there.
+  EXPECT_EQ(Create({{"name", "a"}, {"memory", "30GiB"}, {"command", sleep}})["gpu"], 0);
+  EXPECT_EQ(Create({{"name", "b"}, {"memory", "0.5"}, {"command", sleep}})["gpu"], 0);
+  // Spread goes to an empty GPU.
+  EXPECT_EQ(
+      Create(
+          {{"name", "c"}, {"memory", "10GiB"}, {"placement", "spread"}, {"command", sleep}})["gpu"],
+      1);
+  // Explicit GPU, by index and by UUID prefix.
+  EXPECT_EQ(Create({{"name", "d"}, {"memory", "10GiB"}, {"gpu", 2}, {"command", sleep}})["gpu"], 2);
+  EXPECT_EQ(Create({{"name", "e"},
+                    {"memory", "5GiB"},
+                    {"gpu", Uuid(1).substr(0, 12)},
+                    {"command", sleep}})["gpu"],
+            1);
+  // Bin-pack now prefers GPU 0 (5 GiB free) for what fits there.
+  EXPECT_EQ(Create({{"name", "f"}, {"memory", "5GiB"}, {"command", sleep}})["gpu"], 0);
+  // Nothing has 75 GiB free: refused with every GPU's reason, nothing registered.
+  ApiReply r = Call("POST", "/v1/tenants",
+                    json({{"name", "g"}, {"memory", "75GiB"}, {"command", sleep}}).dump());
+  EXPECT_EQ(r.status, 409) << r.raw;
+  EXPECT_EQ(
+      r.body["error"]["message"],
+      "does not fit: GPU 0: asked 75.0GiB, free 5.0GiB of 80.0GiB; GPU 1: asked 75.0GiB, free "
+      "65.0GiB of 80.0GiB; GPU 2: asked 75.0GiB, free 70.0GiB of 80.0GiB");
+  r = Call("POST", "/v1/tenants",
+           json({{"name", "h"}, {"memory", "71GiB"}, {"gpu", "2"}, {"command", sleep}}).dump());
+  EXPECT_EQ(r.status, 409) << r.raw;
+  EXPECT_EQ(Committed(0), 75 * kGiB);
+  EXPECT_EQ(Committed(1), 15 * kGiB);
+  EXPECT_EQ(Committed(2), 10 * kGiB);
+  EXPECT_EQ(Call("GET", "/v1/tenants").body["tenants"].size(), 6u);
+}
+
+TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
+  StartAgent("api:\n  request_timeout: 1s\n");
+  // A slow client that never finishes its request, held open through everything below.
+  const int slow = ConnectRaw(socket_);
+  ASSERT_GE(slow, 0);
+  const std::string partial =
+      "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{";
+  ASSERT_EQ(write(slow, partial.data(), partial.size()), static_cast<ssize_t>(partial.size()));
+
+  struct Case {
+    std::string method, target, body;
+    int status;
+    std::string message;
+  };
+  const std::string cmd = "\"command\": [\"true\"]";
+  const std::vector<Case> cases = {
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\",", 400, "malformed JSON body"},
+      {"POST", "/v1/tenants", "[1, 2]", 400, "the body must be a JSON object"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"colour\": 1, " + cmd + "}", 400,
+       "unknown field 'colour'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"-1GiB\", " + cmd + "}", 400, "memory: '-1GiB'"},
+      {"POST", "/v1/tenants", "{\"memory\": 5, " + cmd + "}", 400, "memory: expected a string"},
+      {"POST", "/v1/tenants", "{\"memory\": \"900GiB\", " + cmd + "}", 400,
+       "memory: 900.0GiB exceeds the largest GPU here (80.0GiB)"},
+      {"POST", "/v1/tenants", "{\"memory\": \"99999999999TiB\", " + cmd + "}", 400,
+       "memory: '99999999999TiB'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"2GiB\", \"memory_limit\": \"1GiB\", " + cmd + "}",
+       400, "memory_limit: 1.0GiB is below the request 2.0GiB"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\"}", 400, "command: required"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": []}", 400,
+       "command: expected a non-empty array"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": [\"/nonexistent/x\"]}", 400,
+       "cannot run '/nonexistent/x'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"gpu\": 7, " + cmd + "}", 400,
+       "gpu: unknown GPU '7'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"name\": \"a b\", " + cmd + "}", 400,
+       "name: 'a b'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"placement\": \"best\", " + cmd + "}", 400,
+       "placement: expected"},
+      {"GET", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
+      {"DELETE", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
+      {"DELETE", "/v1/tenants/nobody?grace=forever", "", 400, "grace: 'forever'"},
+      {"GET", "/v2/things", "", 404, "no such endpoint: /v2/things"},
+      {"PUT", "/v1/tenants", "", 405, "method PUT not allowed on /v1/tenants"},
+  };
+  for (const Case& c : cases) {
+    ApiReply r = Call(c.method, c.target, c.body);
+    EXPECT_EQ(r.status, c.status) << c.method << " " << c.target << " " << c.body << ": " << r.raw;
+    ASSERT_TRUE(r.body.contains("error")) << r.raw;
+    EXPECT_EQ(r.body["error"]["code"], c.status);
+    EXPECT_NE(r.body["error"]["message"].get<std::string>().find(c.message), std::string::npos)
+        << r.raw;
+  }
+  // A 10 MB body is refused at the edge (the limit is 1 MiB) without being buffered.
+  const int big = ConnectRaw(socket_);
+  const std::string head =
+      "POST /v1/tenants HTTP/1.1\r\nHost: x\r\nContent-Length: 10485760\r\n\r\n";
+  ASSERT_EQ(write(big, head.data(), head.size()), static_cast<ssize_t>(head.size()));
+  std::string reply;
+  std::thread sender([&] {
+    const std::string chunk(1 << 16, 'x');
+    for (int i = 0; i < 160; ++i) {
+      if (write(big, chunk.data(), chunk.size()) < 0) break;
+    }
+  });
+  reply = ReadAll(big, 10000);
+  sender.join();
+  close(big);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 413", 0), 0u) << reply.substr(0, 200);
+  EXPECT_NE(reply.find("request body exceeds 1048576 bytes"), std::string::npos);
+
+  // The slow client is answered 408 once its time is up; others were served meanwhile.
+  const std::string slow_reply = ReadAll(slow, 10000);
+  close(slow);
+  EXPECT_EQ(slow_reply.rfind("HTTP/1.1 408", 0), 0u) << slow_reply;
+  EXPECT_NE(slow_reply.find("request not completely received within 1000 ms"), std::string::npos);
+
+  // Garbage instead of HTTP.
+  const int junk = ConnectRaw(socket_);
+  const std::string garbage = "HELLO THERE\r\n\r\n";
+  ASSERT_EQ(write(junk, garbage.data(), garbage.size()), static_cast<ssize_t>(garbage.size()));
+  const std::string junk_reply = ReadAll(junk, 5000);
+  close(junk);
+  EXPECT_EQ(junk_reply.rfind("HTTP/1.1 400", 0), 0u) << junk_reply;
+
+  EXPECT_EQ(Call("GET", "/v1/health").status, 200);
+  EXPECT_EQ(Call("GET", "/v1/tenants").body["tenants"].size(), 0u);
+  EXPECT_EQ(Committed(0), 0u);
+}
+
+TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
+  StartAgent();
+  Create({{"name", "ps-me"}, {"memory", "0.25"}, {"command", {"sleep", "30"}}});
+  ProcessResult ps = RunGpufrac({"ps", "--node", socket_});
+  ASSERT_EQ(ps.exit_code, 0) << ps.err;
+  EXPECT_EQ(ps.out.rfind("ID ", 0), 0u) << ps.out;
+  EXPECT_NE(ps.out.find("ps-me"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("0B/20.0GiB"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("running"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("sleep 30"), std::string::npos) << ps.out;
+
+  ApiReply m = Call("GET", "/metrics");
+  ASSERT_EQ(m.status, 200);
+  EXPECT_NE(m.raw.find("gpufrac_tenant_memory_request_bytes{tenant=\"ps-me\",gpu=\"0\"} " +
+                       std::to_string(20 * kGiB) + "\n"),
+            std::string::npos)
+      << m.raw;
+  EXPECT_NE(m.raw.find("gpufrac_gpu_memory_reserved_bytes{gpu=\"0\",uuid=\"" + Uuid(0) + "\"} " +
+                       std::to_string(20 * kGiB) + "\n"),
+            std::string::npos)
+      << m.raw;
+  EXPECT_NE(m.raw.find("# TYPE gpufrac_tenant_oom_refusals_total counter"), std::string::npos);
+
+  ProcessResult unreachable = RunGpufrac({"ps", "--node", TempDir() + "/none.sock"});
+  EXPECT_EQ(unreachable.exit_code, 1);
+  EXPECT_NE(unreachable.err.find("cannot reach the agent"), std::string::npos) << unreachable.err;
+}
+
+TEST_F(NodeApiTest, RefusesABadConfigFileAtStartNamingTheKey) {
+  const std::string path = TempDir() + "/bad.yaml";
+  std::ofstream(path) << "socket: " << TempDir() << "/x.sock\napi:\n  threads: 0\n";
+  ProcessResult r = RunGpufrac({"node", "--config", path});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: " + path + ": api.threads: must be between 1 and 64\n");
+  std::ofstream(path) << "placment: spread\n";
+  r = RunGpufrac({"node", "--config", path});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: " + path + ": placment: unknown key\n");
+}
+
+TEST_F(NodeApiTest, RefusesToStartBesideALiveAgent) {
+  StartAgent();
+  ProcessResult r = RunGpufrac({"node", "--socket", socket_, "--state", TempDir() + "/b.db"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("another agent is serving on"), std::string::npos) << r.err;
+  EXPECT_EQ(Call("GET", "/v1/health").status, 200);
+}
+
+}  // namespace
+}  // namespace gpufrac::testing
