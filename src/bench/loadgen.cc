@@ -364,8 +364,9 @@ RunResult RunLoad(const std::vector<Workload>& workloads, const RunOptions& opti
   const int64_t t0 = NowNs() + 1'000'000;
   result.start_ns = t0;
   for (auto& runner : runners) runner->Start(t0);
+  // Declared here, not in the block below: the copies that the timers hold refer to it.
+  std::function<void()> tick;
   if (progress) {
-    std::function<void()> tick;
     tick = [&] {
       size_t in_flight = 0;
       for (auto& runner : runners) in_flight += runner->in_flight();
