@@ -11,6 +11,7 @@ debian_packages=(
   libboost-dev libboost-system-dev libsqlite3-dev
   python3 python3-venv gnuplot-nox procps
   libssl-dev openssl
+  prometheus
 )
 
 missing=()

@@ -1,5 +1,7 @@
 // gpufrac node: the host agent. Flags and the config file in, Agent + HttpServer out.
+#include <cctype>
 #include <cstdio>
+#include <fstream>
 #include <memory>
 
 #include "cli/commands.h"
@@ -40,11 +42,25 @@ int RunNode(const NodeFlags& flags) {
   options.max_body_bytes = config.max_body_bytes;
   options.request_timeout_ms = config.request_timeout_ms;
   options.threads = config.api_threads;
+  if (!config.tcp_address.empty()) {
+    std::ifstream in(config.tcp_token_file);
+    std::string token;
+    if (!in || !std::getline(in, token) || token.empty()) {
+      std::fprintf(stderr, "gpufrac node: error: cannot read a token from tcp.token_file '%s'\n",
+                   config.tcp_token_file.c_str());
+      return 2;
+    }
+    while (!token.empty() && isspace(static_cast<unsigned char>(token.back()))) token.pop_back();
+    options.tcp_address = config.tcp_address;
+    options.tcp_token = token;
+  }
   if (Status s = server.Start(options, node::MakeApiHandler(agent.get())); !s.ok()) {
     std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
     return 1;
   }
-  node::LogEvent("agent.ready", {{"socket", config.socket_path}, {"state", config.state_path}});
+  node::LogEvent("agent.ready", {{"socket", config.socket_path},
+                                 {"tcp", config.tcp_address.empty() ? "off" : config.tcp_address},
+                                 {"state", config.state_path}});
   server.WaitForSignal();
   server.Stop();
   agent.reset();  // tenants keep running; the next agent adopts them

@@ -116,6 +116,22 @@ const std::map<std::string, Setter>& Keys() {
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          return ReadDurationMs(n, p, 100, 600000, &c->request_timeout_ms);
        }},
+      {"tcp.address",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         std::string text;
+         if (Status s = ReadScalar(n, p, &text); !s.ok()) return s;
+         const size_t colon = text.rfind(':');
+         const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
+         if (colon == 0 || port.empty() || port.size() > 5 ||
+             port.find_first_not_of("0123456789") != std::string::npos || std::stoul(port) == 0 ||
+             std::stoul(port) > 65535) {
+           return Bad(p, "'" + text + "' is not IP:PORT with a port in 1-65535");
+         }
+         c->tcp_address = text;
+         return Status::Ok();
+       }},
+      {"tcp.token_file", [](const YAML::Node& n, const std::string& p,
+                            NodeConfig* c) { return ReadPath(n, p, &c->tcp_token_file); }},
       {"api.threads",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          uint64_t v = 0;
@@ -192,6 +208,9 @@ Status ParseConfig(const std::string& yaml, const std::string& origin, NodeConfi
   if (root.IsNull()) return Status::Ok();  // an empty file keeps every default
   if (Status s = Walk(root, "", config); !s.ok()) {
     return Status::Error(origin + ": " + s.message());
+  }
+  if (!config->tcp_address.empty() && config->tcp_token_file.empty()) {
+    return Status::Error(origin + ": tcp.token_file: required when tcp.address is set");
   }
   return Status::Ok();
 }

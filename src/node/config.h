@@ -29,6 +29,10 @@ struct NodeConfig {
   uint64_t max_body_bytes = 1 << 20;
   uint32_t request_timeout_ms = 10000;  // a request not fully received by then gets 408
   uint32_t api_threads = 4;
+  // Optional TCP listener, IP:PORT ("127.0.0.1:9400"), for Prometheus and remote callers; every
+  // request on it must carry the bearer token read from tcp_token_file (required with it).
+  std::string tcp_address;
+  std::string tcp_token_file;
 };
 
 // Loads `path` over the defaults. Refuses unknown keys, wrong types and impossible values.

@@ -69,6 +69,18 @@ TEST(ConfigTest, RefusesImpossibleValues) {
   EXPECT_NE(Refusal("api:\n  max_body_bytes: -5\n").find("api.max_body_bytes"), std::string::npos);
 }
 
+TEST(ConfigTest, TcpNeedsAValidAddressAndAToken) {
+  NodeConfig c;
+  ASSERT_TRUE(ParseConfig("tcp:\n  address: 127.0.0.1:9400\n  token_file: /etc/t\n", "n", &c).ok());
+  EXPECT_EQ(c.tcp_address, "127.0.0.1:9400");
+  EXPECT_EQ(c.tcp_token_file, "/etc/t");
+  EXPECT_EQ(Refusal("tcp:\n  address: 127.0.0.1:9400\n"),
+            "node.yaml: tcp.token_file: required when tcp.address is set");
+  EXPECT_NE(Refusal("tcp:\n  address: localhost\n").find("tcp.address: 'localhost' is not IP:PORT"),
+            std::string::npos);
+  EXPECT_NE(Refusal("tcp:\n  address: 1.2.3.4:70000\n").find("tcp.address"), std::string::npos);
+}
+
 TEST(ConfigTest, RefusesBrokenYamlWithTheLine) {
   EXPECT_NE(Refusal("socket: /x\n  bad: [\n").find("not valid YAML: line"), std::string::npos);
 }

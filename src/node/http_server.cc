@@ -34,10 +34,16 @@ constexpr auto kDrainTime = std::chrono::seconds(2);
 
 void CloseOnExec(int fd) { fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC); }
 
-class Session : public std::enable_shared_from_this<Session> {
+// One connection, on a unix socket or (with a bearer token) TCP.
+template <class Protocol>
+class Session : public std::enable_shared_from_this<Session<Protocol>> {
+  using Socket = typename Protocol::socket;
+  using std::enable_shared_from_this<Session<Protocol>>::shared_from_this;
+
  public:
-  Session(Local::socket socket, const HttpServerOptions& options, const HttpHandler& handler)
+  Session(Socket socket, const HttpServerOptions& options, const HttpHandler& handler, bool remote)
       : socket_(std::move(socket)),
+        remote_(remote),
         timer_(socket_.get_executor()),
         options_(options),
         handler_(handler) {}
@@ -109,12 +115,27 @@ class Session : public std::enable_shared_from_this<Session> {
     request.query = q == std::string::npos ? "" : target.substr(q + 1);
     request.body = req.body();
     HttpResponse response;
-    try {
-      response = handler_(request);
-    } catch (const std::exception& e) {
-      response = JsonError(500, std::string("internal error: ") + e.what());
+    if (remote_ && !Authorized(std::string(req[http::field::authorization]))) {
+      response = JsonError(401, "missing or wrong bearer token");
+    } else {
+      try {
+        response = handler_(request);
+      } catch (const std::exception& e) {
+        response = JsonError(500, std::string("internal error: ") + e.what());
+      }
     }
     Write(response, req.keep_alive(), false);
+  }
+
+  // Compares in time independent of where the first difference is.
+  bool Authorized(const std::string& header) const {
+    const std::string expected = "Bearer " + options_.tcp_token;
+    if (options_.tcp_token.empty() || header.size() != expected.size()) return false;
+    unsigned char diff = 0;
+    for (size_t i = 0; i < header.size(); ++i) {
+      diff |= static_cast<unsigned char>(header[i] ^ expected[i]);
+    }
+    return diff == 0;
   }
 
   void Fail(const HttpResponse& response) { Write(response, false, true); }
@@ -137,7 +158,7 @@ class Session : public std::enable_shared_from_this<Session> {
             self->ReadRequest();
           } else if (!ec && drain) {
             beast::error_code ignored;
-            self->socket_.shutdown(Local::socket::shutdown_send, ignored);
+            self->socket_.shutdown(asio::socket_base::shutdown_send, ignored);
             self->Arm(std::chrono::duration_cast<std::chrono::milliseconds>(kDrainTime));
             self->Drain();
           } else {
@@ -160,11 +181,12 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void Close() {
     beast::error_code ignored;
-    socket_.shutdown(Local::socket::shutdown_both, ignored);
+    socket_.shutdown(asio::socket_base::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
-  Local::socket socket_;
+  Socket socket_;
+  const bool remote_;  // TCP: the bearer token is required
   asio::steady_timer timer_;
   const HttpServerOptions& options_;
   const HttpHandler& handler_;
@@ -184,6 +206,27 @@ bool SocketIsLive(const std::string& path) {
   return !ec;
 }
 
+Status ListenTcp(const HttpServerOptions& options, asio::io_context* ioc,
+                 std::optional<asio::ip::tcp::acceptor>* out) {
+  const std::string& address = options.tcp_address;
+  const size_t colon = address.rfind(':');
+  beast::error_code ec;
+  const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
+  if (colon == std::string::npos || ec) {
+    return Status::Error("tcp address '" + address + "' is not IP:PORT");
+  }
+  const asio::ip::tcp::endpoint endpoint(
+      ip, static_cast<uint16_t>(std::stoul(address.substr(colon + 1))));
+  out->emplace(*ioc);
+  (*out)->open(endpoint.protocol(), ec);
+  if (!ec) CloseOnExec((*out)->native_handle());
+  if (!ec) (*out)->set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec) (*out)->bind(endpoint, ec);
+  if (!ec) (*out)->listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) return Status::Error("cannot listen on " + address + ": " + ec.message());
+  return Status::Ok();
+}
+
 }  // namespace
 
 HttpResponse JsonError(int status, const std::string& message) {
@@ -196,6 +239,7 @@ struct HttpServer::Impl {
   HttpHandler handler;
   asio::io_context ioc;
   std::optional<Local::acceptor> acceptor;
+  std::optional<asio::ip::tcp::acceptor> tcp_acceptor;
   std::optional<asio::signal_set> signals;
   std::vector<std::thread> threads;
   std::mutex mu;
@@ -208,9 +252,21 @@ struct HttpServer::Impl {
         asio::make_strand(ioc), [this](beast::error_code ec, Local::socket socket) {
           if (ec == asio::error::operation_aborted) return;
           if (!ec) {
-            std::make_shared<Session>(std::move(socket), options, handler)->Start();
+            std::make_shared<Session<Local>>(std::move(socket), options, handler, false)->Start();
           }
           Accept();
+        });
+  }
+
+  void AcceptTcp() {
+    tcp_acceptor->async_accept(
+        asio::make_strand(ioc), [this](beast::error_code ec, asio::ip::tcp::socket socket) {
+          if (ec == asio::error::operation_aborted) return;
+          if (!ec) {
+            std::make_shared<Session<asio::ip::tcp>>(std::move(socket), options, handler, true)
+                ->Start();
+          }
+          AcceptTcp();
         });
   }
 };
@@ -244,6 +300,10 @@ Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) 
   }
   s.acceptor->listen(asio::socket_base::max_listen_connections, ec);
   if (ec) return Status::Error("cannot listen on '" + path + "': " + ec.message());
+  if (!options.tcp_address.empty()) {
+    if (Status e = ListenTcp(options, &s.ioc, &s.tcp_acceptor); !e.ok()) return e;
+    s.AcceptTcp();
+  }
   s.signals.emplace(s.ioc, SIGINT, SIGTERM);
   s.signals->async_wait([&s](beast::error_code e, int) {
     if (e) return;
@@ -271,6 +331,7 @@ void HttpServer::Stop() {
   for (std::thread& t : s.threads) t.join();
   beast::error_code ignored;
   if (s.acceptor) s.acceptor->close(ignored);
+  if (s.tcp_acceptor) s.tcp_acceptor->close(ignored);
   if (s.signals) s.signals->cancel(ignored);
   unlink(s.options.socket_path.c_str());
 }

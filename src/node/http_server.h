@@ -39,6 +39,10 @@ struct HttpServerOptions {
   uint64_t max_body_bytes = 1 << 20;
   uint32_t request_timeout_ms = 10000;
   uint32_t threads = 4;
+  // Optional TCP listener ("127.0.0.1:9400"); every request on it must carry
+  // "Authorization: Bearer <tcp_token>" (401 otherwise).
+  std::string tcp_address;
+  std::string tcp_token;
 };
 
 class HttpServer {
