@@ -5,8 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <random>
 
@@ -210,7 +213,7 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   }
   std::string error;
   if (!CheckRunnable(request.command[0], &error)) return AgentError::Invalid("command: " + error);
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   const std::string id = request.name.empty() ? NewIdLocked() : request.name;
   if (tenants_.count(id) != 0) return AgentError::Conflict("tenant '" + id + "' already exists");
   if (gpus_.empty()) return AgentError::Conflict("this host has no GPU");
@@ -252,6 +255,20 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
 
   PlacementResult placed = Place(place, loads);
   std::string refusal = placed.refusal;
+  if (placed.candidates.empty()) {
+    std::vector<uint64_t> asked;
+    for (const GpuInfo& g : gpus_) asked.push_back(RequestBytes(place, g.total_bytes));
+    const BurstPlan plan = PlanBurstReclaimLocked(asked, place.gpu);
+    if (plan.gpu >= 0) {
+      lock.unlock();
+      ReclaimBurst(plan, asked[static_cast<size_t>(plan.gpu)]);
+      lock.lock();
+      if (tenants_.count(id) != 0)
+        return AgentError::Conflict("tenant '" + id + "' already exists");
+      placed.candidates = {plan.gpu};
+      refusal += " (after reclaiming borrowed memory on GPU " + std::to_string(plan.gpu) + ")";
+    }
+  }
   Tenant t;
   TenantRecord& rec = t.record;
   for (int index : placed.candidates) {
@@ -283,6 +300,7 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     return AgentError::Conflict("does not fit: " + refusal);
   }
   rec.command = request.command;
+  rec.burst_signal = request.burst_signal;
   rec.created_ms = NowMs();
   rec.state = TenantState::kRunning;
   // Persist before starting: if the agent dies in between, the next one finds the admission and
@@ -312,6 +330,87 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   auto [it, inserted] = tenants_.emplace(id, std::move(t));
   *out = ViewLocked(it->second);
   return {};
+}
+
+Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& asked, int only_gpu) {
+  BurstPlan best;
+  uint64_t best_slack = UINT64_MAX;
+  for (size_t i = 0; i < gpus_.size(); ++i) {
+    const int gpu = gpus_[i].index;
+    if (only_gpu >= 0 && gpu != only_gpu) continue;
+    const uint64_t total = gpus_[i].total_bytes;
+    const uint64_t committed = ledgers_[i]->Committed();
+    const uint64_t free_bytes = committed < total ? total - committed : 0;
+    if (asked[i] > total) continue;
+    // Borrowers on this GPU and what each holds above its request.
+    std::vector<std::pair<uint64_t, std::string>> borrowers;
+    for (const auto& [id, t] : tenants_) {
+      const TenantRecord& r = t.record;
+      if (r.state != TenantState::kRunning || r.gpu_index != gpu) continue;
+      const TenantView v = ViewLocked(t);
+      if (v.usage.used > r.memory_request) {
+        borrowers.emplace_back(v.usage.used - r.memory_request, id);
+      }
+    }
+    std::sort(borrowers.rbegin(), borrowers.rend());
+    // Victim policy: the largest borrowers first, only as many as the request needs.
+    BurstPlan plan;
+    plan.gpu = gpu;
+    uint64_t room = free_bytes;
+    for (const auto& [excess, id] : borrowers) {
+      if (room >= asked[i]) break;
+      plan.victims.push_back(id);
+      room += excess;
+    }
+    if (room < asked[i] || plan.victims.empty()) continue;
+    // Like bin-pack: the GPU left fullest after the reclaim.
+    if (room - asked[i] < best_slack) {
+      best_slack = room - asked[i];
+      best = plan;
+    }
+  }
+  return best;
+}
+
+void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
+  using Clock = std::chrono::steady_clock;
+  const size_t pos = static_cast<size_t>(plan.gpu);
+  const uint64_t total = gpus_[pos].total_bytes;
+  auto fits = [&] { return ledgers_[pos]->Committed() + asked <= total; };
+  {
+    std::lock_guard lock(mu_);
+    for (const std::string& id : plan.victims) {
+      auto it = tenants_.find(id);
+      if (it == tenants_.end()) continue;
+      const TenantRecord& r = it->second.record;
+      // Notice goes to the command's process only, which decides how to give memory back.
+      if (r.burst_signal > 0 && ProcessIsAlive(r.pid, r.pid_start)) kill(r.pid, r.burst_signal);
+      LogEvent("tenant.burst_notified",
+               {{"id", id},
+                {"gpu", std::to_string(plan.gpu)},
+                {"signal", r.burst_signal > 0 ? std::to_string(r.burst_signal) : "none"},
+                {"deadline_ms", std::to_string(config_.burst_reclaim_deadline_ms)}});
+    }
+  }
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.burst_reclaim_deadline_ms);
+  while (!fits() && Clock::now() < deadline) std::this_thread::sleep_for(kDeletePoll);
+  if (fits()) return;
+  {
+    std::lock_guard lock(mu_);
+    for (const std::string& id : plan.victims) {
+      auto it = tenants_.find(id);
+      if (it == tenants_.end() || it->second.record.state != TenantState::kRunning) continue;
+      const TenantView v = ViewLocked(it->second);
+      if (v.usage.used <= it->second.record.memory_request) continue;  // gave it back
+      it->second.burst_killed = true;
+      SignalLocked(it->second.record, SIGKILL);
+    }
+  }
+  const auto killed_deadline = Clock::now() + kKillWait;
+  while (!fits() && Clock::now() < killed_deadline) {
+    reaper_wake_.notify_all();
+    std::this_thread::sleep_for(kDeletePoll);
+  }
 }
 
 int Agent::LiveProcessesLocked(const TenantRecord& r) const {
@@ -357,11 +456,13 @@ void Agent::FinishLocked(Tenant* t) {
   r.state = TenantState::kExited;
   r.finished_ms = NowMs();
   std::string how = r.exit_known ? DescribeExit(r.exit_status) : "exit status unknown (adopted)";
-  if (deleted)
+  if (deleted) {
     how = (t->escalated ? "deleted, SIGKILL after the grace period; " : "deleted; ") + how;
+  }
+  if (t->burst_killed) how = "killed: kept borrowed memory another tenant's request needed; " + how;
   r.reason = how;
   PersistLocked(r);
-  LogEvent(t->escalated ? "tenant.killed" : "tenant.reclaimed",
+  LogEvent(t->escalated || t->burst_killed ? "tenant.killed" : "tenant.reclaimed",
            {{"id", r.id},
             {"gpu", std::to_string(r.gpu_index)},
             {"exit_status", r.exit_known ? std::to_string(r.exit_status) : "unknown"},

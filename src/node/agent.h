@@ -44,6 +44,7 @@ struct CreateTenantRequest {
   bool has_placement = false;
   Placement placement = Placement::kBinPack;
   std::vector<std::string> command;
+  int burst_signal = 0;  // see TenantRecord
 };
 
 struct TenantView {
@@ -82,8 +83,13 @@ class Agent {
  private:
   struct Tenant {
     TenantRecord record;
-    bool main_done = false;  // the command's first process has ended
-    bool escalated = false;  // SIGKILL was needed
+    bool main_done = false;     // the command's first process has ended
+    bool escalated = false;     // SIGKILL was needed
+    bool burst_killed = false;  // killed for not giving borrowed memory back
+  };
+  struct BurstPlan {
+    int gpu = -1;
+    std::vector<std::string> victims;  // borrowers, largest excess first
   };
 
   explicit Agent(const NodeConfig& config) : config_(config) {}
@@ -94,6 +100,12 @@ class Agent {
   void SignalLocked(const TenantRecord& r, int sig) const;
   void FinishLocked(Tenant* t);
   void PersistLocked(const TenantRecord& r);
+  // When `asked` bytes fit nowhere, a GPU where taking back borrowed memory (used above request)
+  // from this agent's tenants would make room, and the borrowers to take it from.
+  BurstPlan PlanBurstReclaimLocked(const std::vector<uint64_t>& asked, int only_gpu);
+  // Notifies the plan's borrowers, waits up to the deadline for `asked` bytes to be free on the
+  // GPU, then kills those still borrowing and waits for their memory. Called without mu_ held.
+  void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
   std::string NewIdLocked();
 
   const NodeConfig config_;

@@ -1,5 +1,7 @@
 #include "node/api.h"
 
+#include <signal.h>
+
 #include <chrono>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -47,6 +49,7 @@ json TenantJson(const TenantView& v) {
       {"adopted", r.adopted},
       {"exit_status", nullptr},
       {"reason", r.reason},
+      {"burst_signal", r.burst_signal},
   };
   if (r.state == TenantState::kExited && r.exit_known) j["exit_status"] = r.exit_status;
   if (r.state == TenantState::kExited) j["finished_ms"] = r.finished_ms;
@@ -87,6 +90,20 @@ Status ReadAmount(const json& j, const char* field, MemoryAmount* out) {
     return Status::Error(std::string(field) + ": '" + text + "': " + ParseErrorText(e));
   }
   return Status::Ok();
+}
+
+// The signals a tenant may ask to be notified with; the rest would stop or kill it.
+bool ParseSignal(std::string name, int* sig) {
+  if (name.rfind("SIG", 0) == 0) name = name.substr(3);
+  static const std::pair<const char*, int> kSignals[] = {
+      {"USR1", SIGUSR1}, {"USR2", SIGUSR2}, {"HUP", SIGHUP}, {"INT", SIGINT}, {"TERM", SIGTERM}};
+  for (const auto& [n, s] : kSignals) {
+    if (name == n) {
+      *sig = s;
+      return true;
+    }
+  }
+  return false;
 }
 
 struct Route {
@@ -166,8 +183,8 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
   const json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) return Status::Error("malformed JSON body");
   if (!j.is_object()) return Status::Error("the body must be a JSON object");
-  static const std::set<std::string> kFields = {"name", "memory",  "memory_limit",
-                                                "gpu",  "command", "placement"};
+  static const std::set<std::string> kFields = {"name",    "memory",    "memory_limit", "gpu",
+                                                "command", "placement", "burst_signal"};
   for (const auto& [key, value] : j.items()) {
     if (kFields.count(key) == 0) return Status::Error("unknown field '" + key + "'");
   }
@@ -199,6 +216,12 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
       return Status::Error("placement: expected \"binpack\" or \"spread\"");
     }
     out->has_placement = true;
+  }
+  if (j.contains("burst_signal")) {
+    if (!j["burst_signal"].is_string() ||
+        !ParseSignal(j["burst_signal"].get<std::string>(), &out->burst_signal)) {
+      return Status::Error("burst_signal: expected a signal name like \"SIGUSR1\"");
+    }
   }
   if (!j.contains("command")) return Status::Error("command: required (an array of strings)");
   const json& c = j["command"];

@@ -104,6 +104,10 @@ const std::map<std::string, Setter>& Keys() {
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          return ReadDurationMs(n, p, 0, 3600000, &c->grace_period_ms);
        }},
+      {"burst_reclaim_deadline",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         return ReadDurationMs(n, p, 0, 600000, &c->burst_reclaim_deadline_ms);
+       }},
       {"reap_interval",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          return ReadDurationMs(n, p, 10, 1000, &c->reap_interval_ms);

@@ -23,6 +23,9 @@ struct NodeConfig {
   Placement default_placement = Placement::kBinPack;
   // How long a deleted tenant gets between SIGTERM and SIGKILL, unless the request says.
   uint32_t grace_period_ms = 10000;
+  // How long a tenant that borrowed memory above its request gets, after notice, to give it back
+  // when another tenant's request needs it; then it is killed.
+  uint32_t burst_reclaim_deadline_ms = 5000;
   // How often exited tenants and dead processes are reclaimed (the promise is 1 s).
   uint32_t reap_interval_ms = 100;
   // HTTP edge limits.

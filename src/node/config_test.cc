@@ -26,7 +26,7 @@ TEST(ConfigTest, ReadsEveryKey) {
   NodeConfig c;
   Status s = ParseConfig(
       "socket: /tmp/x.sock\nsocket_mode: '0600'\nstate: /tmp/x.db\ninterposer: /opt/lib.so\n"
-      "placement: spread\ngrace_period: 3s\nreap_interval: 50ms\n"
+      "placement: spread\ngrace_period: 3s\nreap_interval: 50ms\nburst_reclaim_deadline: 1s\n"
       "api:\n  max_body_bytes: 4096\n  request_timeout: 2s\n  threads: 2\n",
       "node.yaml", &c);
   ASSERT_TRUE(s.ok()) << s.message();
@@ -37,6 +37,7 @@ TEST(ConfigTest, ReadsEveryKey) {
   EXPECT_EQ(c.default_placement, Placement::kSpread);
   EXPECT_EQ(c.grace_period_ms, 3000u);
   EXPECT_EQ(c.reap_interval_ms, 50u);
+  EXPECT_EQ(c.burst_reclaim_deadline_ms, 1000u);
   EXPECT_EQ(c.max_body_bytes, 4096u);
   EXPECT_EQ(c.request_timeout_ms, 2000u);
   EXPECT_EQ(c.api_threads, 2u);

@@ -12,7 +12,7 @@ constexpr const char* kSchema =
     " id TEXT PRIMARY KEY, gpu_index INTEGER, gpu_uuid TEXT, ledger_index INTEGER,"
     " generation INTEGER, memory_request INTEGER, memory_limit INTEGER, command TEXT,"
     " pid INTEGER, pid_start INTEGER, state TEXT, exit_known INTEGER, exit_status INTEGER,"
-    " reason TEXT, created_ms INTEGER, finished_ms INTEGER)";
+    " reason TEXT, created_ms INTEGER, finished_ms INTEGER, burst_signal INTEGER)";
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -67,7 +67,7 @@ Status Store::Open(const std::string& path) {
 }
 
 Status Store::Put(const TenantRecord& t) {
-  Statement st(db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Statement st(db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   sqlite3_stmt* s = st.get();
   const std::string command = nlohmann::json(t.command).dump();
@@ -87,6 +87,7 @@ Status Store::Put(const TenantRecord& t) {
   sqlite3_bind_text(s, 14, t.reason.c_str(), -1, SQLITE_TRANSIENT);
   sqlite3_bind_int64(s, 15, t.created_ms);
   sqlite3_bind_int64(s, 16, t.finished_ms);
+  sqlite3_bind_int(s, 17, t.burst_signal);
   if (sqlite3_step(s) != SQLITE_DONE) {
     return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   }
@@ -132,6 +133,7 @@ Status Store::LoadAll(std::vector<TenantRecord>* out) {
     t.reason = Text(s, 13);
     t.created_ms = sqlite3_column_int64(s, 14);
     t.finished_ms = sqlite3_column_int64(s, 15);
+    t.burst_signal = sqlite3_column_int(s, 16);
     out->push_back(std::move(t));
   }
   if (rc != SQLITE_DONE)

@@ -32,6 +32,7 @@ TEST_F(StoreTest, RoundTripsTenantsAcrossReopens) {
   t.pid_start = 99;
   t.state = TenantState::kStopping;
   t.created_ms = 1700000000000;
+  t.burst_signal = 10;
   {
     Store s;
     ASSERT_TRUE(s.Open(dir_ + "/node.db").ok());
@@ -66,6 +67,7 @@ TEST_F(StoreTest, RoundTripsTenantsAcrossReopens) {
   EXPECT_EQ(r.exit_status, 137);
   EXPECT_EQ(r.reason, "killed by signal 9");
   EXPECT_EQ(r.created_ms, 1700000000000);
+  EXPECT_EQ(r.burst_signal, 10);
   // WAL journal: the -wal file exists beside the database while it is open.
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/node.db-wal"));
 }

@@ -32,6 +32,9 @@ struct TenantRecord {
   int64_t created_ms = 0;   // wall clock, ms since the epoch
   int64_t finished_ms = 0;
   bool adopted = false;  // started by an earlier incarnation of the agent
+  // Sent to the command's process when the agent needs memory it borrowed above its request back
+  // (0: no notice; it is killed at the deadline if it still holds the memory).
+  int burst_signal = 0;
 };
 
 // Live figures from the ledger, beside the record.

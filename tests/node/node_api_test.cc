@@ -135,6 +135,8 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "name: 'a b'"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"placement\": \"best\", " + cmd + "}", 400,
        "placement: expected"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"burst_signal\": \"KILL\", " + cmd + "}",
+       400, "burst_signal: expected a signal name"},
       {"GET", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
       {"DELETE", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
       {"DELETE", "/v1/tenants/nobody?grace=forever", "", 400, "grace: 'forever'"},
