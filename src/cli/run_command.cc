@@ -16,8 +16,23 @@ struct RunFlags {
   std::string memory;
   std::string memory_limit;
   std::string tenant;
+  std::string compute;
+  std::string compute_limit;
+  std::string mode;
+  std::string priority;
   std::vector<std::string> command;
 };
+
+// A compute share: a number in [0, 1].
+bool ParseShare(const std::string& text, double* share) {
+  char* end = nullptr;
+  const double value = std::strtod(text.c_str(), &end);
+  if (text.empty() || end == text.c_str() || *end != '\0' || !(value >= 0 && value <= 1)) {
+    return false;
+  }
+  *share = value;
+  return true;
+}
 
 int Fail(const std::string& message) {
   std::fprintf(stderr, "gpufrac run: error: %s\n", message.c_str());
@@ -55,6 +70,27 @@ int Run(const RunFlags& flags) {
     request.has_memory_limit = true;
     request.memory_limit = MemoryAmount{.is_fraction = false, .fraction = 0, .bytes = bytes};
   }
+  if (!flags.compute.empty() && !ParseShare(flags.compute, &request.compute_request)) {
+    return Fail("--compute '" + flags.compute + "': expected a share of the GPU in [0, 1]");
+  }
+  if (!flags.compute_limit.empty() && !ParseShare(flags.compute_limit, &request.compute_limit)) {
+    return Fail("--compute-limit '" + flags.compute_limit +
+                "': expected a share of the GPU in [0, 1]");
+  }
+  if (flags.mode == "strict") {
+    request.compute_mode = ComputeMode::kStrict;
+    if (!flags.compute_limit.empty()) {
+      return Fail(
+          "--compute-limit cannot be combined with --mode strict (strict: limit = request)");
+    }
+  } else if (!flags.mode.empty() && flags.mode != "fair") {
+    return Fail("--mode '" + flags.mode + "': expected fair or strict");
+  }
+  if (flags.priority == "batch") {
+    request.priority = Priority::kBatch;
+  } else if (!flags.priority.empty() && flags.priority != "inference") {
+    return Fail("--priority '" + flags.priority + "': expected inference or batch");
+  }
   int exit_status = 0;
   if (Status s = RunTenant(request, &exit_status); !s.ok()) return Fail(s.message());
   return exit_status;
@@ -75,6 +111,14 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                   "burstable limit, >= the request (default: the request)");
   run->add_option("--tenant", flags->tenant, "tenant name (default: run-<pid>)")
       ->envname("GPUFRAC_TENANT_NAME");
+  run->add_option("--compute", flags->compute,
+                  "guaranteed compute share in [0, 1] (default: the memory fraction)");
+  run->add_option("--compute-limit", flags->compute_limit,
+                  "compute cap in [request, 1] (default: 1 in fair mode)");
+  run->add_option("--mode", flags->mode,
+                  "fair (lend and borrow idle share) or strict (cap at "
+                  "the request); default fair");
+  run->add_option("--priority", flags->priority, "inference (latency-sensitive, default) or batch");
   run->add_option("command", flags->command, "the command and its arguments, after --");
   run->positionals_at_end();
   run->callback([flags, exit_code] { *exit_code = Run(*flags); });

@@ -273,6 +273,14 @@ bool ManagedViewByUuid(const char* uuid, uint64_t* total, uint64_t* free_bytes, 
   return true;
 }
 
+bool ComputeTarget(int ordinal, GateTarget* target) {
+  if (!GetConfig().managed) return false;
+  DeviceState* d = Device(ordinal);
+  if (d == nullptr || d->mode != DeviceMode::kManaged) return false;
+  *target = GateTarget{&d->ledger, d->tenant, d->generation};
+  return true;
+}
+
 void ResetAccountingAfterFork() {
   // The child holds no driver resources; it claims its own slot on first use.
   DeviceState* devices = Devices();

@@ -18,6 +18,9 @@ namespace gpufrac::runtime {
 namespace {
 
 constexpr uint64_t kDefaultContextBytes = 512ull << 20;
+// Long enough that deciding costs nothing; short enough that a waking tenant regains its share
+// well within 100 ms.
+constexpr uint64_t kDefaultSliceMs = 10;
 
 // Generated tables.
 constexpr const char* kHookNames[] = {
@@ -75,6 +78,12 @@ void ReadConfig() {
   if (tenant != nullptr && *tenant != '\0') {
     snprintf(c.tenant, sizeof c.tenant, "%s", tenant);
     c.managed = !c.passthrough;
+  }
+  const char* compute = getenv("GPUFRAC_COMPUTE");
+  c.compute = compute == nullptr || strcmp(compute, "off") != 0;
+  c.compute_slice_ns = kDefaultSliceMs * 1000000ull;
+  if (const char* v = getenv("GPUFRAC_COMPUTE_SLICE_MS"); v != nullptr && atoi(v) > 0) {
+    c.compute_slice_ns = static_cast<uint64_t>(atoi(v)) * 1000000ull;
   }
   c.context_bytes = kDefaultContextBytes;
   if (const char* v = getenv("GPUFRAC_CONTEXT_BYTES"); v != nullptr) {

@@ -35,12 +35,6 @@ namespace fn {
 void* RealFunction(HookId id);
 #define REAL(symbol) \
   reinterpret_cast<::gpufrac::runtime::fn::symbol>(RealFunction(::gpufrac::runtime::HookId::symbol))
-// Calls the real function, or returns CUDA_ERROR_NOT_FOUND if the driver lacks it.
-#define CALL_REAL(symbol, args)                                      \
-  do {                                                               \
-    auto real_fn = REAL(symbol);                                     \
-    return real_fn != nullptr ? real_fn args : CUDA_ERROR_NOT_FOUND; \
-  } while (0)
 
 // A real driver function that gpufrac calls but does not hook, looked up by name.
 void* RealDriverSymbol(const char* name);
@@ -58,6 +52,8 @@ struct Config {
   char tenant[kTenantNameBytes] = {};
   LogLevel log_level = LogLevel::kWarn;
   uint64_t context_bytes = 0;
+  bool compute = true;            // GPUFRAC_COMPUTE=off disables the compute gate alone
+  uint64_t compute_slice_ns = 0;  // GPUFRAC_COMPUTE_SLICE_MS
 };
 const Config& GetConfig();
 void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
@@ -73,6 +69,17 @@ int CurrentOrdinal();
 bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
 // The same, for a device named by UUID (NVML's numbering differs from CUDA's).
 bool ManagedViewByUuid(const char* uuid, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
+
+// The ledger entry that governs compute on device `ordinal`, if managed.
+struct GateTarget {
+  Ledger* ledger;
+  int tenant;
+  uint64_t generation;
+};
+bool ComputeTarget(int ordinal, GateTarget* target);
+
+// Waits until this process's tenant may put work on the current device (compute_gate.h).
+void GateLaunch();
 
 // Called after fork in the child: its allocations and contexts are not its own.
 void ResetAccountingAfterFork();

@@ -1,18 +1,16 @@
-// Kernel launches. Forwarded unchanged for now: this is where compute sharing gates launches.
+// Every hook that puts work on the GPU: wait at the compute gate, then forward. Generated from the
+// gated entries of hooks.def.
 #include "runtime/interposer.h"
 
 using namespace gpufrac::runtime;
 
-GPUFRAC_EXPORT int cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
-                                  unsigned int bx, unsigned int by, unsigned int bz,
-                                  unsigned int shmem, CUstream stream, void** params,
-                                  void** extra) {
-  CALL_REAL(cuLaunchKernel, (f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra));
-}
-
-GPUFRAC_EXPORT int cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy,
-                                       unsigned int gz, unsigned int bx, unsigned int by,
-                                       unsigned int bz, unsigned int shmem, CUstream stream,
-                                       void** params, void** extra) {
-  CALL_REAL(cuLaunchKernel_ptsz, (f, gx, gy, gz, bx, by, bz, shmem, stream, params, extra));
-}
+#define GPUFRAC_HOOK(lib, symbol, params, args)
+#define GPUFRAC_GATED_HOOK(lib, symbol, params, args)          \
+  GPUFRAC_EXPORT int symbol params {                           \
+    GateLaunch();                                              \
+    auto real = REAL(symbol);                                  \
+    return real != nullptr ? real args : CUDA_ERROR_NOT_FOUND; \
+  }
+#include "runtime/hooks.def"
+#undef GPUFRAC_GATED_HOOK
+#undef GPUFRAC_HOOK

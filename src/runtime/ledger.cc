@@ -158,6 +158,19 @@ bool Ledger::RegisterTenant(const TenantSpec& spec, pid_t owner, int* index, cha
     UnlockOwner();
     return false;
   }
+  // Compute guarantees cannot add up to more than the whole GPU either.
+  double compute_promised = spec.compute_request;
+  for (const TenantLimits& t : limits_->tenants) {
+    if (t.active != 0) compute_promised += t.spec.compute_request;
+  }
+  constexpr double kRoundingSlack = 1e-9;
+  if (compute_promised > 1 + kRoundingSlack) {
+    snprintf(why, static_cast<size_t>(why_size),
+             "compute request %.3f does not fit: %.3f of the GPU is already guaranteed",
+             spec.compute_request, compute_promised - spec.compute_request);
+    UnlockOwner();
+    return false;
+  }
   // Admission: the request must fit beside everything already promised or in use, so that no
   // tenant's guarantee is ever backed by memory someone else holds.
   uint64_t committed = usage_->committed.load(std::memory_order_acquire);
@@ -185,6 +198,15 @@ bool Ledger::RegisterTenant(const TenantSpec& spec, pid_t owner, int* index, cha
   u.used.store(0, std::memory_order_relaxed);
   u.peak.store(0, std::memory_order_relaxed);
   u.refusals.store(0, std::memory_order_relaxed);
+  // A new tenant starts level with the others, neither owed nor owing GPU time.
+  u.pass.store(usage_->compute.virtual_time.load(std::memory_order_acquire),
+               std::memory_order_relaxed);
+  u.demand_ns.store(0, std::memory_order_relaxed);
+  u.waiting.store(0, std::memory_order_relaxed);
+  u.share_permille.store(0, std::memory_order_relaxed);
+  u.not_before_ns.store(0, std::memory_order_relaxed);
+  u.gpu_time_ns.store(0, std::memory_order_relaxed);
+  u.throttled_ns.store(0, std::memory_order_relaxed);
   u.generation.store(generation, std::memory_order_release);
   t.spec = spec;
   t.spec.name[kTenantNameBytes - 1] = '\0';

@@ -21,7 +21,7 @@
 namespace gpufrac {
 
 constexpr uint32_t kLedgerMagic = 0x52465047;  // "GPFR"
-constexpr uint32_t kLedgerVersion = 1;
+constexpr uint32_t kLedgerVersion = 2;         // bumped whenever the layout changes
 constexpr int kMaxTenants = 64;
 constexpr int kMaxProcesses = 1024;
 constexpr int kTenantNameBytes = 64;
@@ -65,6 +65,24 @@ struct TenantUsage {
   std::atomic<uint64_t> used;        // bytes charged to the tenant, all processes together
   std::atomic<uint64_t> peak;
   std::atomic<uint64_t> refusals;  // allocations refused at the limit
+  // Compute sharing (compute_gate.h). Times are CLOCK_MONOTONIC nanoseconds.
+  std::atomic<uint64_t> pass;            // stride-scheduling virtual time: GPU time / weight
+  std::atomic<uint64_t> demand_ns;       // when a process of the tenant last launched work
+  std::atomic<uint32_t> waiting;         // threads of the tenant waiting at the gate now
+  std::atomic<uint32_t> share_permille;  // its entitled share among busy tenants, last decided
+  std::atomic<uint64_t> not_before_ns;   // strict/limited tenants: earliest next turn
+  std::atomic<uint64_t> gpu_time_ns;     // GPU time it held the device
+  std::atomic<uint64_t> throttled_ns;    // time its launches waited at the gate
+};
+
+// Who may put work on the GPU now: one tenant at a time holds a time-slice lease.
+struct ComputeState {
+  std::atomic<uint64_t> lease;  // (end_ns << 8) | (holder + 1); 0: nobody
+  std::atomic<uint64_t> lease_start_ns;
+  std::atomic<uint64_t> virtual_time;  // where tenants waking from idle start
+  std::atomic<uint32_t> sequence;      // futex word: bumped at every lease decision
+  std::atomic<int32_t> decider;        // pid deciding the next lease, 0 when none
+  std::atomic<uint64_t> decider_since_ns;
 };
 
 struct ProcessSlot {
@@ -81,6 +99,7 @@ struct UsageSegment {
   // Sum over live tenants of max(used, request): what the card has promised or handed out. Never
   // exceeds total_bytes, which is how the card is kept from being over-committed.
   std::atomic<uint64_t> committed;
+  ComputeState compute;
   TenantUsage tenants[kMaxTenants];
   ProcessSlot processes[kMaxProcesses];
 };

@@ -18,7 +18,6 @@
 #include "runtime/ledger.h"
 #include "runtime/tenant_process.h"
 
-
 namespace gpufrac {
 namespace {
 
@@ -81,6 +80,20 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
     if (spec.memory_limit < spec.memory_request) {
       return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
                            Human(spec.memory_request));
+    }
+    // Compute: by default the same share of the GPU as of its memory; fair mode may burst to the
+    // whole GPU, strict mode is held to its request.
+    spec.compute_request = request.compute_request >= 0 ? request.compute_request
+                                                        : static_cast<double>(spec.memory_request) /
+                                                              static_cast<double>(gpu.total_bytes);
+    spec.compute_mode = request.compute_mode;
+    spec.priority = request.priority;
+    spec.compute_limit = request.compute_mode == ComputeMode::kStrict ? spec.compute_request
+                         : request.compute_limit >= 0                 ? request.compute_limit
+                                                                      : 1.0;
+    if (spec.compute_limit < spec.compute_request) {
+      return Status::Error("compute limit " + std::to_string(spec.compute_limit) +
+                           " is below the compute request " + std::to_string(spec.compute_request));
     }
     if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
       refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +

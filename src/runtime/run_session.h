@@ -9,6 +9,7 @@
 
 #include "common/quantity.h"
 #include "common/status.h"
+#include "runtime/ledger.h"
 
 namespace gpufrac {
 
@@ -17,6 +18,11 @@ struct RunRequest {
   MemoryAmount memory_request;
   bool has_memory_limit = false;
   MemoryAmount memory_limit;
+  // Compute share: request < 0 means "the memory fraction"; limit < 0 means "by mode".
+  double compute_request = -1;
+  double compute_limit = -1;
+  ComputeMode compute_mode = ComputeMode::kFair;
+  Priority priority = Priority::kInference;
   std::string tenant;  // empty: "run-<pid>"
   std::vector<std::string> command;
   std::string interposer_path;  // empty: next to the gpufrac binary, ../lib/libgpufrac.so

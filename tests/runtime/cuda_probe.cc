@@ -12,10 +12,18 @@
 //     churn API BYTES COUNT        COUNT alloc/free pairs; print the final free memory
 //     share                        export + import (VMM and IPC); print free memory after each
 //     exec-fill API CHUNK          allocate one CHUNK, then exec "fill API CHUNK" in this process
+//     spin SECONDS WINDOW_MS [GRAPH_KERNELS]
+//                                  launch kernels back to back (or replay a captured graph of
+//                                  GRAPH_KERNELS kernels); print "w=<window> k=<kernels>" per
+//                                  window of the monotonic clock
+//     bursts COUNT KERNELS PERIOD_MS
+//                                  every PERIOD_MS launch KERNELS kernels and synchronize; print
+//                                  the bursts' latency percentiles in microseconds
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
 #include <dlfcn.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -69,6 +77,16 @@ struct Driver {
   CUresult (*ArrayCreate)(CUarray*, const CUDA_ARRAY_DESCRIPTOR*);
   CUresult (*Array3DCreate)(CUarray*, const CUDA_ARRAY3D_DESCRIPTOR*);
   CUresult (*MipmappedArrayCreate)(CUmipmappedArray*, const CUDA_ARRAY3D_DESCRIPTOR*, unsigned);
+  CUresult (*ModuleLoadData)(CUmodule*, const void*);
+  CUresult (*ModuleGetFunction)(CUfunction*, CUmodule, const char*);
+  CUresult (*LaunchKernel)(CUfunction, unsigned, unsigned, unsigned, unsigned, unsigned, unsigned,
+                           unsigned, CUstream, void**, void**);
+  CUresult (*CtxSynchronize)();
+  CUresult (*StreamCreate)(CUstream*, unsigned);
+  CUresult (*StreamBeginCapture)(CUstream, int);
+  CUresult (*StreamEndCapture)(CUstream, CUgraph*);
+  CUresult (*GraphInstantiate)(CUgraphExec*, CUgraph, unsigned long long);
+  CUresult (*GraphLaunch)(CUgraphExec, CUstream);
 };
 
 Driver g;
@@ -134,6 +152,15 @@ void Load(const std::string& mode) {
   BIND(ArrayCreate, "cuArrayCreate", "cuArrayCreate_v2");
   BIND(Array3DCreate, "cuArray3DCreate", "cuArray3DCreate_v2");
   BIND(MipmappedArrayCreate, "cuMipmappedArrayCreate", "cuMipmappedArrayCreate");
+  BIND(ModuleLoadData, "cuModuleLoadData", "cuModuleLoadData");
+  BIND(ModuleGetFunction, "cuModuleGetFunction", "cuModuleGetFunction");
+  BIND(LaunchKernel, "cuLaunchKernel", "cuLaunchKernel");
+  BIND(CtxSynchronize, "cuCtxSynchronize", "cuCtxSynchronize");
+  BIND(StreamCreate, "cuStreamCreate", "cuStreamCreate");
+  BIND(StreamBeginCapture, "cuStreamBeginCapture", "cuStreamBeginCapture_v2");
+  BIND(StreamEndCapture, "cuStreamEndCapture", "cuStreamEndCapture");
+  BIND(GraphInstantiate, "cuGraphInstantiateWithFlags", "cuGraphInstantiateWithFlags");
+  BIND(GraphLaunch, "cuGraphLaunch", "cuGraphLaunch");
 #undef BIND
 #endif
 }
@@ -241,6 +268,81 @@ uint64_t Fill(const std::string& api, uint64_t chunk) {
   return total;
 }
 
+uint64_t NowUs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+CUfunction EmptyKernel() {
+  static const char kImage[] = "any bytes load on the simulated driver";
+  CUmodule module = nullptr;
+  CUfunction function = nullptr;
+  if (g.ModuleLoadData(&module, kImage) != CUDA_SUCCESS ||
+      g.ModuleGetFunction(&function, module, "empty") != CUDA_SUCCESS) {
+    Die("module load");
+  }
+  return function;
+}
+
+// Launches back to back for `seconds`, counting kernels per window of the monotonic clock (so
+// that concurrent probes count the same windows).
+void Spin(double seconds, uint64_t window_us, uint64_t graph_kernels) {
+  CUfunction f = EmptyKernel();
+  CUstream stream = nullptr;
+  CUgraphExec exec = nullptr;
+  if (graph_kernels > 0) {
+    CUgraph graph = nullptr;
+    if (g.StreamCreate(&stream, 0) != CUDA_SUCCESS || g.StreamBeginCapture(stream, 0) != 0) {
+      Die("capture");
+    }
+    for (uint64_t i = 0; i < graph_kernels; ++i) {
+      g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, stream, nullptr, nullptr);
+    }
+    if (g.StreamEndCapture(stream, &graph) != CUDA_SUCCESS ||
+        g.GraphInstantiate(&exec, graph, 0) != CUDA_SUCCESS) {
+      Die("graph");
+    }
+  }
+  const uint64_t end = NowUs() + static_cast<uint64_t>(seconds * 1e6);
+  uint64_t window = NowUs() / window_us;
+  uint64_t kernels = 0;
+  for (uint64_t now = NowUs(); now < end; now = NowUs()) {
+    if (now / window_us != window) {
+      printf("w=%llu k=%llu\n", static_cast<unsigned long long>(window),
+             static_cast<unsigned long long>(kernels));
+      window = now / window_us;
+      kernels = 0;
+    }
+    const CUresult r = exec != nullptr
+                           ? g.GraphLaunch(exec, stream)
+                           : g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
+    if (r != CUDA_SUCCESS) Die("launch");
+    kernels += exec != nullptr ? graph_kernels : 1;
+  }
+  g.CtxSynchronize();
+  fflush(stdout);
+}
+
+// Latency-sensitive bursts: KERNELS launches then a synchronize, every PERIOD_MS.
+void Bursts(int count, int kernels, int period_ms) {
+  CUfunction f = EmptyKernel();
+  std::vector<double> latencies;
+  uint64_t next = NowUs();
+  for (int i = 0; i < count; ++i) {
+    while (NowUs() < next) std::this_thread::sleep_for(std::chrono::microseconds(100));
+    const uint64_t start = NowUs();
+    for (int k = 0; k < kernels; ++k)
+      g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
+    g.CtxSynchronize();
+    latencies.push_back(static_cast<double>(NowUs() - start));
+    next = start + static_cast<uint64_t>(period_ms) * 1000;
+  }
+  std::sort(latencies.begin(), latencies.end());
+  auto pct = [&](double p) { return latencies[static_cast<size_t>(p * (latencies.size() - 1))]; };
+  printf("p50_us=%.0f p99_us=%.0f max_us=%.0f\n", pct(0.5), pct(0.99), latencies.back());
+}
+
 void WaitForFile(const char* path) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (access(path, F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
@@ -314,6 +416,11 @@ int main(int argc, char** argv) {
     g.MemGetInfo(&free4, &total);
     printf("alloc_delta=%zu ipc_delta=%zu vmm_delta=%zu after_release_delta=%zu\n", free0 - free1,
            free1 - free2, free2 - free3, free3 - free4);
+  } else if (command == "spin" && args.size() >= 3) {
+    Spin(atof(args[1].c_str()), static_cast<uint64_t>(atoi(args[2].c_str())) * 1000,
+         args.size() >= 4 ? static_cast<uint64_t>(atoi(args[3].c_str())) : 0);
+  } else if (command == "bursts" && args.size() == 4) {
+    Bursts(atoi(args[1].c_str()), atoi(args[2].c_str()), atoi(args[3].c_str()));
   } else if (command == "exec-fill" && args.size() == 3) {
     if (Allocate(args[1], Size(args[2].c_str())) != CUDA_SUCCESS) Die("first allocation");
     std::vector<char*> next = {argv[0], const_cast<char*>("fill"), args[1].data(), args[2].data(),

@@ -18,8 +18,7 @@ std::set<std::string> HookNames() {
   std::set<std::string> names = {"dlsym"};
   std::string line;
   while (std::getline(def, line)) {
-    const std::string prefix = "GPUFRAC_HOOK(";
-    if (line.rfind(prefix, 0) != 0) continue;
+    if (line.rfind("GPUFRAC_HOOK(", 0) != 0 && line.rfind("GPUFRAC_GATED_HOOK(", 0) != 0) continue;
     const size_t comma = line.find(',');
     const size_t second = line.find(',', comma + 1);
     std::string name = line.substr(comma + 1, second - comma - 1);

@@ -1,0 +1,50 @@
+// Compute sharing: time-slice leases over each GPU, decided by weighted stride scheduling.
+//
+// One tenant at a time holds a GPU's lease (ComputeState in the ledger's usage object) for a
+// slice (GPUFRAC_COMPUTE_SLICE_MS, default 10 ms); only its processes may put work on that GPU
+// meanwhile. When the lease ends, or its holder goes idle, or an inference tenant arrives while a
+// batch tenant holds it, whichever waiting process gets there first decides the next holder:
+//
+//   - the busy tenant with the least GPU time per unit of weight (its compute request) goes next,
+//     so busy tenants share in proportion to their requests and idle share goes to whoever is
+//     busy (fair mode);
+//   - a tenant waking from idle starts level with the busy ones: no credit is banked while idle;
+//   - inference goes before batch, unless the batch tenant has fallen behind its guaranteed share
+//     by more than a slice: batch never starves below its request;
+//   - a tenant with a compute limit below 1 (strict mode: limit = request) sits out after each
+//     slice long enough to keep its share at the limit, even on an idle GPU.
+//
+// Waiting threads sleep on a futex in shared memory, woken at every decision. The launch path of
+// the lease holder costs one clock read and two atomic loads.
+#pragma once
+
+#include <cstdint>
+
+#include "runtime/ledger.h"
+
+namespace gpufrac::runtime {
+
+struct GateSettings {
+  uint64_t slice_ns;
+  uint64_t idle_ns;          // a tenant silent this long is not busy
+  uint64_t holder_idle_ns;   // a lease holder silent this long may be replaced early
+  uint64_t starve_slack_ns;  // how far (in GPU time) batch may fall behind before it goes first
+};
+
+// Decides the next lease of `ledger`'s GPU at time `now_ns`. Exposed for unit tests; in the
+// runtime, callers hold the GPU's decider lock.
+void DecideLease(Ledger& ledger, uint64_t now_ns, const GateSettings& settings);
+
+// Blocks until tenant `tenant` holds the lease of `ledger`'s GPU, deciding when it may.
+void WaitForLease(Ledger& ledger, int tenant, const GateSettings& settings);
+
+uint64_t MonotonicNs();
+
+// Lease word packing: (end_ns << 8) | (holder + 1).
+inline int LeaseHolder(uint64_t lease) { return static_cast<int>(lease & 0xff) - 1; }
+inline uint64_t LeaseEnd(uint64_t lease) { return lease >> 8; }
+inline uint64_t PackLease(int holder, uint64_t end_ns) {
+  return (end_ns << 8) | static_cast<uint64_t>(holder + 1);
+}
+
+}  // namespace gpufrac::runtime

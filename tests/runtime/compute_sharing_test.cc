@@ -1,0 +1,219 @@
+// Compute sharing on the simulated GPU timeline (50 µs kernels, one at a time across processes):
+// shares follow requests, idle share is lent and taken back, strict mode caps, inference goes
+// first, and every launch path is governed. Tolerances are wider than the targets because a noisy
+// 2-core machine delays process wake-ups; bench/runtime/compute.sh measures the exact figures.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+#include <sstream>
+
+#include "support/sim_fixture.h"
+
+namespace gpufrac::testing {
+namespace {
+
+constexpr double kKernelUs = 50;
+
+// "w=<window> k=<kernels>" lines -> kernels per window.
+std::map<uint64_t, uint64_t> Windows(const std::string& out) {
+  std::map<uint64_t, uint64_t> windows;
+  std::istringstream in(out);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto fields = Fields(line);
+    if (fields.count("w") && fields.count("k")) {
+      windows[std::stoull(fields["w"])] = std::stoull(fields["k"]);
+    }
+  }
+  return windows;
+}
+
+class ComputeSharingTest : public SimFixture {
+ protected:
+  pid_t Start(const std::vector<std::string>& run_args, const std::vector<std::string>& probe_args,
+              const std::string& name) {
+    std::vector<std::string> argv = {Gpufrac(), "run"};
+    argv.insert(argv.end(), run_args.begin(), run_args.end());
+    argv.push_back("--");
+    argv.push_back(Probe());
+    argv.insert(argv.end(), probe_args.begin(), probe_args.end());
+    return StartProcess(argv, SimEnv(), TempDir() + "/" + name);
+  }
+  std::string Output(const std::string& name) { return ReadFile(TempDir() + "/" + name); }
+
+  // Runs two saturating tenants for 4 s and checks A's share of the GPU in every full 1 s window
+  // both spent running.
+  void ExpectShares(const std::vector<std::string>& a_args, const std::vector<std::string>& b_args,
+                    double a_target, double tolerance, const std::string& a_graph = "") {
+    std::vector<std::string> a_probe = {"spin", "4", "1000"};
+    if (!a_graph.empty()) a_probe.push_back(a_graph);
+    const pid_t a = Start(a_args, a_probe, "a");
+    const pid_t b = Start(b_args, {"spin", "4", "1000"}, "b");
+    ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0) << Output("a");
+    ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0) << Output("b");
+    auto wa = Windows(Output("a")), wb = Windows(Output("b"));
+    int checked = 0;
+    for (const auto& [window, ka] : wa) {
+      // Skip each process's first and last (partial) windows.
+      if (window == wa.begin()->first || window == wa.rbegin()->first) continue;
+      if (!wb.count(window) || window == wb.begin()->first || window == wb.rbegin()->first) {
+        continue;
+      }
+      const double share = static_cast<double>(ka) / static_cast<double>(ka + wb[window]);
+      EXPECT_NEAR(share, a_target, tolerance)
+          << "window " << window << ": " << ka << " vs " << wb[window];
+      // Together they keep the GPU busy: sharing wastes (almost) nothing.
+      EXPECT_GT((ka + wb[window]) * kKernelUs, 0.85e6) << "window " << window;
+      ++checked;
+    }
+    EXPECT_GE(checked, 1);
+  }
+};
+
+TEST_F(ComputeSharingTest, EqualRequestsShareEqually) {
+  ExpectShares({"--fraction", "0.5"}, {"--fraction", "0.5"}, 0.5, 0.07);
+}
+
+TEST_F(ComputeSharingTest, OneToThreeRequestsShareOneToThree) {
+  ExpectShares({"--fraction", "0.25"}, {"--fraction", "0.75"}, 0.25, 0.07);
+}
+
+TEST_F(ComputeSharingTest, ExplicitComputeRequestsOverrideTheMemoryFraction) {
+  ExpectShares({"--memory", "8GiB", "--compute", "0.2"}, {"--memory", "8GiB", "--compute", "0.8"},
+               0.2, 0.07);
+}
+
+TEST_F(ComputeSharingTest, GraphReplaysAreGovernedToo) {
+  // A replays a 20-kernel captured graph; B launches kernels one by one.
+  ExpectShares({"--fraction", "0.5"}, {"--fraction", "0.5"}, 0.5, 0.08, "20");
+}
+
+TEST_F(ComputeSharingTest, WithoutGpufracTimeSlicingFavorsNobodyInParticular) {
+  // Baseline sanity for the simulated timeline: two plain processes get about half each.
+  const pid_t a = StartProcess({Probe(), "spin", "3", "1000"}, SimEnv(), TempDir() + "/a");
+  const pid_t b = StartProcess({Probe(), "spin", "3", "1000"}, SimEnv(), TempDir() + "/b");
+  ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
+  ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0);
+  auto wa = Windows(Output("a")), wb = Windows(Output("b"));
+  uint64_t total = 0;
+  for (const auto& [w, k] : wa) total += k + (wb.count(w) ? wb[w] : 0);
+  EXPECT_GT(total * kKernelUs, 2.5e6);  // the GPU stayed busy
+}
+
+TEST_F(ComputeSharingTest, StrictHalfGetsHalfOnAnIdleGpu) {
+  const pid_t a = Start({"--fraction", "0.5", "--mode", "strict"}, {"spin", "3", "1000"}, "a");
+  ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
+  auto wa = Windows(Output("a"));
+  ASSERT_GE(wa.size(), 3u);
+  for (auto it = std::next(wa.begin()); it != std::prev(wa.end()); ++it) {
+    EXPECT_NEAR(it->second * kKernelUs / 1e6, 0.5, 0.05) << "window " << it->first;
+  }
+}
+
+TEST_F(ComputeSharingTest, ALoneFairTenantBorrowsTheIdleGpu) {
+  const pid_t plain = StartProcess({Probe(), "spin", "2", "1000"}, SimEnv(), TempDir() + "/plain");
+  ASSERT_EQ(WaitProcess(plain, std::chrono::seconds(30)), 0);
+  const pid_t a = Start({"--fraction", "0.25"}, {"spin", "2", "1000"}, "a");
+  ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
+  auto wp = Windows(Output("plain")), wa = Windows(Output("a"));
+  ASSERT_GE(wp.size(), 2u);
+  ASSERT_GE(wa.size(), 2u);
+  const double plain_rate = static_cast<double>(std::next(wp.begin())->second);
+  const double fair_rate = static_cast<double>(std::next(wa.begin())->second);
+  EXPECT_GE(fair_rate / plain_rate, 0.9) << fair_rate << " vs " << plain_rate;
+}
+
+TEST_F(ComputeSharingTest, AWakingTenantRegainsItsShareWithin100ms) {
+  const pid_t a = Start({"--fraction", "0.5"}, {"spin", "3", "1000"}, "a");
+  usleep(1'000'000);  // A alone has borrowed the whole GPU
+  // B counts its kernels in 50 ms windows from its start (1,000 kernels fit in 50 ms).
+  const pid_t b = Start({"--fraction", "0.5"}, {"spin", "0.8", "50"}, "b");
+  ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0);
+  ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
+  auto wb = Windows(Output("b"));
+  ASSERT_GE(wb.size(), 8u);
+  // Window 0 is partial; windows 2+ start at least 100 ms after B did.
+  std::vector<double> shares;
+  for (const auto& [window, k] : wb) shares.push_back(static_cast<double>(k) / 1000.0);
+  EXPECT_GE(shares[2], 0.5 - 0.12) << "B's share 100-150 ms after it woke";
+  std::vector<double> later(shares.begin() + 2, shares.end());
+  std::sort(later.begin(), later.end());
+  EXPECT_NEAR(later[later.size() / 2], 0.5, 0.1) << "B's median share after 100 ms";
+}
+
+TEST_F(ComputeSharingTest, InferenceBurstsGoBeforeBatch) {
+  const pid_t alone =
+      Start({"--fraction", "0.5", "--tenant", "inf"}, {"bursts", "60", "100", "20"}, "alone");
+  ASSERT_EQ(WaitProcess(alone, std::chrono::seconds(30)), 0);
+  const pid_t batch = Start({"--fraction", "0.5", "--tenant", "train", "--priority", "batch"},
+                            {"spin", "3", "1000"}, "batch");
+  usleep(300'000);
+  const pid_t shared =
+      Start({"--fraction", "0.5", "--tenant", "inf"}, {"bursts", "60", "100", "20"}, "shared");
+  ASSERT_EQ(WaitProcess(shared, std::chrono::seconds(30)), 0);
+  ASSERT_EQ(WaitProcess(batch, std::chrono::seconds(30)), 0);
+  const double alone_p99 = static_cast<double>(Field(Output("alone"), "p99_us"));
+  const double shared_p99 = static_cast<double>(Field(Output("shared"), "p99_us"));
+  const double alone_p50 = static_cast<double>(Field(Output("alone"), "p50_us"));
+  const double shared_p50 = static_cast<double>(Field(Output("shared"), "p50_us"));
+  EXPECT_LE(shared_p50, 1.15 * alone_p50) << Output("shared");
+  EXPECT_LE(shared_p99, 1.6 * alone_p99) << Output("shared") << " alone " << Output("alone");
+  // Batch still got the rest of the GPU, at least its guaranteed half, while inference ran.
+  auto wb = Windows(Output("batch"));
+  ASSERT_GE(wb.size(), 3u);
+  EXPECT_GE(std::next(wb.begin(), 1)->second * kKernelUs / 1e6, 0.5);
+}
+
+TEST_F(ComputeSharingTest, BadComputeFlagsAreRefused) {
+  for (const auto& [args, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
+           {{"--compute", "1.5"}, "--compute '1.5'"},
+           {{"--compute-limit", "-1"}, "--compute-limit '-1'"},
+           {{"--mode", "greedy"}, "--mode 'greedy'"},
+           {{"--priority", "urgent"}, "--priority 'urgent'"},
+           {{"--mode", "strict", "--compute-limit", "0.9"}, "cannot be combined"},
+           {{"--compute", "0.6", "--compute-limit", "0.3"}, "below the compute request"}}) {
+    std::vector<std::string> argv = {"run", "--fraction", "0.5"};
+    argv.insert(argv.end(), args.begin(), args.end());
+    argv.insert(argv.end(), {"--", "true"});
+    ProcessResult r = RunGpufrac(argv);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(expected), std::string::npos) << r.err;
+  }
+  // Compute guarantees cannot add up to more than the GPU.
+  const std::string barrier = TempDir() + "/go";
+  const pid_t holder =
+      StartProcess({Gpufrac(), "run", "--memory", "1GiB", "--compute", "0.7", "--", "sh", "-c",
+                    "echo up; while [ ! -e " + barrier + " ]; do sleep 0.01; done"},
+                   SimEnv(), TempDir() + "/holder");
+  for (int i = 0; i < 500 && Output("holder").empty(); ++i) usleep(10000);
+  ProcessResult r = RunGpufrac({"run", "--memory", "1GiB", "--compute", "0.5", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("compute request 0.500 does not fit"), std::string::npos) << r.err;
+  ASSERT_EQ(system(("touch " + barrier).c_str()), 0);
+  EXPECT_EQ(WaitProcess(holder, std::chrono::seconds(10)), 0);
+}
+
+TEST_F(ComputeSharingTest, TheLedgerExposesGpuTimeShareAndThrottling) {
+  const std::string barrier = TempDir() + "/go";
+  const pid_t a = Start({"--fraction", "0.5", "--tenant", "a"}, {"spin", "1.5", "1000"}, "a");
+  const pid_t b = Start({"--fraction", "0.5", "--tenant", "b"}, {"spin", "1.5", "1000"}, "b");
+  usleep(1'000'000);
+  Ledger ledger;
+  ASSERT_TRUE(ledger.OpenAsTenant(Uuid(0).c_str()));
+  for (const char* name : {"a", "b"}) {
+    uint64_t generation = 0;
+    const int i = ledger.FindTenant(name, &generation);
+    ASSERT_GE(i, 0) << name;
+    const TenantUsage& u = ledger.usage()->tenants[i];
+    EXPECT_GT(u.gpu_time_ns.load(), 200'000'000u) << name;
+    EXPECT_GT(u.throttled_ns.load(), 100'000'000u) << name;
+    EXPECT_NEAR(u.share_permille.load(), 500u, 10u) << name;
+  }
+  EXPECT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
+  EXPECT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0);
+}
+
+}  // namespace
+}  // namespace gpufrac::testing
