@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Measures what the interposer adds per intercepted call, on the simulated driver, and writes
-# docs/results/runtime.md. One invocation runs the same benchmark binary plainly and under
+# Measures what the interposer adds per intercepted call, and the compute-sharing scenarios, on the
+# simulated driver, and writes docs/results/runtime.md. One invocation runs the same benchmark binary plainly and under
 # `gpufrac run` (interleaved, several rounds) and reports medians and their differences.
 # Usage: bench/runtime/run.sh [BUILD_DIR] [OUTPUT]
 set -euo pipefail
@@ -77,3 +77,5 @@ lines += ["", "Target: ≤ 5 ms added at start, and the same at 300 concurrent s
 open(output, "w").write("\n".join(lines) + "\n")
 print("\n".join(lines))
 PY
+echo >> "$output"
+python3 bench/runtime/compute_scenarios.py "$build" | tee -a "$output"
