@@ -1,6 +1,13 @@
-// The real <cuda.h>'s view of the ABI facts gpufrac relies on (built only where the CUDA toolkit
-// is installed). Compared against cuda_abi.h's view in cuda_abi_check_test.cc.
+// The ABI facts gpufrac relies on, as one header sees them. Compiled twice: with
+// GPUFRAC_ABI_FROM_TOOLKIT against NVIDIA's <cuda.h> (only where the CUDA toolkit is installed),
+// and without it against gpufrac's cuda_abi.h; cuda_abi_check_test compares the two.
+#ifdef GPUFRAC_ABI_FROM_TOOLKIT
 #include <cuda.h>
+#define GPUFRAC_ABI_FACTS RealAbiFacts
+#else
+#include "runtime/cuda_abi.h"
+#define GPUFRAC_ABI_FACTS OurAbiFacts
+#endif
 
 #include <cstddef>
 
@@ -8,7 +15,7 @@
 
 namespace gpufrac::testing {
 
-AbiFacts RealAbiFacts() {
+AbiFacts GPUFRAC_ABI_FACTS() {
   return AbiFacts{
       .success = CUDA_SUCCESS,
       .out_of_memory = CUDA_ERROR_OUT_OF_MEMORY,
