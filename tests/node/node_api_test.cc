@@ -211,6 +211,22 @@ TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
       << m.raw;
   EXPECT_NE(m.raw.find("# TYPE gpufrac_tenant_oom_refusals_total counter"), std::string::npos);
 
+  // gpufrac top: one frame, and the live view quitting on q.
+  ProcessResult top = RunGpufrac({"top", "--once", "--width", "16", "--node", socket_});
+  ASSERT_EQ(top.exit_code, 0) << top.err;
+  EXPECT_NE(top.out.find("[::::............]  20.0GiB/80.0GiB committed, 0B used\n"),
+            std::string::npos)
+      << top.out;
+  EXPECT_NE(top.out.find("  a ps-me  GPU 0  used 0B request 20.0GiB"), std::string::npos);
+  const auto start = std::chrono::steady_clock::now();
+  ProcessResult live =
+      RunProcess({"sh", "-c", "(sleep 1.5; echo q) | " + Gpufrac() + " top --node " + socket_},
+                 SimEnv(), std::chrono::seconds(20));
+  EXPECT_EQ(live.exit_code, 0) << live.err;
+  EXPECT_FALSE(live.timed_out);
+  EXPECT_GE(std::count(live.out.begin(), live.out.end(), '['), 2) << live.out;  // refreshed
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(15));
+
   ProcessResult unreachable = RunGpufrac({"ps", "--node", TempDir() + "/none.sock"});
   EXPECT_EQ(unreachable.exit_code, 1);
   EXPECT_NE(unreachable.err.find("cannot reach the agent"), std::string::npos) << unreachable.err;
