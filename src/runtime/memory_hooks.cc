@@ -63,16 +63,18 @@ pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
 using PoolAttrFn = int (*)(CUmemoryPool, CUmemPool_attribute, void*);
 using DeviceGetPoolFn = int (*)(CUmemoryPool*, CUdevice);
 
-uint64_t PoolReserved(CUmemoryPool pool) {
+uint64_t PoolAttribute(CUmemoryPool pool, CUmemPool_attribute attribute) {
   static PoolAttrFn get_attr = nullptr;
   if (get_attr == nullptr) {
     get_attr = reinterpret_cast<PoolAttrFn>(RealDriverSymbol("cuMemPoolGetAttribute"));
   }
-  cuuint64_t reserved = 0;
-  if (get_attr == nullptr || get_attr(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved) != 0) {
-    return 0;
-  }
-  return reserved;
+  cuuint64_t value = 0;
+  if (get_attr == nullptr || get_attr(pool, attribute, &value) != CUDA_SUCCESS) return 0;
+  return value;
+}
+
+uint64_t PoolReserved(CUmemoryPool pool) {
+  return PoolAttribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT);
 }
 
 PoolCharge* FindPool(CUmemoryPool pool, int ordinal) {  // g_pool_mu held
@@ -120,12 +122,7 @@ int PoolAllocation(CUmemoryPool pool, int ordinal, uint64_t bytes, Allocate allo
   int r = CUDA_ERROR_OUT_OF_MEMORY;
   for (int attempt = 0; attempt < 2; ++attempt) {
     // The most the reservation can grow by: the request less what the pool has cached.
-    static PoolAttrFn get_attr = nullptr;
-    if (get_attr == nullptr) {
-      get_attr = reinterpret_cast<PoolAttrFn>(RealDriverSymbol("cuMemPoolGetAttribute"));
-    }
-    cuuint64_t used = 0;
-    if (get_attr != nullptr) get_attr(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT, &used);
+    const uint64_t used = PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
     const uint64_t cached = p->charged > used ? p->charged - used : 0;
     const uint64_t growth = bytes > cached ? RoundUp(bytes - cached, kPoolGranule) : 0;
     if (growth == 0 || Charge(ordinal, growth)) {
