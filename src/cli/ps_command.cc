@@ -47,8 +47,9 @@ int RunPs(const PsFlags& flags) {
     std::printf("%s\n", j["tenants"].dump(2).c_str());
     return 0;
   }
-  std::printf("%-20s %-4s %-21s %-10s %-8s %-6s %-8s %s\n", "ID", "GPU", "MEMORY USED/LIMIT",
-              "REQUEST", "STATE", "AGE", "PID", "COMMAND");
+  std::printf("%-20s %-4s %-21s %-10s %-9s %-9s %-10s %-6s %-8s %s\n", "ID", "GPU",
+              "MEMORY USED/LIMIT", "REQUEST", "COMPUTE", "PRIORITY", "STATE", "AGE", "PID",
+              "COMMAND");
   for (const auto& t : j["tenants"]) {
     std::string command;
     for (const auto& a : t["command"])
@@ -59,9 +60,13 @@ int RunPs(const PsFlags& flags) {
     }
     const std::string memory = Human(t["memory"]["used"].get<uint64_t>()) + "/" +
                                Human(t["memory"]["limit"].get<uint64_t>());
-    std::printf("%-20s %-4d %-21s %-10s %-8s %-6s %-8d %s\n", t["id"].get<std::string>().c_str(),
-                t["gpu"].get<int>(), memory.c_str(),
-                Human(t["memory"]["request"].get<uint64_t>()).c_str(), state.c_str(),
+    char compute[32];
+    snprintf(compute, sizeof compute, "%.2f/%.2f", t["compute"]["request"].get<double>(),
+             t["compute"]["limit"].get<double>());
+    std::printf("%-20s %-4d %-21s %-10s %-9s %-9s %-10s %-6s %-8d %s\n",
+                t["id"].get<std::string>().c_str(), t["gpu"].get<int>(), memory.c_str(),
+                Human(t["memory"]["request"].get<uint64_t>()).c_str(), compute,
+                t["compute"]["priority"].get<std::string>().c_str(), state.c_str(),
                 Age(t["age_seconds"].get<double>()).c_str(), t["pid"].get<int>(), command.c_str());
   }
   return 0;

@@ -278,6 +278,21 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     snprintf(spec.name, sizeof spec.name, "%s", id.c_str());
     spec.memory_request = RequestBytes(place, gpu.total_bytes);
     spec.memory_limit = LimitBytes(place, gpu.total_bytes);
+    // Compute as gpufrac run sets it: by default the same share of the GPU as of its memory; fair
+    // mode may burst to the whole GPU, strict mode is held to its request.
+    spec.compute_request = request.compute_request >= 0 ? request.compute_request
+                                                        : static_cast<double>(spec.memory_request) /
+                                                              static_cast<double>(gpu.total_bytes);
+    spec.compute_mode = request.compute_strict ? ComputeMode::kStrict : ComputeMode::kFair;
+    spec.priority = request.batch ? Priority::kBatch : Priority::kInference;
+    spec.compute_limit = request.compute_strict       ? spec.compute_request
+                         : request.compute_limit >= 0 ? request.compute_limit
+                                                      : 1.0;
+    if (spec.compute_limit < spec.compute_request) {
+      return AgentError::Invalid("compute_limit: " + std::to_string(spec.compute_limit) +
+                                 " is below the compute request " +
+                                 std::to_string(spec.compute_request));
+    }
     char why[256] = {};
     int ledger_index = -1;
     // The ledger re-checks under its lock: a gpufrac run on the same GPU may have taken the room.
@@ -293,6 +308,10 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     rec.generation = ledger->limits()->tenants[ledger_index].generation;
     rec.memory_request = spec.memory_request;
     rec.memory_limit = spec.memory_limit;
+    rec.compute_request = spec.compute_request;
+    rec.compute_limit = spec.compute_limit;
+    rec.compute_strict = request.compute_strict;
+    rec.batch = request.batch;
     break;
   }
   if (rec.ledger_index < 0) {

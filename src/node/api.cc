@@ -50,6 +50,11 @@ json TenantJson(const TenantView& v) {
       {"exit_status", nullptr},
       {"reason", r.reason},
       {"burst_signal", r.burst_signal},
+      {"compute",
+       {{"request", r.compute_request},
+        {"limit", r.compute_limit},
+        {"mode", r.compute_strict ? "strict" : "fair"},
+        {"priority", r.batch ? "batch" : "inference"}}},
   };
   if (r.state == TenantState::kExited && r.exit_known) j["exit_status"] = r.exit_status;
   if (r.state == TenantState::kExited) j["finished_ms"] = r.finished_ms;
@@ -183,8 +188,9 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
   const json j = json::parse(body, nullptr, false);
   if (j.is_discarded()) return Status::Error("malformed JSON body");
   if (!j.is_object()) return Status::Error("the body must be a JSON object");
-  static const std::set<std::string> kFields = {"name",    "memory",    "memory_limit", "gpu",
-                                                "command", "placement", "burst_signal"};
+  static const std::set<std::string> kFields = {
+      "name",         "memory",  "memory_limit",  "gpu",          "command", "placement",
+      "burst_signal", "compute", "compute_limit", "compute_mode", "priority"};
   for (const auto& [key, value] : j.items()) {
     if (kFields.count(key) == 0) return Status::Error("unknown field '" + key + "'");
   }
@@ -222,6 +228,31 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
         !ParseSignal(j["burst_signal"].get<std::string>(), &out->burst_signal)) {
       return Status::Error("burst_signal: expected a signal name like \"SIGUSR1\"");
     }
+  }
+  for (const char* field : {"compute", "compute_limit"}) {
+    if (!j.contains(field)) continue;
+    const json& v = j[field];
+    if (!v.is_number() || !(v.get<double>() >= 0 && v.get<double>() <= 1)) {
+      return Status::Error(std::string(field) + ": expected a share of the GPU in [0, 1]");
+    }
+    (std::string(field) == "compute" ? out->compute_request : out->compute_limit) = v.get<double>();
+  }
+  if (j.contains("compute_mode")) {
+    const json& v = j["compute_mode"];
+    if (!v.is_string() || (v != "fair" && v != "strict")) {
+      return Status::Error("compute_mode: expected \"fair\" or \"strict\"");
+    }
+    out->compute_strict = v == "strict";
+    if (out->compute_strict && j.contains("compute_limit")) {
+      return Status::Error("compute_limit: not allowed with compute_mode strict (limit = request)");
+    }
+  }
+  if (j.contains("priority")) {
+    const json& v = j["priority"];
+    if (!v.is_string() || (v != "inference" && v != "batch")) {
+      return Status::Error("priority: expected \"inference\" or \"batch\"");
+    }
+    out->batch = v == "batch";
   }
   if (!j.contains("command")) return Status::Error("command: required (an array of strings)");
   const json& c = j["command"];

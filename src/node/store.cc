@@ -12,7 +12,8 @@ constexpr const char* kSchema =
     " id TEXT PRIMARY KEY, gpu_index INTEGER, gpu_uuid TEXT, ledger_index INTEGER,"
     " generation INTEGER, memory_request INTEGER, memory_limit INTEGER, command TEXT,"
     " pid INTEGER, pid_start INTEGER, state TEXT, exit_known INTEGER, exit_status INTEGER,"
-    " reason TEXT, created_ms INTEGER, finished_ms INTEGER, burst_signal INTEGER)";
+    " reason TEXT, created_ms INTEGER, finished_ms INTEGER, burst_signal INTEGER,"
+    " compute_request REAL, compute_limit REAL, compute_strict INTEGER, batch INTEGER)";
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -67,7 +68,8 @@ Status Store::Open(const std::string& path) {
 }
 
 Status Store::Put(const TenantRecord& t) {
-  Statement st(db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Statement st(db_,
+               "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   sqlite3_stmt* s = st.get();
   const std::string command = nlohmann::json(t.command).dump();
@@ -88,6 +90,10 @@ Status Store::Put(const TenantRecord& t) {
   sqlite3_bind_int64(s, 15, t.created_ms);
   sqlite3_bind_int64(s, 16, t.finished_ms);
   sqlite3_bind_int(s, 17, t.burst_signal);
+  sqlite3_bind_double(s, 18, t.compute_request);
+  sqlite3_bind_double(s, 19, t.compute_limit);
+  sqlite3_bind_int(s, 20, t.compute_strict ? 1 : 0);
+  sqlite3_bind_int(s, 21, t.batch ? 1 : 0);
   if (sqlite3_step(s) != SQLITE_DONE) {
     return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   }
@@ -134,6 +140,10 @@ Status Store::LoadAll(std::vector<TenantRecord>* out) {
     t.created_ms = sqlite3_column_int64(s, 14);
     t.finished_ms = sqlite3_column_int64(s, 15);
     t.burst_signal = sqlite3_column_int(s, 16);
+    t.compute_request = sqlite3_column_double(s, 17);
+    t.compute_limit = sqlite3_column_double(s, 18);
+    t.compute_strict = sqlite3_column_int(s, 19) != 0;
+    t.batch = sqlite3_column_int(s, 20) != 0;
     out->push_back(std::move(t));
   }
   if (rc != SQLITE_DONE)

@@ -33,6 +33,10 @@ TEST_F(StoreTest, RoundTripsTenantsAcrossReopens) {
   t.state = TenantState::kStopping;
   t.created_ms = 1700000000000;
   t.burst_signal = 10;
+  t.compute_request = 0.25;
+  t.compute_limit = 0.5;
+  t.compute_strict = true;
+  t.batch = true;
   {
     Store s;
     ASSERT_TRUE(s.Open(dir_ + "/node.db").ok());
@@ -68,6 +72,10 @@ TEST_F(StoreTest, RoundTripsTenantsAcrossReopens) {
   EXPECT_EQ(r.reason, "killed by signal 9");
   EXPECT_EQ(r.created_ms, 1700000000000);
   EXPECT_EQ(r.burst_signal, 10);
+  EXPECT_EQ(r.compute_request, 0.25);
+  EXPECT_EQ(r.compute_limit, 0.5);
+  EXPECT_TRUE(r.compute_strict);
+  EXPECT_TRUE(r.batch);
   // WAL journal: the -wal file exists beside the database while it is open.
   EXPECT_TRUE(std::filesystem::exists(dir_ + "/node.db-wal"));
 }

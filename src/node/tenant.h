@@ -35,6 +35,11 @@ struct TenantRecord {
   // Sent to the command's process when the agent needs memory it borrowed above its request back
   // (0: no notice; it is killed at the deadline if it still holds the memory).
   int burst_signal = 0;
+  // Compute share, written into the ledger for the compute-sharing runtime to enforce.
+  double compute_request = 0;
+  double compute_limit = 1;
+  bool compute_strict = false;  // strict: held to the request; fair: may use idle share
+  bool batch = false;           // priority: batch, else inference
 };
 
 // Live figures from the ledger, beside the record.

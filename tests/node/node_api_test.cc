@@ -45,6 +45,45 @@ TEST_F(NodeApiTest, CreatesListsInspectsAndDeletesATenant) {
   EXPECT_EQ(Committed(0), 0u);
 }
 
+TEST_F(NodeApiTest, WritesComputeSharesIntoTheLedger) {
+  StartAgent();
+  json t = Create({{"name", "batchy"},
+                   {"memory", "20GiB"},
+                   {"compute", 0.3},
+                   {"compute_limit", 0.6},
+                   {"priority", "batch"},
+                   {"command", {"sleep", "30"}}});
+  EXPECT_EQ(t["compute"]["request"], 0.3);
+  EXPECT_EQ(t["compute"]["limit"], 0.6);
+  EXPECT_EQ(t["compute"]["mode"], "fair");
+  EXPECT_EQ(t["compute"]["priority"], "batch");
+  json strict = Create({{"name", "strict"},
+                        {"memory", "0.5"},
+                        {"compute_mode", "strict"},
+                        {"command", {"sleep", "30"}}});
+  EXPECT_EQ(strict["compute"]["request"], 0.5);  // default: the memory share
+  EXPECT_EQ(strict["compute"]["limit"], 0.5);
+  // What the interposer will read: the ledger's limits, as a tenant maps them.
+  Ledger ledger;
+  ASSERT_TRUE(ledger.OpenAsTenant(Uuid(0).c_str()));
+  uint64_t generation = 0;
+  TenantSpec spec;
+  uint64_t used = 0;
+  int index = ledger.FindTenant("batchy", &generation);
+  ASSERT_GE(index, 0);
+  ASSERT_TRUE(ledger.ReadTenant(index, generation, &spec, &used));
+  EXPECT_EQ(spec.compute_request, 0.3);
+  EXPECT_EQ(spec.compute_limit, 0.6);
+  EXPECT_EQ(spec.compute_mode, ComputeMode::kFair);
+  EXPECT_EQ(spec.priority, Priority::kBatch);
+  index = ledger.FindTenant("strict", &generation);
+  ASSERT_GE(index, 0);
+  ASSERT_TRUE(ledger.ReadTenant(index, generation, &spec, &used));
+  EXPECT_EQ(spec.compute_mode, ComputeMode::kStrict);
+  EXPECT_EQ(spec.compute_limit, 0.5);
+  EXPECT_EQ(spec.priority, Priority::kInference);
+}
+
 TEST_F(NodeApiTest, DeleteEscalatesToSigkillAfterTheGracePeriod) {
   StartAgent();
   Create({{"name", "stubborn"},
@@ -137,6 +176,13 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "placement: expected"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"burst_signal\": \"KILL\", " + cmd + "}",
        400, "burst_signal: expected a signal name"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"compute\": 1.5, " + cmd + "}", 400,
+       "compute: expected a share of the GPU in [0, 1]"},
+      {"POST", "/v1/tenants",
+       "{\"memory\": \"1GiB\", \"compute\": 0.5, \"compute_limit\": 0.2, " + cmd + "}", 400,
+       "compute_limit: 0.200000 is below the compute request 0.500000"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"priority\": \"urgent\", " + cmd + "}", 400,
+       "priority: expected"},
       {"GET", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
       {"DELETE", "/v1/tenants/nobody", "", 404, "no tenant 'nobody'"},
       {"DELETE", "/v1/tenants/nobody?grace=forever", "", 400, "grace: 'forever'"},
@@ -198,6 +244,7 @@ TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
   EXPECT_NE(ps.out.find("0B/20.0GiB"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("running"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("sleep 30"), std::string::npos) << ps.out;
+  EXPECT_NE(ps.out.find("0.25/1.00 inference"), std::string::npos) << ps.out;
 
   ApiReply m = Call("GET", "/metrics");
   ASSERT_EQ(m.status, 200);
