@@ -526,6 +526,9 @@ TenantView Agent::ViewLocked(const Tenant& t) const {
     v.usage.used = u.used.load(std::memory_order_relaxed);
     v.usage.peak = u.peak.load(std::memory_order_relaxed);
     v.usage.refusals = u.refusals.load(std::memory_order_relaxed);
+    v.usage.gpu_time_ns = u.gpu_time_ns.load(std::memory_order_relaxed);
+    v.usage.throttled_ns = u.throttled_ns.load(std::memory_order_relaxed);
+    v.usage.share_permille = u.share_permille.load(std::memory_order_relaxed);
   }
   v.usage.processes = LiveProcessesLocked(t.record);
   return v;

@@ -54,6 +54,9 @@ json TenantJson(const TenantView& v) {
        {{"request", r.compute_request},
         {"limit", r.compute_limit},
         {"mode", r.compute_strict ? "strict" : "fair"},
+        {"gpu_time_ns", v.usage.gpu_time_ns},
+        {"throttled_ns", v.usage.throttled_ns},
+        {"share", v.usage.share_permille / 1000.0},
         {"priority", r.batch ? "batch" : "inference"}}},
   };
   if (r.state == TenantState::kExited && r.exit_known) j["exit_status"] = r.exit_status;

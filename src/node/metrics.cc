@@ -1,5 +1,6 @@
 #include "node/metrics.h"
 
+#include <cstdio>
 #include <sstream>
 
 namespace gpufrac::node {
@@ -14,6 +15,8 @@ std::string Escape(const std::string& v) {
   return out;
 }
 
+double Seconds(uint64_t ns) { return static_cast<double>(ns) / 1e9; }
+
 class Family {
  public:
   Family(std::ostringstream* out, const char* name, const char* type, const char* help)
@@ -22,6 +25,11 @@ class Family {
   }
   void Sample(const std::string& labels, uint64_t value) {
     *out_ << name_ << "{" << labels << "} " << value << "\n";
+  }
+  void Sample(const std::string& labels, double value) {
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.9g", value);
+    *out_ << name_ << "{" << labels << "} " << buf << "\n";
   }
 
  private:
@@ -84,6 +92,21 @@ std::string RenderMetrics(Agent* agent) {
     Family f(&out, "gpufrac_tenant_oom_refusals_total", "counter",
              "Allocations refused at the tenant's limit or the card's size.");
     for (const TenantView& v : tenants) f.Sample(labels(v), v.usage.refusals);
+  }
+  {
+    Family f(&out, "gpufrac_tenant_compute_seconds_total", "counter",
+             "GPU time the tenant held the device (compute-sharing runtime).");
+    for (const TenantView& v : tenants) f.Sample(labels(v), Seconds(v.usage.gpu_time_ns));
+  }
+  {
+    Family f(&out, "gpufrac_tenant_compute_throttled_seconds_total", "counter",
+             "Time the tenant's kernel launches waited for their turn.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), Seconds(v.usage.throttled_ns));
+  }
+  {
+    Family f(&out, "gpufrac_tenant_compute_share", "gauge",
+             "The tenant's entitled share of the GPU among busy tenants, last decided.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), v.usage.share_permille / 1000.0);
   }
   {
     Family f(&out, "gpufrac_tenant_processes", "gauge", "Live processes holding tenant memory.");

@@ -1,6 +1,6 @@
 // /metrics in Prometheus' text exposition format (version 0.0.4): per GPU and per tenant figures
-// read live from the ledgers. Only series with real values are exported: compute share and
-// throttled time are absent until compute sharing exists.
+// read live from the ledgers, compute figures included (kept there by the compute-sharing
+// runtime). Only series with real values are exported.
 #pragma once
 
 #include <string>

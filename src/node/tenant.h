@@ -48,6 +48,10 @@ struct TenantUsageView {
   uint64_t peak = 0;
   uint64_t refusals = 0;
   int processes = 0;
+  // Compute, as the compute-sharing runtime keeps it in the ledger.
+  uint64_t gpu_time_ns = 0;     // time the tenant held the GPU
+  uint64_t throttled_ns = 0;    // time its launches waited for their turn
+  uint32_t share_permille = 0;  // its entitled share among busy tenants, last decided
 };
 
 }  // namespace gpufrac::node

@@ -84,6 +84,21 @@ TEST_F(NodeApiTest, WritesComputeSharesIntoTheLedger) {
   EXPECT_EQ(spec.priority, Priority::kInference);
 }
 
+TEST_F(NodeApiTest, ReportsTheComputeTheRuntimeMeasured) {
+  StartAgent();
+  Create({{"name", "spinner"}, {"memory", "4GiB"}, {"command", {Probe(), "spin", "2", "100"}}});
+  json t = WaitTenant(
+      "spinner", [](const json& b) { return b["compute"]["gpu_time_ns"].get<uint64_t>() > 0; });
+  EXPECT_GT(t["compute"]["gpu_time_ns"].get<uint64_t>(), 0u);
+  ApiReply m = Call("GET", "/metrics");
+  const std::string series = "gpufrac_tenant_compute_seconds_total{tenant=\"spinner\",gpu=\"0\"} ";
+  const size_t at = m.raw.find(series);
+  ASSERT_NE(at, std::string::npos) << m.raw;
+  EXPECT_GT(std::stod(m.raw.substr(at + series.size())), 0.0);
+  EXPECT_NE(m.raw.find("gpufrac_tenant_compute_throttled_seconds_total{tenant=\"spinner\""),
+            std::string::npos);
+}
+
 TEST_F(NodeApiTest, DeleteEscalatesToSigkillAfterTheGracePeriod) {
   StartAgent();
   Create({{"name", "stubborn"},
