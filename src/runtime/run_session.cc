@@ -81,6 +81,11 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
       return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
                            Human(spec.memory_request));
     }
+    if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
+      refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
+                  " has " + Human(gpu.total_bytes) + " in all";
+      continue;
+    }
     // Compute: by default the same share of the GPU as of its memory; fair mode may burst to the
     // whole GPU, strict mode is held to its request.
     spec.compute_request = request.compute_request >= 0 ? request.compute_request
@@ -94,11 +99,6 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
     if (spec.compute_limit < spec.compute_request) {
       return Status::Error("compute limit " + std::to_string(spec.compute_limit) +
                            " is below the compute request " + std::to_string(spec.compute_request));
-    }
-    if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
-      refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
-                  " has " + Human(gpu.total_bytes) + " in all";
-      continue;
     }
     if (!ledger.OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
       return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +

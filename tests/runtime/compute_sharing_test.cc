@@ -64,8 +64,9 @@ class ComputeSharingTest : public SimFixture {
       const double share = static_cast<double>(ka) / static_cast<double>(ka + wb[window]);
       EXPECT_NEAR(share, a_target, tolerance)
           << "window " << window << ": " << ka << " vs " << wb[window];
-      // Together they keep the GPU busy: sharing wastes (almost) nothing.
-      EXPECT_GT((ka + wb[window]) * kKernelUs, 0.85e6) << "window " << window;
+      // Together they keep the GPU busy: sharing wastes little (the margin is for a loaded
+      // machine, where a woken process may start late).
+      EXPECT_GT((ka + wb[window]) * kKernelUs, 0.75e6) << "window " << window;
       ++checked;
     }
     EXPECT_GE(checked, 1);
@@ -90,16 +91,27 @@ TEST_F(ComputeSharingTest, GraphReplaysAreGovernedToo) {
   ExpectShares({"--fraction", "0.5"}, {"--fraction", "0.5"}, 0.5, 0.08, "20");
 }
 
-TEST_F(ComputeSharingTest, WithoutGpufracTimeSlicingFavorsNobodyInParticular) {
-  // Baseline sanity for the simulated timeline: two plain processes get about half each.
+TEST_F(ComputeSharingTest, WithoutGpufracTheTimelineIsOneGpu) {
+  // The simulated timeline itself: two plain processes never get more than one GPU-second per
+  // second together (kernels run one at a time), and neither is shut out.
   const pid_t a = StartProcess({Probe(), "spin", "3", "1000"}, SimEnv(), TempDir() + "/a");
   const pid_t b = StartProcess({Probe(), "spin", "3", "1000"}, SimEnv(), TempDir() + "/b");
   ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
   ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0);
   auto wa = Windows(Output("a")), wb = Windows(Output("b"));
-  uint64_t total = 0;
-  for (const auto& [w, k] : wa) total += k + (wb.count(w) ? wb[w] : 0);
-  EXPECT_GT(total * kKernelUs, 2.5e6);  // the GPU stayed busy
+  int checked = 0;
+  for (const auto& [w, ka] : wa) {
+    if (!wb.count(w)) continue;
+    // Launches run ahead of execution by at most 8 queued kernels per process.
+    EXPECT_LE((ka + wb[w]) * kKernelUs, 1e6 + 2 * 8 * kKernelUs) << "window " << w;
+    ++checked;
+  }
+  EXPECT_GE(checked, 2);
+  uint64_t total_a = 0, total_b = 0;
+  for (const auto& [w, k] : wa) total_a += k;
+  for (const auto& [w, k] : wb) total_b += k;
+  EXPECT_GT(total_a, (total_a + total_b) / 10);
+  EXPECT_GT(total_b, (total_a + total_b) / 10);
 }
 
 TEST_F(ComputeSharingTest, StrictHalfGetsHalfOnAnIdleGpu) {
