@@ -32,149 +32,31 @@ TRAIN_SYNC=${GPUFRAC_COMPUTE_TRAIN_SYNC:-4}
 PERIOD_MS=${GPUFRAC_COMPUTE_PERIOD_MS:-25}
 TOL_PP=${GPUFRAC_COMPUTE_TOL_PP:-5}
 MIN_IN=${GPUFRAC_COMPUTE_MIN_IN:-0.8}
-MIB=1048576
-WORK=$(mktemp -d /tmp/gpufrac-compute-checks.XXXXXX)
-BODY=$WORK/body.md
-: >"$BODY"
-FAILURES=0
-CHECKS=0
-HEADER=""
 TP=tests/gpu/torch_compute.py
 
-# --- reporting (as in runtime_checks.sh) --------------------------------------------------------
-
-log() { echo "[compute_checks] $*" >&2; }
-
-# check NAME PASS|FAIL|INFO DETAILS: one row of the results table. INFO rows are comparisons
-# (runs without gpufrac) that have no target; they never fail.
-check() {
-  local name=$1 verdict=$2 details=$3
-  [[ $verdict != INFO ]] && CHECKS=$((CHECKS + 1))
-  [[ $verdict == FAIL ]] && FAILURES=$((FAILURES + 1))
-  printf '| %s | **%s** | %s |\n' "$name" "$verdict" "${details//|/\\|}" >>"$BODY"
-  log "$verdict  $name: $details"
-}
-
-NOTES=$WORK/notes.md
-: >"$NOTES"
-note() { printf '%s\n' "$*" >>"$NOTES"; }
-attach() {  # attach TITLE FILE: a log excerpt in a fenced block
-  {
-    printf '\n<details><summary>%s</summary>\n\n```\n' "$1"
-    tail -c 6000 "$2" 2>/dev/null
-    printf '```\n</details>\n'
-  } >>"$NOTES"
-}
-
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-finish() {
-  local status=$?
-  local result="PASS"
-  ((FAILURES > 0 || CHECKS == 0)) && result="FAIL"
-  {
-    echo "# gpufrac compute sharing on a real GPU"
-    echo
-    echo "$HEADER"
-    echo
-    echo "Result: **$result** ($((CHECKS - FAILURES))/$CHECKS checks did not fail; INFO rows are comparisons without a target)."
-    echo
-    echo "Every run measures ${DURATION} s in 1 s windows after a warm-up; all processes of a run start"
-    echo "their windows at the same instant. A share is a window's rate over the median window rate of the"
-    echo "same workload running alone without gpufrac."
-    echo
-    echo "| check | result | measured |"
-    echo "| --- | --- | --- |"
-    cat "$BODY"
-    echo
-    if [[ -s $NOTES ]]; then
-      echo "## Notes"
-      echo
-      cat "$NOTES"
-    fi
-    echo
-    echo "Produced by \`tests/gpu/compute_checks.sh\`; see \`tests/gpu/README.md\`."
-  } >"$WORK/report.md"
-  if ! mkdir -p "$(dirname "$REPORT")" || ! cp "$WORK/report.md" "$REPORT"; then
-    log "cannot write the report to $REPORT"
-  fi
-  cat "$WORK/report.md"
-  log "report written to $REPORT (work files in $WORK)"
-  if ((FAILURES > 0 || CHECKS == 0)); then exit 1; fi
-  exit "$status"
-}
-trap finish EXIT
-
-# A field of the first JSON object in a file: json_get FILE KEY (empty if absent).
-json_get() {
-  "$PYTHON" - "$1" "$2" <<'EOF' 2>/dev/null
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("{"):
-        obj = json.loads(line)
-        if sys.argv[2] in obj:
-            v = obj[sys.argv[2]]
-            if isinstance(v, bool):
-                print(str(v).lower())
-            elif isinstance(v, list):
-                print(" ".join(str(x) for x in v))
-            elif isinstance(v, float):
-                print("%.4g" % v)
-            else:
-                print(v)
-        break
-EOF
-}
-kv_get() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
-pct() { awk -v r="$1" 'BEGIN { printf "%.1f%%", r * 100 }'; }
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
+# The report, the helpers, the build and the context measurement, shared with runtime_checks.sh.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$REPO/tests/gpu/lib.sh"
+report_init compute_checks gpufrac-compute-checks "gpufrac compute sharing on a real GPU"
+# INFO rows (runs without gpufrac) are not counted; the reader needs to know how shares are read.
+RESULT_NOTE="; INFO rows are comparisons without a target"
+REPORT_INTRO="Every run measures ${DURATION} s in 1 s windows after a warm-up; all processes of a run start
+their windows at the same instant. A share is a window's rate over the median window rate of the
+same workload running alone without gpufrac."
 
 # --- environment -------------------------------------------------------------------------------
 
-# Nothing from a simulated-driver setup or an outer gpufrac may leak into the checks.
-unset LD_PRELOAD GPUFRAC_TENANT GPUFRAC_PASSTHROUGH GPUFRAC_CUDA_LIBRARY GPUFRAC_LIBRARY \
-  GPUFRAC_GPU GPUFRAC_TENANT_NAME CUDA_VISIBLE_DEVICES PYTORCH_CUDA_ALLOC_CONF \
-  PYTORCH_NO_CUDA_MEMORY_CACHING CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
-for v in $(env | sed -n 's/^\(GPUFRAC_SIM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-if [[ ${LD_LIBRARY_PATH:-} == *lib/sim* ]]; then
-  LD_LIBRARY_PATH=$(tr ':' '\n' <<<"$LD_LIBRARY_PATH" | grep -v 'lib/sim' | paste -sd: -)
-  export LD_LIBRARY_PATH
-  log "removed the simulated driver (lib/sim) from LD_LIBRARY_PATH"
-fi
+# MPS would change how the processes share the GPU; these checks run without it.
+clean_env CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY
 # A run without gpufrac is pinned to GPU 0 as well, as `gpufrac run --gpu 0` pins its tenants.
 PLAIN_ENV=(env CUDA_VISIBLE_DEVICES=0)
 
-if command -v nvcc >/dev/null; then
-  NVCC=$(command -v nvcc)
-else
-  NVCC=${CUDA_HOME:-/usr/local/cuda}/bin/nvcc
-fi
-CUDA_ROOT=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd)
-
-GPU_LINE=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap,compute_mode \
-  --format=csv,noheader,nounits -i 0 2>/dev/null)
-GPU_NAME=$(cut -d, -f1 <<<"$GPU_LINE" | sed 's/^ *//;s/ *$//')
-CARD_MIB=$(cut -d, -f2 <<<"$GPU_LINE" | tr -d ' ')
-DRIVER=$(cut -d, -f3 <<<"$GPU_LINE" | tr -d ' ')
-CC=$(cut -d, -f4 <<<"$GPU_LINE" | tr -d ' ')
+probe_versions compute_mode
 COMPUTE_MODE=$(cut -d, -f5 <<<"$GPU_LINE" | tr -d ' ')
 GPU_COUNT=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU ')
-NVCC_VERSION=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \(.*\)$/\1/p')
-TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__, "(CUDA", str(torch.version.cuda) + ")")' 2>/dev/null)
-HEADER="- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')
-- host: $(hostname)
-- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src has uncommitted changes)')
-- GPU: ${GPU_NAME:-none found} (${CARD_MIB:-?} MiB, compute capability ${CC:-?}, compute mode ${COMPUTE_MODE:-?}; ${GPU_COUNT} GPU(s) on the machine, GPU 0 used)
-- driver: ${DRIVER:-unknown}
-- CUDA (nvcc): ${NVCC_VERSION:-nvcc not found}
-- PyTorch: ${TORCH_VERSION:-not importable}
-- settings: ${DURATION} s per run; matmul ${MM_N}x${MM_N} fp16, sync every ${MM_SYNC}; training ${TRAIN_N}x${TRAIN_N} fp16, sync every ${TRAIN_SYNC}; inference period ${PERIOD_MS} ms; share tolerance +-${TOL_PP} pp in >= ${MIN_IN} of windows and at the median; GPUFRAC_COMPUTE_SLICE_MS=${GPUFRAC_COMPUTE_SLICE_MS:-default}"
-
-if [[ -z $GPU_LINE || -z $CARD_MIB ]]; then
-  check "GPU present" FAIL "nvidia-smi found no GPU; these checks need a real NVIDIA GPU"
-  exit 1
-fi
-ARCH="sm_${CC//./}"
+set_header ", compute mode ${COMPUTE_MODE:-?}; ${GPU_COUNT} GPU(s) on the machine, GPU 0 used" \
+  "settings: ${DURATION} s per run; matmul ${MM_N}x${MM_N} fp16, sync every ${MM_SYNC}; training ${TRAIN_N}x${TRAIN_N} fp16, sync every ${TRAIN_SYNC}; inference period ${PERIOD_MS} ms; share tolerance +-${TOL_PP} pp in >= ${MIN_IN} of windows and at the median; GPUFRAC_COMPUTE_SLICE_MS=${GPUFRAC_COMPUTE_SLICE_MS:-default}"
+require_gpu
 # Other processes on the GPU would skew every share; say so in the report (they are not stopped).
 OTHERS=$(nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader -i 0 2>/dev/null |
   paste -sd';' -)
@@ -182,73 +64,20 @@ OTHERS=$(nvidia-smi --query-compute-apps=pid,process_name --format=csv,noheader 
 [[ -n $COMPUTE_MODE && $COMPUTE_MODE != Default ]] &&
   note "- GPU 0's compute mode is $COMPUTE_MODE (not changed by this script); two processes may not be able to share it."
 
-# --- build -------------------------------------------------------------------------------------
+# --- build and context footprint -----------------------------------------------------------------
 
-GPUFRAC=$BUILD/bin/gpufrac
-BUILT=0
-if [[ -n ${GPUFRAC_GPU_PREBUILT:-} ]]; then
-  if [[ -x $GPUFRAC && -f $BUILD/lib/libgpufrac.so ]]; then
-    check "build gpufrac" PASS "prebuilt: $BUILD (GPUFRAC_GPU_PREBUILT); not rebuilt"
-    BUILT=1
-  else
-    check "build gpufrac" FAIL "GPUFRAC_GPU_PREBUILT=$BUILD lacks bin/gpufrac or lib/libgpufrac.so"
-  fi
-elif ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
-  check "build gpufrac" FAIL "cmake or ninja is not installed; install them or set GPUFRAC_GPU_PREBUILT"
-elif ! cmake -S . -B "$BUILD" -G Ninja -DGPUFRAC_BENCHMARKS=OFF >"$WORK/configure.log" 2>&1; then
-  missing=$(grep -oE 'provided by "[^"]+"|Could NOT find [A-Za-z0-9_-]+' "$WORK/configure.log" |
-    sed 's/provided by "\(.*\)"/\1/;s/Could NOT find //' | sort -u | paste -sd, - | sed 's/,/, /g')
-  check "build gpufrac" FAIL "cmake configure failed${missing:+; missing packages: $missing} (Debian: libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev). This script installs nothing (no network); install them, or build elsewhere and set GPUFRAC_GPU_PREBUILT=DIR"
-  attach "cmake configure log" "$WORK/configure.log"
-elif ! cmake --build "$BUILD" --target gpufrac gpufrac_interposer >"$WORK/build.log" 2>&1; then
-  check "build gpufrac" FAIL "cmake --build failed (log below)"
-  attach "build log" "$WORK/build.log"
-else
-  check "build gpufrac" PASS "$BUILD/bin/gpufrac, $BUILD/lib/libgpufrac.so"
-  BUILT=1
-fi
+build_gpufrac
 
-# --- context footprint (alloc_apis.cu from runtime_checks.sh) -----------------------------------
-
-GPU_BIN=$WORK/bin
-mkdir -p "$GPU_BIN"
-CTX_BYTES=$((512 * MIB))
-CTX_SOURCE="default (not measured)"
-nvml_delta=""
-if "$NVCC" -O2 -std=c++17 -arch="$ARCH" -o "$GPU_BIN/alloc_apis" tests/gpu/alloc_apis.cu \
-  -L"$CUDA_ROOT/lib64/stubs" -lcuda >"$WORK/nvcc-alloc_apis.log" 2>&1; then
-  rm -f "$WORK/ctx.release"
-  "$GPU_BIN/alloc_apis" context "$WORK/ctx.release" >"$WORK/ctx.out" 2>&1 &
-  ctx_pid=$!
-  for _ in $(seq 600); do
-    grep -q '^ready' "$WORK/ctx.out" && break
-    kill -0 "$ctx_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  sleep 0.5
-  smi_mib=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
-    2>/dev/null | awk -F', *' -v p="$ctx_pid" '$1 == p { print $2 }')
-  touch "$WORK/ctx.release"
-  wait "$ctx_pid"
-  nvml_delta=$(kv_get "$(grep nvml_delta "$WORK/ctx.out")" nvml_delta)
-  if [[ $smi_mib =~ ^[0-9]+$ ]] && ((smi_mib > 0)); then
-    CTX_BYTES=$((smi_mib * MIB))
-    CTX_SOURCE="nvidia-smi --query-compute-apps (per process)"
-  elif [[ $nvml_delta =~ ^[0-9]+$ ]] && ((nvml_delta > 0)); then
-    CTX_BYTES=$(((nvml_delta + MIB - 1) / MIB * MIB))
-    CTX_SOURCE="NVML device used before/after (nvidia-smi listed no process for pid $ctx_pid)"
-  fi
+# Only alloc_apis.cu is needed here, for the context measurement; no row of its own.
+ctx_prog=""
+if nvcc_compile alloc_apis; then
+  ctx_prog=$GPU_BIN/alloc_apis
 else
   attach "nvcc alloc_apis.cu" "$WORK/nvcc-alloc_apis.log"
 fi
-CTX_MIB=$((CTX_BYTES / MIB))
-export GPUFRAC_CONTEXT_BYTES="${CTX_MIB}MiB"
-if [[ $CTX_SOURCE == default* ]]; then
-  # Memory is not what these checks measure: the default charge only shrinks each tenant's room.
-  check "context footprint" FAIL "could not measure it (alloc_apis.cu compile or run failed); charging the default 512 MiB"
+# Memory is not what these checks measure: the default charge only shrinks each tenant's room.
+if ! measure_context "$ctx_prog" "could not measure it (alloc_apis.cu compile or run failed); charging the default 512 MiB"; then
   [[ -f $WORK/ctx.out ]] && attach "alloc_apis context" "$WORK/ctx.out"
-else
-  check "context footprint" PASS "$CTX_MIB MiB from $CTX_SOURCE (NVML delta: ${nvml_delta:-n/a} B); GPUFRAC_CONTEXT_BYTES=$GPUFRAC_CONTEXT_BYTES for every run"
 fi
 
 ALL_CHECKS=("alone baselines" "1:1 share" "1:3 share" "strict 0.5 alone" "fair 0.25 alone"
@@ -364,10 +193,6 @@ record() {
     [[ -s $(res "$1" "$name") ]] && note "| $1 | $name | $(windows "$1" "$name") |"
   done
 }
-
-# gpufrac run on GPU 0, with a tenant name so the ledger's entries can be told apart.
-# shellcheck disable=SC2317  # invoked through launch "$@"
-grun() { "$GPUFRAC" run --gpu 0 "$@"; }
 
 # --- baselines: each workload alone, without gpufrac --------------------------------------------
 

@@ -11,6 +11,8 @@
 #
 # Knobs (environment): GPUFRAC_GPU_LAUNCHES (200000), GPUFRAC_GPU_REPEATS (5),
 # GPUFRAC_GPU_LAUNCH_BUDGET_NS (500: most added ns per launch that still passes), PYTHON (python3).
+#
+# shellcheck disable=SC2119  # lib.sh functions called without their optional arguments
 set -uo pipefail
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -21,175 +23,27 @@ PYTHON=${PYTHON:-python3}
 LAUNCHES=${GPUFRAC_GPU_LAUNCHES:-200000}
 REPEATS=${GPUFRAC_GPU_REPEATS:-5}
 LAUNCH_BUDGET_NS=${GPUFRAC_GPU_LAUNCH_BUDGET_NS:-500}
-MIB=1048576
-WORK=$(mktemp -d /tmp/gpufrac-gpu-checks.XXXXXX)
-BODY=$WORK/body.md    # the check table and details, assembled into the report at exit
-: >"$BODY"
-FAILURES=0
-CHECKS=0
-HEADER=""
 
-# --- reporting ---------------------------------------------------------------------------------
-
-log() { echo "[runtime_checks] $*" >&2; }
-
-# check NAME PASS|FAIL|SKIP DETAILS: one row of the results table, echoed as it happens.
-check() {
-  local name=$1 verdict=$2 details=$3
-  CHECKS=$((CHECKS + 1))
-  [[ $verdict == FAIL ]] && FAILURES=$((FAILURES + 1))
-  printf '| %s | **%s** | %s |\n' "$name" "$verdict" "${details//|/\\|}" >>"$BODY"
-  log "$verdict  $name: $details"
-}
-
-# Free-text notes and raw output, appended after the table.
-NOTES=$WORK/notes.md
-: >"$NOTES"
-note() { printf '%s\n' "$*" >>"$NOTES"; }
-attach() {  # attach TITLE FILE: a log excerpt in a fenced block
-  {
-    printf '\n<details><summary>%s</summary>\n\n```\n' "$1"
-    tail -c 6000 "$2" 2>/dev/null
-    printf '```\n</details>\n'
-  } >>"$NOTES"
-}
-
-# shellcheck disable=SC2317  # invoked by the EXIT trap
-finish() {
-  local status=$?
-  local result="PASS"
-  ((FAILURES > 0 || CHECKS == 0)) && result="FAIL"
-  {
-    echo "# gpufrac runtime on a real GPU"
-    echo
-    echo "$HEADER"
-    echo
-    echo "Result: **$result** ($((CHECKS - FAILURES))/$CHECKS checks did not fail)."
-    echo
-    echo "| check | result | measured |"
-    echo "| --- | --- | --- |"
-    cat "$BODY"
-    echo
-    if [[ -s $NOTES ]]; then
-      echo "## Notes"
-      echo
-      cat "$NOTES"
-    fi
-    echo
-    echo "Produced by \`tests/gpu/runtime_checks.sh\`; see \`tests/gpu/README.md\`."
-  } >"$WORK/report.md"
-  if ! mkdir -p "$(dirname "$REPORT")" || ! cp "$WORK/report.md" "$REPORT"; then
-    log "cannot write the report to $REPORT"
-  fi
-  cat "$WORK/report.md"
-  log "report written to $REPORT (work files in $WORK)"
-  if ((FAILURES > 0 || CHECKS == 0)); then exit 1; fi
-  exit "$status"
-}
-trap finish EXIT
-
-# A field of a JSON object on one line: json_get FILE KEY (empty if absent).
-json_get() {
-  "$PYTHON" - "$1" "$2" <<'EOF' 2>/dev/null
-import json, sys
-for line in open(sys.argv[1]):
-    line = line.strip()
-    if line.startswith("{"):
-        obj = json.loads(line)
-        if sys.argv[2] in obj:
-            v = obj[sys.argv[2]]
-            print(str(v).lower() if isinstance(v, bool) else v)
-            break
-EOF
-}
-
-# A key=value field from a line of alloc_apis output: kv_get "LINE" KEY.
-kv_get() { sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"; }
-
-# Integer arithmetic with 64-bit sizes and simple comparisons, via awk to stay exact enough.
-calc() { awk "BEGIN { printf \"%.0f\", $1 }"; }
-mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
-median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END {
-  if (NR == 0) { print ""; exit } ; if (NR % 2) print a[(NR + 1) / 2]; else printf "%.1f\n", (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+# The report, the helpers, the build and the context measurement, shared with compute_checks.sh.
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$REPO/tests/gpu/lib.sh"
+report_init runtime_checks gpufrac-gpu-checks "gpufrac runtime on a real GPU"
 
 # --- environment -------------------------------------------------------------------------------
 
-# Nothing from a simulated-driver setup or an outer gpufrac may leak into the checks.
-unset LD_PRELOAD GPUFRAC_TENANT GPUFRAC_PASSTHROUGH GPUFRAC_CUDA_LIBRARY GPUFRAC_LIBRARY \
-  GPUFRAC_GPU GPUFRAC_TENANT_NAME CUDA_VISIBLE_DEVICES PYTORCH_CUDA_ALLOC_CONF \
-  PYTORCH_NO_CUDA_MEMORY_CACHING
-for v in $(env | sed -n 's/^\(GPUFRAC_SIM_[A-Z_]*\)=.*/\1/p'); do unset "$v"; done
-if [[ ${LD_LIBRARY_PATH:-} == *lib/sim* ]]; then
-  LD_LIBRARY_PATH=$(tr ':' '\n' <<<"$LD_LIBRARY_PATH" | grep -v 'lib/sim' | paste -sd: -)
-  export LD_LIBRARY_PATH
-  log "removed the simulated driver (lib/sim) from LD_LIBRARY_PATH"
-fi
-
-if command -v nvcc >/dev/null; then
-  NVCC=$(command -v nvcc)
-else
-  NVCC=${CUDA_HOME:-/usr/local/cuda}/bin/nvcc
-fi
-CUDA_ROOT=$(cd "$(dirname "$NVCC")/.." 2>/dev/null && pwd)
-
-GPU_LINE=$(nvidia-smi --query-gpu=name,memory.total,driver_version,compute_cap \
-  --format=csv,noheader,nounits -i 0 2>/dev/null)
-GPU_NAME=$(cut -d, -f1 <<<"$GPU_LINE" | sed 's/^ *//;s/ *$//')
-CARD_MIB=$(cut -d, -f2 <<<"$GPU_LINE" | tr -d ' ')
-DRIVER=$(cut -d, -f3 <<<"$GPU_LINE" | tr -d ' ')
-CC=$(cut -d, -f4 <<<"$GPU_LINE" | tr -d ' ')
-NVCC_VERSION=$("$NVCC" --version 2>/dev/null | sed -n 's/.*release \(.*\)$/\1/p')
-TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__, "(CUDA", str(torch.version.cuda) + ")")' 2>/dev/null)
-HEADER="- date: $(date -u '+%Y-%m-%d %H:%M:%S UTC')
-- host: $(hostname)
-- commit: $(git rev-parse --short HEAD 2>/dev/null || echo unknown)$(git diff --quiet HEAD -- src 2>/dev/null || echo ' (src has uncommitted changes)')
-- GPU: ${GPU_NAME:-none found} (${CARD_MIB:-?} MiB, compute capability ${CC:-?})
-- driver: ${DRIVER:-unknown}
-- CUDA (nvcc): ${NVCC_VERSION:-nvcc not found}
-- PyTorch: ${TORCH_VERSION:-not importable}"
-
-if [[ -z $GPU_LINE || -z $CARD_MIB ]]; then
-  check "GPU present" FAIL "nvidia-smi found no GPU; these checks need a real NVIDIA GPU"
-  exit 1
-fi
+clean_env
+probe_versions
+set_header
+require_gpu
 CARD_BYTES=$((CARD_MIB * MIB))
-ARCH="sm_${CC//./}"
 
 # --- build -------------------------------------------------------------------------------------
 
-GPUFRAC=$BUILD/bin/gpufrac
-BUILT=0
-if [[ -n ${GPUFRAC_GPU_PREBUILT:-} ]]; then
-  if [[ -x $GPUFRAC && -f $BUILD/lib/libgpufrac.so ]]; then
-    check "build gpufrac" PASS "prebuilt: $BUILD (GPUFRAC_GPU_PREBUILT); not rebuilt"
-    BUILT=1
-  else
-    check "build gpufrac" FAIL "GPUFRAC_GPU_PREBUILT=$BUILD lacks bin/gpufrac or lib/libgpufrac.so"
-  fi
-elif ! command -v cmake >/dev/null || ! command -v ninja >/dev/null; then
-  check "build gpufrac" FAIL "cmake or ninja is not installed; install them or set GPUFRAC_GPU_PREBUILT"
-elif ! cmake -S . -B "$BUILD" -G Ninja -DGPUFRAC_BENCHMARKS=OFF >"$WORK/configure.log" 2>&1; then
-  # Name what is missing: the top-level CMakeLists requires GTest, CLI11, nlohmann_json and
-  # yaml-cpp even for the two targets built here, and this machine has no network to fetch them.
-  missing=$(grep -oE 'provided by "[^"]+"|Could NOT find [A-Za-z0-9_-]+' "$WORK/configure.log" |
-    sed 's/provided by "\(.*\)"/\1/;s/Could NOT find //' | sort -u | paste -sd, - | sed 's/,/, /g')
-  check "build gpufrac" FAIL "cmake configure failed${missing:+; missing packages: $missing} (Debian: libgtest-dev libcli11-dev nlohmann-json3-dev libyaml-cpp-dev). This script installs nothing (no network); install them, or build elsewhere and set GPUFRAC_GPU_PREBUILT=DIR"
-  attach "cmake configure log" "$WORK/configure.log"
-elif ! cmake --build "$BUILD" --target gpufrac gpufrac_interposer >"$WORK/build.log" 2>&1; then
-  check "build gpufrac" FAIL "cmake --build failed (log below)"
-  attach "build log" "$WORK/build.log"
-else
-  check "build gpufrac" PASS "$BUILD/bin/gpufrac, $BUILD/lib/libgpufrac.so"
-  BUILT=1
-fi
+build_gpufrac
 
-GPU_BIN=$WORK/bin
-mkdir -p "$GPU_BIN"
 COMPILED=1
 for prog in alloc_apis launch_overhead; do
-  # The stub directory only satisfies the link; at run time the driver's libcuda.so.1 is used.
-  if ! "$NVCC" -O2 -std=c++17 -arch="$ARCH" -o "$GPU_BIN/$prog" "tests/gpu/$prog.cu" \
-    -L"$CUDA_ROOT/lib64/stubs" -lcuda >"$WORK/nvcc-$prog.log" 2>&1; then
+  if ! nvcc_compile "$prog"; then
     COMPILED=0
     check "nvcc $prog.cu" FAIL "compile failed with $NVCC -arch=$ARCH (log below)"
     attach "nvcc $prog.cu" "$WORK/nvcc-$prog.log"
@@ -197,56 +51,18 @@ for prog in alloc_apis launch_overhead; do
 done
 ((COMPILED)) && check "nvcc tests/gpu/*.cu" PASS "alloc_apis, launch_overhead for $ARCH"
 
-# Runs a command under gpufrac on GPU 0 with the measured context charge.
-grun() { "$GPUFRAC" run --gpu 0 "$@"; }
-
 # --- context footprint -------------------------------------------------------------------------
 
-CTX_BYTES=$((512 * MIB))
-CTX_SOURCE="default (not measured)"
-if ((COMPILED)); then
-  rm -f "$WORK/ctx.release"
-  "$GPU_BIN/alloc_apis" context "$WORK/ctx.release" >"$WORK/ctx.out" 2>&1 &
-  ctx_pid=$!
-  for _ in $(seq 600); do
-    grep -q '^ready' "$WORK/ctx.out" && break
-    kill -0 "$ctx_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  sleep 0.5
-  smi_mib=$(nvidia-smi --query-compute-apps=pid,used_memory --format=csv,noheader,nounits \
-    2>/dev/null | awk -F', *' -v p="$ctx_pid" '$1 == p { print $2 }')
-  touch "$WORK/ctx.release"
-  wait "$ctx_pid"
-  nvml_delta=$(kv_get "$(grep nvml_delta "$WORK/ctx.out")" nvml_delta)
-  if [[ $smi_mib =~ ^[0-9]+$ ]] && ((smi_mib > 0)); then
-    CTX_BYTES=$((smi_mib * MIB))
-    CTX_SOURCE="nvidia-smi --query-compute-apps (per process)"
-  elif [[ $nvml_delta =~ ^[0-9]+$ ]] && ((nvml_delta > 0)); then
-    # Whole-device delta, rounded up to MiB; right when nothing else uses the GPU meanwhile.
-    CTX_BYTES=$(((nvml_delta + MIB - 1) / MIB * MIB))
-    CTX_SOURCE="NVML device used before/after (nvidia-smi listed no process for pid $ctx_pid)"
-  fi
-fi
-CTX_MIB=$((CTX_BYTES / MIB))
-export GPUFRAC_CONTEXT_BYTES="${CTX_MIB}MiB"
-if [[ $CTX_SOURCE == default* ]]; then
-  check "context footprint" FAIL "could not measure it; charging the default 512 MiB"
+ctx_prog=""
+((COMPILED)) && ctx_prog=$GPU_BIN/alloc_apis
+measure_context "$ctx_prog" "could not measure it; charging the default 512 MiB" ||
   attach "alloc_apis context" "$WORK/ctx.out"
-else
-  check "context footprint" PASS "$CTX_MIB MiB from $CTX_SOURCE (NVML delta: ${nvml_delta:-n/a} B); GPUFRAC_CONTEXT_BYTES=$GPUFRAC_CONTEXT_BYTES for every run"
-fi
 
 # --- PyTorch: the view -------------------------------------------------------------------------
 
 have_torch=0
 [[ -n $TORCH_VERSION ]] && have_torch=1
 TORCH_PY=tests/gpu/torch_checks.py
-
-# within PCT A B: |A - B| <= PCT% of B
-within() { awk -v a="$2" -v b="$3" -v p="$1" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= b * p / 100) }'; }
-# le A B: A <= B (exact for integers up to 2^53)
-le() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a <= b) }'; }
 
 if ((!BUILT)); then
   for c in "torch view at 0.25" "torch fill, no caching" "torch fill, expandable segments" \
