@@ -11,8 +11,10 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
+#include <nlohmann/json.hpp>
 #include <random>
 
+#include "node/http_server.h"
 #include "node/log.h"
 #include "node/placement.h"
 #include "runtime/process_identity.h"
@@ -320,6 +322,7 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   }
   rec.command = request.command;
   rec.burst_signal = request.burst_signal;
+  rec.burst_hook = request.burst_hook;
   rec.created_ms = NowMs();
   rec.state = TenantState::kRunning;
   // Persist before starting: if the agent dies in between, the next one finds the admission and
@@ -396,22 +399,46 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
   const size_t pos = static_cast<size_t>(plan.gpu);
   const uint64_t total = gpus_[pos].total_bytes;
   auto fits = [&] { return ledgers_[pos]->Committed() + asked <= total; };
+  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.burst_reclaim_deadline_ms);
+  std::vector<std::pair<std::string, std::string>> hooks;  // (url, body), called without mu_
   {
     std::lock_guard lock(mu_);
     for (const std::string& id : plan.victims) {
       auto it = tenants_.find(id);
       if (it == tenants_.end()) continue;
       const TenantRecord& r = it->second.record;
+      if (!r.burst_hook.empty()) {
+        const uint64_t used = ViewLocked(it->second).usage.used;
+        const nlohmann::json notice = {
+            {"tenant", id},
+            {"gpu", plan.gpu},
+            {"give_back_bytes", used > r.memory_request ? used - r.memory_request : 0},
+            {"deadline_ms", config_.burst_reclaim_deadline_ms}};
+        hooks.emplace_back(r.burst_hook, notice.dump());
+      }
       // Notice goes to the command's process only, which decides how to give memory back.
       if (r.burst_signal > 0 && ProcessIsAlive(r.pid, r.pid_start)) kill(r.pid, r.burst_signal);
       LogEvent("tenant.burst_notified",
                {{"id", id},
                 {"gpu", std::to_string(plan.gpu)},
                 {"signal", r.burst_signal > 0 ? std::to_string(r.burst_signal) : "none"},
+                {"hook", r.burst_hook.empty() ? "none" : r.burst_hook},
                 {"deadline_ms", std::to_string(config_.burst_reclaim_deadline_ms)}});
     }
   }
-  const auto deadline = Clock::now() + std::chrono::milliseconds(config_.burst_reclaim_deadline_ms);
+  for (const auto& [url, body] : hooks) {
+    // Bounded: a hook that hangs must not hold the reclaim past its deadline.
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    int status = 0;
+    Status s = HttpPostUrl(url, body, static_cast<uint32_t>(std::max<int64_t>(left.count(), 100)),
+                           &status);
+    if (!s.ok() || status / 100 != 2) {
+      LogEvent(
+          "tenant.burst_hook_failed",
+          {{"hook", url}, {"error", s.ok() ? "status " + std::to_string(status) : s.message()}});
+    }
+  }
   while (!fits() && Clock::now() < deadline) std::this_thread::sleep_for(kDeletePoll);
   if (fits()) return;
   {

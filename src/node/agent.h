@@ -44,7 +44,8 @@ struct CreateTenantRequest {
   bool has_placement = false;
   Placement placement = Placement::kBinPack;
   std::vector<std::string> command;
-  int burst_signal = 0;         // see TenantRecord
+  int burst_signal = 0;  // see TenantRecord
+  std::string burst_hook;
   double compute_request = -1;  // < 0: the memory request's share of the card
   double compute_limit = -1;    // < 0: 1 in fair mode; strict mode: the request
   bool compute_strict = false;

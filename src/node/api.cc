@@ -50,6 +50,7 @@ json TenantJson(const TenantView& v) {
       {"exit_status", nullptr},
       {"reason", r.reason},
       {"burst_signal", r.burst_signal},
+      {"burst_hook", r.burst_hook},
       {"compute",
        {{"request", r.compute_request},
         {"limit", r.compute_limit},
@@ -192,8 +193,8 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
   if (j.is_discarded()) return Status::Error("malformed JSON body");
   if (!j.is_object()) return Status::Error("the body must be a JSON object");
   static const std::set<std::string> kFields = {
-      "name",         "memory",  "memory_limit",  "gpu",          "command", "placement",
-      "burst_signal", "compute", "compute_limit", "compute_mode", "priority"};
+      "name",         "memory",     "memory_limit", "gpu",           "command",      "placement",
+      "burst_signal", "burst_hook", "compute",      "compute_limit", "compute_mode", "priority"};
   for (const auto& [key, value] : j.items()) {
     if (kFields.count(key) == 0) return Status::Error("unknown field '" + key + "'");
   }
@@ -231,6 +232,13 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
         !ParseSignal(j["burst_signal"].get<std::string>(), &out->burst_signal)) {
       return Status::Error("burst_signal: expected a signal name like \"SIGUSR1\"");
     }
+  }
+  if (j.contains("burst_hook")) {
+    const json& h = j["burst_hook"];
+    if (!h.is_string() || !ValidHookUrl(h.get<std::string>())) {
+      return Status::Error("burst_hook: expected a URL like \"http://127.0.0.1:8080/reclaim\"");
+    }
+    out->burst_hook = h.get<std::string>();
   }
   for (const char* field : {"compute", "compute_limit"}) {
     if (!j.contains(field)) continue;

@@ -367,3 +367,86 @@ Status HttpCall(const std::string& socket_path, const std::string& method,
 }
 
 }  // namespace gpufrac::node
+
+namespace gpufrac::node {
+namespace {
+
+struct HookUrl {
+  std::string host;
+  uint16_t port = 0;
+  std::string target;
+};
+
+bool ParseHookUrl(const std::string& url, HookUrl* out) {
+  const std::string scheme = "http://";
+  if (url.rfind(scheme, 0) != 0) return false;
+  const size_t slash = url.find('/', scheme.size());
+  const std::string authority =
+      url.substr(scheme.size(), slash == std::string::npos ? slash : slash - scheme.size());
+  out->target = slash == std::string::npos ? "/" : url.substr(slash);
+  const size_t colon = authority.rfind(':');
+  if (colon == std::string::npos || colon == 0) return false;
+  std::string host = authority.substr(0, colon);
+  const std::string port = authority.substr(colon + 1);
+  if (port.empty() || port.size() > 5 ||
+      port.find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  const unsigned long p = std::stoul(port);
+  if (p == 0 || p > 65535) return false;
+  if (host == "localhost") host = "127.0.0.1";
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    host = host.substr(1, host.size() - 2);
+  }
+  beast::error_code ec;
+  asio::ip::make_address(host, ec);
+  if (ec) return false;
+  out->host = host;
+  out->port = static_cast<uint16_t>(p);
+  return true;
+}
+
+}  // namespace
+
+bool ValidHookUrl(const std::string& url) {
+  HookUrl parsed;
+  return ParseHookUrl(url, &parsed);
+}
+
+Status HttpPostUrl(const std::string& url, const std::string& body, uint32_t timeout_ms,
+                   int* status) {
+  HookUrl u;
+  if (!ParseHookUrl(url, &u)) return Status::Error("bad hook URL '" + url + "'");
+  asio::io_context ioc;
+  beast::basic_stream<asio::ip::tcp> stream(ioc);
+  stream.expires_after(std::chrono::milliseconds(timeout_ms));
+  beast::error_code result = asio::error::timed_out;
+  http::request<http::string_body> req{http::verb::post, u.target, 11};
+  req.set(http::field::host, u.host);
+  req.set(http::field::content_type, "application/json");
+  req.set(http::field::connection, "close");
+  req.body() = body;
+  req.prepare_payload();
+  beast::flat_buffer buffer;
+  http::response<http::string_body> res;
+  const asio::ip::tcp::endpoint endpoint(asio::ip::make_address(u.host), u.port);
+  stream.async_connect(endpoint, [&](beast::error_code ec) {
+    if (ec) {
+      result = ec;
+      return;
+    }
+    http::async_write(stream, req, [&](beast::error_code wec, size_t) {
+      if (wec) {
+        result = wec;
+        return;
+      }
+      http::async_read(stream, buffer, res, [&](beast::error_code rec, size_t) { result = rec; });
+    });
+  });
+  ioc.run();
+  if (result) return Status::Error("hook " + url + ": " + result.message());
+  *status = res.result_int();
+  return Status::Ok();
+}
+
+}  // namespace gpufrac::node

@@ -64,6 +64,12 @@ class HttpServer {
   std::unique_ptr<Impl> impl_;
 };
 
+// True for "http://IP:PORT/PATH" (an IPv4/IPv6 literal or localhost; no TLS).
+bool ValidHookUrl(const std::string& url);
+// POSTs a JSON body to such a URL with a deadline; *status gets the HTTP status.
+Status HttpPostUrl(const std::string& url, const std::string& body, uint32_t timeout_ms,
+                   int* status);
+
 // A blocking client call over a unix socket, for the CLI and tests.
 Status HttpCall(const std::string& socket_path, const std::string& method,
                 const std::string& target, const std::string& body, int* status,

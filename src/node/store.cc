@@ -13,7 +13,8 @@ constexpr const char* kSchema =
     " generation INTEGER, memory_request INTEGER, memory_limit INTEGER, command TEXT,"
     " pid INTEGER, pid_start INTEGER, state TEXT, exit_known INTEGER, exit_status INTEGER,"
     " reason TEXT, created_ms INTEGER, finished_ms INTEGER, burst_signal INTEGER,"
-    " compute_request REAL, compute_limit REAL, compute_strict INTEGER, batch INTEGER)";
+    " compute_request REAL, compute_limit REAL, compute_strict INTEGER, batch INTEGER, burst_hook "
+    "TEXT)";
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -68,8 +69,8 @@ Status Store::Open(const std::string& path) {
 }
 
 Status Store::Put(const TenantRecord& t) {
-  Statement st(db_,
-               "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+  Statement st(
+      db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   sqlite3_stmt* s = st.get();
   const std::string command = nlohmann::json(t.command).dump();
@@ -94,6 +95,7 @@ Status Store::Put(const TenantRecord& t) {
   sqlite3_bind_double(s, 19, t.compute_limit);
   sqlite3_bind_int(s, 20, t.compute_strict ? 1 : 0);
   sqlite3_bind_int(s, 21, t.batch ? 1 : 0);
+  sqlite3_bind_text(s, 22, t.burst_hook.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(s) != SQLITE_DONE) {
     return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   }
@@ -144,6 +146,7 @@ Status Store::LoadAll(std::vector<TenantRecord>* out) {
     t.compute_limit = sqlite3_column_double(s, 18);
     t.compute_strict = sqlite3_column_int(s, 19) != 0;
     t.batch = sqlite3_column_int(s, 20) != 0;
+    t.burst_hook = Text(s, 21);
     out->push_back(std::move(t));
   }
   if (rc != SQLITE_DONE)

@@ -35,6 +35,9 @@ struct TenantRecord {
   // Sent to the command's process when the agent needs memory it borrowed above its request back
   // (0: no notice; it is killed at the deadline if it still holds the memory).
   int burst_signal = 0;
+  // Or/and an HTTP hook: "http://IP:PORT/PATH", POSTed {"tenant", "gpu", "give_back_bytes",
+  // "deadline_ms"} as the notice.
+  std::string burst_hook;
   // Compute share, written into the ledger for the compute-sharing runtime to enforce.
   double compute_request = 0;
   double compute_limit = 1;

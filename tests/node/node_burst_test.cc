@@ -1,7 +1,13 @@
 // Memory-burst reclaim with the real agent: a tenant bursting above its request into memory nobody
 // was promised is notified (its burst_signal) when a new request needs that memory, and killed if
 // it has not given it back by the deadline.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
 
 #include "node_test_support.h"
 
@@ -9,6 +15,18 @@ namespace gpufrac::testing {
 namespace {
 
 using nlohmann::json;
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
 
 class NodeBurstTest : public NodeFixture {};
 
@@ -57,6 +75,42 @@ TEST_F(NodeBurstTest, ABorrowerThatIgnoresTheNoticeIsKilledAtTheDeadline) {
            json({{"name", "x"}, {"memory", "50GiB"}, {"command", {"sleep", "30"}}}).dump());
   EXPECT_EQ(r.status, 409) << r.raw;
   EXPECT_EQ(Call("GET", "/v1/tenants/modest").body["state"], "running");
+}
+
+TEST_F(NodeBurstTest, ABorrowerNotifiedThroughItsHttpHookGivesMemoryBack) {
+  StartAgent("burst_reclaim_deadline: 5s\n");
+  const int port = FreePort();
+  const std::string dir = TempDir();
+  // The tenant: an HTTP server holding 60 GiB in a CUDA child; the hook ends the child.
+  std::ofstream(dir + "/tenant.py")
+      << "import http.server, subprocess, sys\n"
+      << "class H(http.server.BaseHTTPRequestHandler):\n"
+      << "    def do_POST(self):\n"
+      << "        body = self.rfile.read(int(self.headers['Content-Length']))\n"
+      << "        open('" << dir << "/notice.json', 'wb').write(body)\n"
+      << "        child.kill(); child.wait()\n"
+      << "        self.send_response(200); self.end_headers()\n"
+      << "    def log_message(self, *args): pass\n"
+      // Listening before the CUDA child starts: the hook can be called once the memory is held.
+      << "server = http.server.HTTPServer(('127.0.0.1', " << port << "), H)\n"
+      << "child = subprocess.Popen(['" << Probe() << "', 'hold', 'alloc', '60GiB'])\n"
+      << "server.serve_forever()\n";
+  Create({{"name", "server"},
+          {"memory", "10GiB"},
+          {"memory_limit", "80GiB"},
+          {"burst_hook", "http://127.0.0.1:" + std::to_string(port) + "/reclaim"},
+          {"command", {"python3", dir + "/tenant.py"}}});
+  WaitTenant("server", [](const json& b) { return b["memory"]["used"] >= 60 * kGiB; });
+  json t = Create({{"name", "needs"}, {"memory", "30GiB"}, {"command", {"sleep", "30"}}});
+  EXPECT_EQ(t["gpu"], 0);
+  const json notice = json::parse(ReadFile(dir + "/notice.json"), nullptr, false);
+  ASSERT_FALSE(notice.is_discarded()) << ReadFile(dir + "/notice.json");
+  EXPECT_EQ(notice["tenant"], "server");
+  EXPECT_EQ(notice["gpu"], 0);
+  EXPECT_EQ(notice["give_back_bytes"], 50 * kGiB + context_bytes_);
+  EXPECT_EQ(notice["deadline_ms"], 5000);
+  EXPECT_EQ(Call("GET", "/v1/tenants/server").body["state"], "running");
+  EXPECT_EQ(Committed(0), 40 * kGiB);
 }
 
 }  // namespace
