@@ -11,10 +11,8 @@
 #include <climits>
 #include <cstdint>
 #include <cstring>
-#include <nlohmann/json.hpp>
 #include <random>
 
-#include "node/http_server.h"
 #include "node/log.h"
 #include "node/placement.h"
 #include "runtime/process_identity.h"
