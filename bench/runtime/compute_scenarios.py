@@ -9,6 +9,7 @@ time across processes); medians and worst windows are reported against the issue
 lease slice length is compared by rerunning the 1:3 scenario at several GPUFRAC_COMPUTE_SLICE_MS.
 """
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -47,10 +48,24 @@ def run_all(commands, sim_id, extra=None, stagger=0.0):
                                       env=env(sim_id, extra), text=True))
         time.sleep(stagger)
     outs = [p.communicate(timeout=120)[0] for p in procs]
-    for name in os.listdir("/dev/shm"):
-        if sim_id in name:
-            os.unlink(f"/dev/shm/{name}")
+    remove_simulation(sim_id)
     return outs
+
+
+def remove_simulation(sim_id):
+    """Deletes the simulation's shared state and the ledgers of its devices (named by UUID)."""
+    state = f"/dev/shm/gpufrac-sim.{sim_id}"
+    if not os.path.exists(state):
+        return
+    with open(state, "rb") as f:
+        uuids = set(re.findall(rb"GPU-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}",
+                               f.read()))
+    for uuid in uuids:
+        for part in ("limits", "usage"):
+            path = f"/dev/shm/gpufrac.{uuid.decode()}.{part}"
+            if os.path.exists(path):
+                os.unlink(path)
+    os.unlink(state)
 
 
 def gpufrac(args, probe_args):
