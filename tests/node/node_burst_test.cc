@@ -16,18 +16,6 @@ namespace {
 
 using nlohmann::json;
 
-int FreePort() {
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
 class NodeBurstTest : public NodeFixture {};
 
 TEST_F(NodeBurstTest, ABorrowerThatGivesMemoryBackOnNoticeKeepsRunning) {

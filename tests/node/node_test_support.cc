@@ -1,5 +1,7 @@
 #include "node_test_support.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -70,6 +72,18 @@ nlohmann::json NodeFixture::Create(const nlohmann::json& spec) {
 uint64_t NodeFixture::Committed(int gpu) {
   ApiReply r = Call("GET", "/v1/gpus");
   return r.body["gpus"][gpu]["memory"]["committed"].get<uint64_t>();
+}
+
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
 }
 
 int ConnectRaw(const std::string& socket_path) {

@@ -47,6 +47,8 @@ class NodeFixture : public SimFixture {
 int ConnectRaw(const std::string& socket_path);
 // Reads until EOF or `timeout_ms`.
 std::string ReadAll(int fd, int timeout_ms);
+// A loopback TCP port that was free a moment ago (bound to port 0, then released).
+int FreePort();
 
 template <typename Pred>
 nlohmann::json NodeFixture::WaitTenant(const std::string& id, Pred pred, int timeout_ms) {
