@@ -160,7 +160,12 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s) {
   TenantUsage& me = ledger.usage()->tenants[tenant];
   uint64_t now = MonotonicNs();
   uint64_t lease = cs.lease.load(std::memory_order_acquire);
-  me.demand_ns.store(now, std::memory_order_relaxed);
+  // Every process of the tenant shares this word: write it only when it is 0.1 ms stale, so a
+  // launch loop does not bounce its cache line between processes. Idleness is judged in ms.
+  constexpr uint64_t kDemandResolutionNs = 100'000;
+  if (now - me.demand_ns.load(std::memory_order_relaxed) > kDemandResolutionNs) {
+    me.demand_ns.store(now, std::memory_order_relaxed);
+  }
   if (LeaseHolder(lease) == tenant && now < LeaseEnd(lease)) return;  // the holder's fast path
 
   const uint64_t waited_from = now;
