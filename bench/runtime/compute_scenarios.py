@@ -113,6 +113,13 @@ def main():
     a_out, b_out = run_all([gpufrac(["--fraction", "0.5"], graph),
                             gpufrac(["--fraction", "0.5"], spin)], f"cs3-{pid}")
     lines.append(row("1:1, A replays 20-kernel graphs", shares(a_out, b_out), "50% ± 5", 0.45, 0.55))
+    # The same without charging the work that runs on past a lease (GPUFRAC_COMPUTE_DRAIN=off):
+    # leases charged by wall time alone, the first mechanism.
+    a_out, b_out = run_all([gpufrac(["--fraction", "0.5"], graph),
+                            gpufrac(["--fraction", "0.5"], spin)], f"cs3w-{pid}",
+                           {"GPUFRAC_COMPUTE_DRAIN": "off"})
+    lines.append(row("1:1, graphs, leases charged by wall time only", shares(a_out, b_out),
+                     "50% ± 5", 0.45, 0.55))
     (strict,) = run_all([gpufrac(["--fraction", "0.5", "--mode", "strict"], spin)], f"cs4-{pid}")
     w = windows(strict)
     lines.append(row("strict 0.5 alone, GPU busy", [w[k] * KERNEL_US / 1e6 for k in full_windows(w)],

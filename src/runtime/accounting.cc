@@ -28,6 +28,9 @@ struct DeviceState {
   int slot;
   char uuid[kUuidBytes];
   bool refusal_logged;
+  // The compute lease this process last launched under on the device (compute_gate.h), so that
+  // it can measure the tail of its work once the lease passes to another tenant.
+  std::atomic<uint64_t> held_lease;
 };
 
 // Mapped at first use and never destroyed: no exit-time destructor may unmap a ledger that
@@ -277,7 +280,7 @@ bool ComputeTarget(int ordinal, GateTarget* target) {
   if (!GetConfig().managed) return false;
   DeviceState* d = Device(ordinal);
   if (d == nullptr || d->mode != DeviceMode::kManaged) return false;
-  *target = GateTarget{&d->ledger, d->tenant, d->generation};
+  *target = GateTarget{&d->ledger, d->tenant, d->generation, &d->held_lease};
   return true;
 }
 
@@ -290,6 +293,7 @@ void ResetAccountingAfterFork() {
     d.mode = DeviceMode::kUnknown;
     d.slot = -1;
     d.refusal_logged = false;
+    d.held_lease.store(0, std::memory_order_relaxed);
   }
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   g_setup_mu = fresh;

@@ -17,6 +17,8 @@ constexpr uint64_t kDeciderStaleNs = 20'000'000;
 // Waiters re-check at least this often (a holder may go idle without anyone deciding).
 constexpr uint64_t kMaxWaitNs = 2'000'000;
 constexpr uint64_t kMinWaitNs = 50'000;
+// A synchronize that returns sooner found no work left running: nothing to charge.
+constexpr uint64_t kTailResolutionNs = 20'000;
 
 double Weight(const TenantSpec& spec) {
   return spec.compute_request > kMinimumWeight ? spec.compute_request : kMinimumWeight;
@@ -82,7 +84,48 @@ void ChargeHolder(Ledger& ledger, uint64_t lease, uint64_t now) {
     const uint64_t rest = static_cast<uint64_t>(static_cast<double>(held) * (1 - limit) / limit);
     u.not_before_ns.store(stop + rest, std::memory_order_relaxed);
   }
+  u.tail_end_ns.store(stop, std::memory_order_relaxed);
   cs.lease_start_ns.store(now, std::memory_order_release);
+}
+
+// Charges `tenant` for its work that ran until `work_end` past its last lease. Processes of one
+// tenant each report their own end; only the latest counts, once.
+void ChargeTail(Ledger& ledger, int tenant, uint64_t work_end, const GateSettings& s) {
+  TenantUsage& u = ledger.usage()->tenants[tenant];
+  uint64_t charged_until = u.tail_end_ns.load(std::memory_order_relaxed);
+  do {
+    if (work_end <= charged_until) return;
+  } while (!u.tail_end_ns.compare_exchange_weak(charged_until, work_end));
+  // A process that noticed late cannot tell how long its synchronize really waited for the GPU:
+  // a tail is charged at most one slice.
+  uint64_t tail = work_end - charged_until;
+  if (tail > s.slice_ns) tail = s.slice_ns;
+  const TenantSpec& spec = ledger.limits()->tenants[tenant].spec;
+  u.gpu_time_ns.fetch_add(tail, std::memory_order_relaxed);
+  u.pass.fetch_add(static_cast<uint64_t>(static_cast<double>(tail) / Weight(spec)),
+                   std::memory_order_relaxed);
+  // The lease that followed began with this work still running: it is charged from later on.
+  ComputeState& cs = ledger.usage()->compute;
+  uint64_t start = cs.lease_start_ns.load(std::memory_order_acquire);
+  const uint64_t moved = start + tail < work_end ? start + tail : work_end;
+  if (LeaseHolder(cs.lease.load(std::memory_order_acquire)) != tenant && moved > start) {
+    cs.lease_start_ns.compare_exchange_strong(start, moved);
+  }
+}
+
+// Called by a process of `tenant` that finds another tenant holding the lease: if it launched
+// under an earlier lease, wait for that work and charge whatever ran past the handover.
+void MeasureTail(Ledger& ledger, int tenant, const LeaseDrain& drain, const GateSettings& s) {
+  if (drain.held_lease->load(std::memory_order_relaxed) == 0) return;
+  if (drain.held_lease->exchange(0, std::memory_order_acq_rel) == 0) return;  // another thread
+  const uint64_t before = MonotonicNs();
+  if (!drain.synchronize()) return;
+  const uint64_t after = MonotonicNs();
+  if (after - before < kTailResolutionNs) return;
+  const uint64_t lease_end = ledger.usage()->tenants[tenant].tail_end_ns.load();
+  Log(LogLevel::kDebug, "compute: work ran %llu us past the lease",
+      static_cast<unsigned long long>(after > lease_end ? (after - lease_end) / 1000 : 0));
+  ChargeTail(ledger, tenant, after, s);
 }
 
 }  // namespace
@@ -155,7 +198,7 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
   FutexWakeAll(&cs.sequence);
 }
 
-void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s) {
+void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s, const LeaseDrain* drain) {
   ComputeState& cs = ledger.usage()->compute;
   TenantUsage& me = ledger.usage()->tenants[tenant];
   uint64_t now = MonotonicNs();
@@ -166,7 +209,12 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s) {
   if (now - me.demand_ns.load(std::memory_order_relaxed) > kDemandResolutionNs) {
     me.demand_ns.store(now, std::memory_order_relaxed);
   }
-  if (LeaseHolder(lease) == tenant && now < LeaseEnd(lease)) return;  // the holder's fast path
+  if (LeaseHolder(lease) == tenant && now < LeaseEnd(lease)) {  // the holder's fast path
+    if (drain != nullptr && drain->held_lease->load(std::memory_order_relaxed) != lease) {
+      drain->held_lease->store(lease, std::memory_order_relaxed);
+    }
+    return;
+  }
 
   const uint64_t waited_from = now;
   me.waiting.fetch_add(1, std::memory_order_acq_rel);
@@ -177,7 +225,16 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s) {
     lease = cs.lease.load(std::memory_order_acquire);
     const int holder = LeaseHolder(lease);
     const uint64_t end = LeaseEnd(lease);
-    if (holder == tenant && now < end) break;
+    if (holder == tenant && now < end) {
+      if (drain != nullptr) drain->held_lease->store(lease, std::memory_order_relaxed);
+      break;
+    }
+    if (drain != nullptr && holder >= 0 && holder != tenant &&
+        drain->held_lease->load(std::memory_order_relaxed) != 0) {
+      MeasureTail(ledger, tenant, *drain, s);  // clears held_lease: runs once
+      now = MonotonicNs();
+      continue;
+    }
     bool may_decide = holder < 0 || now >= end || !Live(ledger, holder);
     if (!may_decide) {
       const TenantUsage& h = ledger.usage()->tenants[holder];
@@ -208,6 +265,16 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s) {
   me.throttled_ns.fetch_add(now - waited_from, std::memory_order_relaxed);
 }
 
+namespace {
+
+bool SynchronizeForGate() {
+  if (CaptureActive()) return false;
+  auto real = REAL(cuCtxSynchronize);
+  return real != nullptr && real() == CUDA_SUCCESS;
+}
+
+}  // namespace
+
 void GateLaunch() {
   const Config& config = GetConfig();
   if (!config.managed || !config.compute) return;
@@ -217,7 +284,8 @@ void GateLaunch() {
                               .idle_ns = 2 * config.compute_slice_ns,
                               .holder_idle_ns = 1'000'000,
                               .starve_slack_ns = config.compute_slice_ns};
-  WaitForLease(*target.ledger, target.tenant, settings);
+  const LeaseDrain drain{target.held_lease, SynchronizeForGate};
+  WaitForLease(*target.ledger, target.tenant, settings, config.compute_drain ? &drain : nullptr);
 }
 
 }  // namespace gpufrac::runtime

@@ -14,10 +14,17 @@
 //   - a tenant with a compute limit below 1 (strict mode: limit = request) sits out after each
 //     slice long enough to keep its share at the limit, even on an idle GPU.
 //
+// A lease is charged by the time it covered, but work queued under it runs on after it ends, into
+// the next holder's slice; a tenant launching large units (CUDA graphs) would gain by that. So a
+// process that finds its tenant's lease gone synchronizes its work once (unless a stream capture
+// is open), and the time its work ran past the handover is charged to its tenant and credited to
+// the lease that followed. Stride scheduling then evens out the GPU time actually used.
+//
 // Waiting threads sleep on a futex in shared memory, woken at every decision. The launch path of
-// the lease holder costs one clock read and two atomic loads.
+// the lease holder costs one clock read and three atomic loads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 
 #include "runtime/ledger.h"
@@ -35,8 +42,16 @@ struct GateSettings {
 // runtime, callers hold the GPU's decider lock.
 void DecideLease(Ledger& ledger, uint64_t now_ns, const GateSettings& settings);
 
-// Blocks until tenant `tenant` holds the lease of `ledger`'s GPU, deciding when it may.
-void WaitForLease(Ledger& ledger, int tenant, const GateSettings& settings);
+// How a process measures the tail of its work after losing a lease.
+struct LeaseDrain {
+  std::atomic<uint64_t>* held_lease;  // the lease this process last launched under
+  bool (*synchronize)();              // waits for the process's work; false if it could not
+};
+
+// Blocks until tenant `tenant` holds the lease of `ledger`'s GPU, deciding when it may. With
+// `drain`, the calling process's work left running after its tenant's lease is charged to it.
+void WaitForLease(Ledger& ledger, int tenant, const GateSettings& settings,
+                  const LeaseDrain* drain = nullptr);
 
 uint64_t MonotonicNs();
 

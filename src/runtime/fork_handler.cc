@@ -9,6 +9,7 @@ namespace gpufrac::runtime {
 
 void ResetPoolsAfterFork();
 void ResetContextsAfterFork();
+void ResetCapturesAfterFork();
 
 namespace {
 
@@ -16,6 +17,7 @@ void AfterForkInChild() {
   Allocations().Clear();
   ResetPoolsAfterFork();
   ResetContextsAfterFork();
+  ResetCapturesAfterFork();
   ResetAccountingAfterFork();
 }
 

@@ -85,6 +85,8 @@ void ReadConfig() {
   if (const char* v = getenv("GPUFRAC_COMPUTE_SLICE_MS"); v != nullptr && atoi(v) > 0) {
     c.compute_slice_ns = static_cast<uint64_t>(atoi(v)) * 1000000ull;
   }
+  const char* drain = getenv("GPUFRAC_COMPUTE_DRAIN");
+  c.compute_drain = drain == nullptr || strcmp(drain, "off") != 0;
   c.context_bytes = kDefaultContextBytes;
   if (const char* v = getenv("GPUFRAC_CONTEXT_BYTES"); v != nullptr) {
     uint64_t bytes = 0;

@@ -54,6 +54,7 @@ struct Config {
   uint64_t context_bytes = 0;
   bool compute = true;            // GPUFRAC_COMPUTE=off disables the compute gate alone
   uint64_t compute_slice_ns = 0;  // GPUFRAC_COMPUTE_SLICE_MS
+  bool compute_drain = true;      // GPUFRAC_COMPUTE_DRAIN=off: charge leases by wall time only
 };
 const Config& GetConfig();
 void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
@@ -75,11 +76,16 @@ struct GateTarget {
   Ledger* ledger;
   int tenant;
   uint64_t generation;
+  std::atomic<uint64_t>* held_lease;  // this process's, per device
 };
 bool ComputeTarget(int ordinal, GateTarget* target);
 
 // Waits until this process's tenant may put work on the current device (compute_gate.h).
 void GateLaunch();
+
+// Whether a stream capture is under way in this process (capture_hooks.cc): synchronizing then
+// would invalidate it.
+bool CaptureActive();
 
 // Called after fork in the child: its allocations and contexts are not its own.
 void ResetAccountingAfterFork();

@@ -21,7 +21,7 @@
 namespace gpufrac {
 
 constexpr uint32_t kLedgerMagic = 0x52465047;  // "GPFR"
-constexpr uint32_t kLedgerVersion = 2;         // bumped whenever the layout changes
+constexpr uint32_t kLedgerVersion = 3;         // bumped whenever the layout changes
 constexpr int kMaxTenants = 64;
 constexpr int kMaxProcesses = 1024;
 constexpr int kTenantNameBytes = 64;
@@ -73,6 +73,9 @@ struct TenantUsage {
   std::atomic<uint64_t> not_before_ns;   // strict/limited tenants: earliest next turn
   std::atomic<uint64_t> gpu_time_ns;     // GPU time it held the device
   std::atomic<uint64_t> throttled_ns;    // time its launches waited at the gate
+  // When its last lease ended, pushed later by its processes as they find how long the work they
+  // had queued ran on into the next holder's lease (that tail is charged to this tenant).
+  std::atomic<uint64_t> tail_end_ns;
 };
 
 // Who may put work on the GPU now: one tenant at a time holds a time-slice lease.

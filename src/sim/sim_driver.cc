@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "sim/sim_process.h"
 #include "sim/sim_timeline.h"
@@ -16,6 +18,7 @@ thread_local std::vector<Context*> tls_context_stack;
 struct Stream {
   int ordinal;
   bool capturing = false;
+  bool capture_invalidated = false;
   uint64_t captured_kernels = 0;
 };
 struct Event {
@@ -25,6 +28,18 @@ struct Event {
 struct Graph {
   uint64_t kernels;
 };
+
+// Streams capturing now. As in CUDA's global capture mode (the default), a synchronization
+// anywhere in the process while one is open fails and invalidates the capture.
+std::mutex g_capture_mu;
+std::vector<Stream*> g_capturing;
+
+bool InvalidateOpenCaptures() {
+  std::lock_guard<std::mutex> lock(g_capture_mu);
+  for (Stream* s : g_capturing) s->capture_invalidated = true;
+  return !g_capturing.empty();
+}
+
 struct Module {
   std::string image_head;
 };
@@ -310,6 +325,7 @@ SIM_EXPORT CUresult cuCtxGetDevice(CUdevice* device) {
 
 SIM_EXPORT CUresult cuCtxSynchronize() {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (InvalidateOpenCaptures()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   Context* c = CurrentContext();
   if (c == nullptr) return CUDA_ERROR_INVALID_CONTEXT;
   WaitIdle(c->ordinal);
@@ -334,6 +350,10 @@ SIM_EXPORT CUresult cuStreamCreateWithPriority(CUstream* stream, unsigned int, i
 }
 SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
   if (stream == nullptr) return CUDA_ERROR_INVALID_HANDLE;
+  {
+    std::lock_guard<std::mutex> lock(g_capture_mu);
+    std::erase(g_capturing, reinterpret_cast<Stream*>(stream));
+  }
   delete reinterpret_cast<Stream*>(stream);
   return CUDA_SUCCESS;
 }
@@ -348,6 +368,7 @@ static int StreamOrdinal(CUstream stream) {
 
 SIM_EXPORT CUresult cuStreamSynchronize(CUstream stream) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  if (InvalidateOpenCaptures()) return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
   const int ordinal = StreamOrdinal(stream);
   if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
   WaitIdle(ordinal);
@@ -541,7 +562,10 @@ SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, int) {
   if (stream == nullptr) return CUDA_ERROR_INVALID_VALUE;  // the legacy stream cannot capture
   auto* s = reinterpret_cast<Stream*>(stream);
   s->capturing = true;
+  s->capture_invalidated = false;
   s->captured_kernels = 0;
+  std::lock_guard<std::mutex> lock(g_capture_mu);
+  g_capturing.push_back(s);
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuStreamBeginCapture(CUstream stream, int mode) {
@@ -555,6 +579,14 @@ SIM_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
   auto* s = reinterpret_cast<Stream*>(stream);
   if (!s->capturing) return CUDA_ERROR_INVALID_VALUE;
   s->capturing = false;
+  {
+    std::lock_guard<std::mutex> lock(g_capture_mu);
+    std::erase(g_capturing, s);
+  }
+  if (s->capture_invalidated) {
+    *graph = nullptr;
+    return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+  }
   *graph = reinterpret_cast<CUgraph>(new Graph{s->captured_kernels});
   return CUDA_SUCCESS;
 }

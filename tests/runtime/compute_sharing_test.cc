@@ -91,6 +91,27 @@ TEST_F(ComputeSharingTest, GraphReplaysAreGovernedToo) {
   ExpectShares({"--fraction", "0.5"}, {"--fraction", "0.5"}, 0.5, 0.08, "20");
 }
 
+TEST_F(ComputeSharingTest, ACaptureSpanningLeaseChangesStaysValid) {
+  // The gate synchronizes a process that lost its lease, to charge the work it left running; a
+  // synchronize during a stream capture would invalidate the capture (the simulated driver fails
+  // it, as CUDA's global capture mode does). A captures a 500,000-kernel graph through the gate
+  // with 1 ms leases while B keeps the GPU busy, so the capture outlives several of its leases
+  // (without the gate's capture check, this fails with "cuda_probe: graph").
+  Env fast = SimEnv();
+  fast["GPUFRAC_COMPUTE_SLICE_MS"] = "1";
+  const pid_t b =
+      StartProcess({Gpufrac(), "run", "--fraction", "0.5", "--", Probe(), "spin", "2", "1000"},
+                   fast, TempDir() + "/b");
+  usleep(200'000);
+  Env tiny_kernels = fast;
+  tiny_kernels["GPUFRAC_SIM_KERNEL_US"] = "1";
+  const pid_t a = StartProcess(
+      {Gpufrac(), "run", "--fraction", "0.5", "--", Probe(), "spin", "0.01", "1000", "500000"},
+      tiny_kernels, TempDir() + "/a");
+  EXPECT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0) << Output("a");
+  ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0) << Output("b");
+}
+
 TEST_F(ComputeSharingTest, WithoutGpufracTheTimelineIsOneGpu) {
   // The simulated timeline itself: two plain processes never get more than one GPU-second per
   // second together (kernels run one at a time), and neither is shut out.
