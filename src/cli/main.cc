@@ -16,6 +16,7 @@ int main(int argc, char** argv) {
   gpufrac::cli::AddNodeCommand(app, &exit_code);
   gpufrac::cli::AddPsCommand(app, &exit_code);
   gpufrac::cli::AddTopCommand(app, &exit_code);
+  gpufrac::cli::AddServeCommand(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

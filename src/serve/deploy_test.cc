@@ -1,0 +1,147 @@
+// Deployment files as data: every tests/serve/deploy/bad/*.yaml starts with a line
+// "# error: <expected message>" and must be refused with exactly that message; every
+// tests/serve/deploy/good/*.yaml and examples/serve/*.yaml must parse.
+#include "serve/deploy.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+namespace gpufrac::serve {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string Read(const fs::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::vector<fs::path> Files(const fs::path& dir) {
+  std::vector<fs::path> out;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".yaml") out.push_back(e.path());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+const fs::path kData = fs::path(GPUFRAC_SOURCE_DIR) / "tests/serve/deploy";
+
+TEST(DeployFileTest, EveryBadFileIsRefusedWithItsKeyPath) {
+  const auto files = Files(kData / "bad");
+  ASSERT_GE(files.size(), 20u);
+  for (const fs::path& file : files) {
+    const std::string text = Read(file);
+    const std::string marker = "# error: ";
+    ASSERT_EQ(text.rfind(marker, 0), 0u) << file << " must start with '# error: '";
+    const std::string expected = text.substr(marker.size(), text.find('\n') - marker.size());
+    DeploySpec spec;
+    const Status s = ParseDeploy(text, "deploy.yaml", &spec);
+    ASSERT_FALSE(s.ok()) << file << " was accepted";
+    EXPECT_EQ(s.message(), "deploy.yaml: " + expected) << file;
+    EXPECT_EQ(s.message().find('\n'), std::string::npos) << "one line: " << file;
+  }
+}
+
+TEST(DeployFileTest, GoodFilesAndExamplesParse) {
+  std::vector<fs::path> files = Files(kData / "good");
+  for (const fs::path& p : Files(fs::path(GPUFRAC_SOURCE_DIR) / "examples/serve"))
+    files.push_back(p);
+  ASSERT_GE(files.size(), 2u);
+  for (const fs::path& file : files) {
+    DeploySpec spec;
+    const Status s = LoadDeployFile(file.string(), &spec);
+    EXPECT_TRUE(s.ok()) << s.message();
+    EXPECT_FALSE(spec.models.empty()) << file;
+  }
+}
+
+TEST(DeployFileTest, ReadsEveryKey) {
+  DeploySpec spec;
+  const Status s = LoadDeployFile((kData / "good/full.yaml").string(), &spec);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(spec.node_socket, "/tmp/node.sock");
+  EXPECT_EQ(spec.gateway.host, "127.0.0.1");
+  EXPECT_EQ(spec.gateway.port, 9000);
+  EXPECT_EQ(spec.gateway.max_body_bytes, 2u << 20);
+  EXPECT_EQ(spec.gateway.api_keys, (std::vector<std::string>{"k1", "k2"}));
+  EXPECT_EQ(spec.gateway.request_timeout_ms, 5000);
+  EXPECT_EQ(spec.autoscaler.interval_ms, 500);
+  EXPECT_EQ(spec.autoscaler.window_ms, 10000);
+  EXPECT_EQ(spec.autoscaler.scale_out_cooldown_ms, 3000);
+  EXPECT_EQ(spec.autoscaler.scale_in_cooldown_ms, 4000);
+  EXPECT_EQ(spec.autoscaler.scale_in_stable_ms, 5000);
+  EXPECT_DOUBLE_EQ(spec.autoscaler.scale_out_at, 0.9);
+  EXPECT_DOUBLE_EQ(spec.autoscaler.scale_in_below, 0.4);
+  EXPECT_EQ(spec.autoscaler.min_samples, 3);
+  EXPECT_FALSE(spec.preemption.enabled);
+  EXPECT_EQ(spec.preemption.grace_ms, 1500);
+  ASSERT_EQ(spec.models.size(), 2u);
+  const ModelSpec& chat = spec.models[0];
+  EXPECT_EQ(chat.name, "meta/llama-8b");
+  EXPECT_EQ(chat.command,
+            (std::vector<std::string>{"server", "--port", "{port}", "--gpu", "{gpu}"}));
+  EXPECT_EQ(chat.health.path, "/v1/health");
+  EXPECT_EQ(chat.health.interval_ms, 250);
+  EXPECT_EQ(chat.health.timeout_ms, 100);
+  EXPECT_EQ(chat.health.failures, 3);
+  EXPECT_EQ(chat.start_timeout_ms, 120000);
+  EXPECT_EQ(chat.drain_grace_ms, 7000);
+  EXPECT_EQ(chat.share.memory, "0.25");
+  EXPECT_EQ(chat.share.memory_limit, "0.5");
+  EXPECT_DOUBLE_EQ(chat.share.compute, 0.3);
+  EXPECT_DOUBLE_EQ(chat.share.compute_limit, 0.6);
+  EXPECT_EQ(chat.share.compute_mode, "fair");
+  EXPECT_FALSE(chat.share.batch);
+  EXPECT_EQ(chat.share.gpu, "1");
+  EXPECT_EQ(chat.share.placement, "spread");
+  EXPECT_EQ(chat.min_replicas, 2);
+  EXPECT_EQ(chat.max_replicas, 6);
+  EXPECT_EQ(chat.sla.ttft_p95_ms, 800);
+  EXPECT_DOUBLE_EQ(chat.sla.inflight_per_replica, 8);
+  EXPECT_EQ(chat.sla.max_queue_wait_ms, 2000);
+  EXPECT_EQ(chat.admission.max_inflight_per_replica, 16);
+  EXPECT_EQ(chat.admission.max_queue, 50);
+  EXPECT_EQ(chat.admission.queue_timeout_ms, 3000);
+  const ModelSpec& embed = spec.models[1];
+  EXPECT_TRUE(embed.share.batch);
+  EXPECT_EQ(embed.share.memory, "10GiB");
+  EXPECT_EQ(embed.min_replicas, 0);
+  EXPECT_TRUE(embed.scale_to_zero.enabled);
+  EXPECT_EQ(embed.scale_to_zero.idle_ms, 60000);
+  EXPECT_EQ(embed.scale_to_zero.hold_ms, 20000);
+  EXPECT_EQ(embed.command, (std::vector<std::string>{"embedder", "--port={port}"}));
+}
+
+TEST(DeployFileTest, ExpandsPlaceholders) {
+  const std::vector<std::string> out = ExpandCommand(
+      {"srv", "--listen={host}:{port}", "--name", "{model}/{replica}", "--device", "{gpu}"},
+      {"127.0.0.1", "chat", "sv1-chat-3", 4321});
+  EXPECT_EQ(out, (std::vector<std::string>{"srv", "--listen=127.0.0.1:4321", "--name",
+                                           "chat/sv1-chat-3", "--device", "0"}));
+}
+
+TEST(DeployFileTest, Durations) {
+  int64_t ms = 0;
+  EXPECT_TRUE(ParseDurationMs("250ms", &ms));
+  EXPECT_EQ(ms, 250);
+  EXPECT_TRUE(ParseDurationMs("1.5s", &ms));
+  EXPECT_EQ(ms, 1500);
+  EXPECT_TRUE(ParseDurationMs("2m", &ms));
+  EXPECT_EQ(ms, 120000);
+  EXPECT_TRUE(ParseDurationMs("40", &ms));
+  EXPECT_EQ(ms, 40);
+  EXPECT_FALSE(ParseDurationMs("10 s", &ms));
+  EXPECT_FALSE(ParseDurationMs("-1s", &ms));
+  EXPECT_FALSE(ParseDurationMs("fast", &ms));
+  EXPECT_FALSE(ParseDurationMs("", &ms));
+}
+
+}  // namespace
+}  // namespace gpufrac::serve

@@ -1,0 +1,314 @@
+#include "serve/exchange.h"
+
+#include <boost/asio/connect.hpp>
+#include <boost/asio/write.hpp>
+#include <nlohmann/json.hpp>
+
+#include "bench/clock.h"
+#include "bench/openai_protocol.h"
+#include "serve/client_session.h"
+#include "serve/gateway.h"
+
+namespace gpufrac::serve {
+namespace {
+
+namespace asio = boost::asio;
+using bench::NowNs;
+
+// Attempts per request: the first, and retries on another replica while nothing was sent back.
+constexpr int kMaxAttempts = 3;
+constexpr size_t kMaxIdlePerReplica = 512;
+
+double Seconds(int64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+std::string Lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+}  // namespace
+
+Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
+                   std::shared_ptr<Model> model, std::string path, std::string forwarded_headers,
+                   std::string body, int64_t arrival_ns)
+    : gateway_(gateway),
+      client_(std::move(client)),
+      model_(std::move(model)),
+      path_(std::move(path)),
+      forwarded_headers_(std::move(forwarded_headers)),
+      body_(std::move(body)),
+      arrival_ns_(arrival_ns),
+      timer_(gateway.io()),
+      parser_([this](std::string_view d) { OnBody(d); }),
+      sse_([this](const bench::SseEvent& e) {
+        const bench::ChunkInfo info = bench::ClassifyStreamEvent(e.data);
+        if (!info.has_content) return;
+        ModelMetrics& m = model_->metrics;
+        if (first_content_ns_ == 0) {
+          first_content_ns_ = read_ns_;
+          m.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
+          m.ttft_window.Add(read_ns_, static_cast<double>(read_ns_ - arrival_ns_) / 1e6);
+        } else {
+          m.itl.Observe(Seconds(read_ns_ - last_content_ns_));
+        }
+        last_content_ns_ = read_ns_;
+        ++content_events_;
+      }) {}
+
+void Exchange::Enqueue(int64_t timeout_ms, int status) {
+  queued_ = true;
+  timer_.expires_after(std::chrono::milliseconds(timeout_ms));
+  timer_.async_wait(
+      [self = shared_from_this(), timeout_ms, status](const boost::system::error_code& ec) {
+        if (ec || !self->queued_ || self->done_) return;
+        self->Reject(status,
+                     "model '" + self->model_->spec.name +
+                         "': no replica could take the request within " +
+                         std::to_string(timeout_ms) + "ms; retry later",
+                     ErrorKind::kQueueTimeout, 1);
+      });
+}
+
+void Exchange::Reject(int status, const std::string& message, ErrorKind kind, int retry_after_s) {
+  if (done_) return;
+  done_ = true;
+  queued_ = false;
+  timer_.cancel();
+  ++model_->metrics.errors[kind];
+  ++model_->metrics.responses_by_code[status];
+  client_->Reply(ErrorResponse(status, message, true, retry_after_s), false);
+}
+
+void Exchange::Start(std::shared_ptr<Replica> replica) {
+  if (queued_ || attempts_ == 0) {
+    const int64_t waited = NowNs() - arrival_ns_;
+    if (attempts_ == 0) {
+      model_->metrics.queue_wait.Observe(Seconds(waited));
+      model_->metrics.queue_wait_window.Add(NowNs(), static_cast<double>(waited) / 1e6);
+    }
+  }
+  queued_ = false;
+  timer_.cancel();
+  replica_ = std::move(replica);
+  ++replica_->outstanding;
+  ++replica_->metrics.requests;
+  ++model_->in_flight;
+  holding_slot_ = true;
+  ++attempts_;
+  dispatch_ns_ = NowNs();
+  parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
+  sse_checked_ = is_sse_ = chunked_ = false;
+  received_ = 0;
+  if (!replica_->idle.empty()) {
+    upstream_ = std::move(replica_->idle.back());
+    replica_->idle.pop_back();
+    reused_ = true;
+    Send();
+    return;
+  }
+  reused_ = false;
+  Connect();
+}
+
+void Exchange::Connect() {
+  upstream_ = std::make_unique<asio::ip::tcp::socket>(gateway_.io());
+  const asio::ip::tcp::endpoint endpoint(asio::ip::address_v4::loopback(), replica_->port);
+  upstream_->async_connect(endpoint,
+                           [self = shared_from_this()](const boost::system::error_code& ec) {
+                             if (self->done_) return;
+                             if (ec) {
+                               self->UpstreamFailed("cannot connect: " + ec.message(), true);
+                               return;
+                             }
+                             boost::system::error_code ignored;
+                             self->upstream_->set_option(asio::ip::tcp::no_delay(true), ignored);
+                             self->Send();
+                           });
+}
+
+void Exchange::Send() {
+  auto request = std::make_shared<std::string>();
+  *request =
+      "POST " + path_ + " HTTP/1.1\r\nHost: 127.0.0.1:" + std::to_string(replica_->port) +
+      "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body_.size()) +
+      "\r\n" + forwarded_headers_ + "\r\n" + body_;
+  asio::async_write(
+      *upstream_, asio::buffer(*request),
+      [self = shared_from_this(), request](const boost::system::error_code& ec, size_t) {
+        if (self->done_) return;
+        if (ec) {
+          self->UpstreamFailed("send: " + ec.message(), !self->reused_);
+          return;
+        }
+        self->Read();
+      });
+}
+
+void Exchange::Read() {
+  upstream_->async_read_some(asio::buffer(buf_),
+                             [self = shared_from_this()](const boost::system::error_code& ec,
+                                                         size_t n) { self->OnRead(ec, n); });
+}
+
+void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
+  if (done_) return;
+  read_ns_ = NowNs();
+  if (ec) {
+    if (ec == asio::error::eof && parser_.FeedEof() && parser_.complete()) {
+      Finish(true, true);  // a close-delimited body ended
+      return;
+    }
+    // A pooled connection the replica closed before answering is not the replica's fault.
+    const bool replica_fault = !(reused_ && received_ == 0);
+    UpstreamFailed(ec == asio::error::eof ? "the replica closed the connection mid-response"
+                                          : "read: " + ec.message(),
+                   replica_fault);
+    return;
+  }
+  received_ += n;
+  const std::string_view data(buf_.data(), n);
+  if (!parser_.Feed(data)) {
+    UpstreamFailed("malformed response: " + parser_.error(), true);
+    return;
+  }
+  if (head_sent_) {
+    Forward(std::string(data));
+    return;
+  }
+  pending_head_.append(data);
+  if (!parser_.headers_done()) {
+    Read();
+    return;
+  }
+  // Tell the client which replica answered, right after the status line.
+  const size_t eol = pending_head_.find("\r\n");
+  pending_head_.insert(eol + 2, "X-Gpufrac-Replica: " + replica_->tenant + "\r\n");
+  for (const bench::HttpHeader& h : parser_.headers()) {
+    if (h.name == "transfer-encoding" && Lower(h.value).find("chunked") != std::string::npos) {
+      chunked_ = true;
+    }
+  }
+  if (parser_.status() >= 500) {
+    ++model_->metrics.errors[ErrorKind::kUpstreamStatus];
+    ++replica_->metrics.errors;
+  }
+  head_sent_ = true;
+  Forward(std::move(pending_head_));
+  pending_head_.clear();
+}
+
+void Exchange::OnBody(std::string_view data) {
+  if (!sse_checked_) {
+    sse_checked_ = true;
+    for (const bench::HttpHeader& h : parser_.headers()) {
+      if (h.name == "content-type" &&
+          Lower(h.value).find("text/event-stream") != std::string::npos) {
+        is_sse_ = true;
+      }
+    }
+  }
+  if (is_sse_) sse_.Feed(data);
+}
+
+void Exchange::Forward(std::string bytes) {
+  auto data = std::make_shared<std::string>(std::move(bytes));
+  client_->Write(data, [self = shared_from_this()](bool ok) {
+    if (self->done_) return;
+    if (!ok) {
+      self->Cancel();
+      return;
+    }
+    if (self->parser_.complete()) {
+      self->Finish(true, !self->parser_.keep_alive());
+    } else {
+      self->Read();
+    }
+  });
+}
+
+void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
+  if (done_) return;
+  boost::system::error_code ignored;
+  if (upstream_) upstream_->close(ignored);
+  upstream_.reset();
+  std::shared_ptr<Replica> replica = replica_;
+  ReleaseReplica();
+  if (replica_fault) {
+    ++replica->metrics.errors;
+    gateway_.MarkSuspect(*replica, why);
+  }
+  if (!head_sent_ && attempts_ < kMaxAttempts && client_->open()) {
+    gateway_.Requeue(shared_from_this(), *model_);
+    return;
+  }
+  ++model_->metrics.errors[ErrorKind::kUpstreamFailed];
+  const std::string message =
+      "replica " + replica->tenant + " of model '" + model_->spec.name + "' failed: " + why;
+  if (!head_sent_) {
+    done_ = true;
+    ++model_->metrics.responses_by_code[502];
+    gateway_.Dispatch(*model_);
+    client_->Reply(ErrorResponse(502, message, true), false);
+    return;
+  }
+  if (!chunked_) {
+    Finish(false, true);  // the body's length was promised: only closing tells the client
+    return;
+  }
+  // An SSE error event in the stream's own chunked framing, then the end of the stream.
+  const std::string event = "data: " + ErrorBody(502, message) + "\n";
+  char size[32];
+  std::snprintf(size, sizeof size, "%zx\r\n", event.size());
+  auto tail = std::make_shared<std::string>(std::string(size) + event + "\r\n0\r\n\r\n");
+  done_ = true;  // no upstream any more; the write below ends the exchange
+  client_->Write(tail, [self = shared_from_this()](bool ok) {
+    self->gateway_.Dispatch(*self->model_);
+    self->client_->ExchangeDone(!ok);
+  });
+}
+
+void Exchange::Finish(bool ok, bool close_client) {
+  if (done_) return;
+  done_ = true;
+  timer_.cancel();
+  const int64_t now = NowNs();
+  if (ok) {
+    model_->metrics.latency.Observe(Seconds(now - arrival_ns_));
+    ++model_->metrics.responses_by_code[parser_.status()];
+  } else {
+    ++model_->metrics.responses_by_code[502];
+  }
+  if (ok && parser_.keep_alive() && upstream_ && replica_ && replica_->Routable() &&
+      replica_->idle.size() < kMaxIdlePerReplica) {
+    replica_->idle.push_back(std::move(upstream_));
+  } else if (upstream_) {
+    boost::system::error_code ignored;
+    upstream_->close(ignored);
+  }
+  ReleaseReplica();
+  gateway_.Dispatch(*model_);
+  client_->ExchangeDone(close_client);
+}
+
+void Exchange::Cancel() {
+  if (done_) return;
+  done_ = true;
+  queued_ = false;
+  timer_.cancel();
+  ++model_->metrics.errors[ErrorKind::kClientCancelled];
+  if (upstream_) {
+    boost::system::error_code ignored;
+    upstream_->close(ignored);  // the replica sees the request dropped
+  }
+  ReleaseReplica();
+  gateway_.Dispatch(*model_);
+}
+
+void Exchange::ReleaseReplica() {
+  if (!holding_slot_) return;
+  holding_slot_ = false;
+  --replica_->outstanding;
+  --model_->in_flight;
+}
+
+}  // namespace gpufrac::serve

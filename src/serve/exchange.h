@@ -1,0 +1,78 @@
+// One client request proxied to a replica. It waits in its model's queue (with a timeout) until
+// the router gives it a replica, sends the request on a pooled or new connection, and streams the
+// answer back byte for byte as each read completes: nothing is buffered beyond one read, and the
+// next read starts only when the client has taken the last one. On the way it times the first
+// content event (TTFT) and the gaps between content events (ITL). A replica that breaks the
+// response gets the request retried elsewhere if nothing was sent to the client yet; otherwise
+// the client gets an error event (SSE) or a closed connection, never a hang.
+#pragma once
+
+#include <array>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+
+#include "bench/http_parser.h"
+#include "bench/sse_parser.h"
+#include "serve/replica.h"
+#include "serve/serve_metrics.h"
+
+namespace gpufrac::serve {
+
+class ClientSession;
+class Gateway;
+
+class Exchange : public std::enable_shared_from_this<Exchange> {
+ public:
+  Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client, std::shared_ptr<Model> model,
+           std::string path, std::string forwarded_headers, std::string body, int64_t arrival_ns);
+
+  // Waits in the queue: after timeout_ms the client gets `status` with Retry-After.
+  void Enqueue(int64_t timeout_ms, int status);
+  // Sends the request to `replica`.
+  void Start(std::shared_ptr<Replica> replica);
+  // Answers the client with an error now (admission refused, queue flushed).
+  void Reject(int status, const std::string& message, ErrorKind kind, int retry_after_s);
+  // The client went away: the upstream request is dropped (its connection closed).
+  void Cancel();
+
+  bool done() const { return done_; }
+  bool queued() const { return queued_; }
+  int attempts() const { return attempts_; }
+  int64_t arrival_ns() const { return arrival_ns_; }
+
+ private:
+  void Connect();
+  void Send();
+  void Read();
+  void OnRead(const boost::system::error_code& ec, size_t n);
+  void OnBody(std::string_view data);
+  void Forward(std::string bytes);
+  void UpstreamFailed(const std::string& why, bool replica_fault);
+  void Finish(bool ok, bool close_client);
+  void ReleaseReplica();
+
+  Gateway& gateway_;
+  std::shared_ptr<ClientSession> client_;
+  std::shared_ptr<Model> model_;
+  std::shared_ptr<Replica> replica_;
+  std::string path_, forwarded_headers_, body_;
+  int64_t arrival_ns_ = 0, dispatch_ns_ = 0;
+  boost::asio::steady_timer timer_;
+  std::unique_ptr<boost::asio::ip::tcp::socket> upstream_;
+  bool reused_ = false;  // the connection came from the idle pool
+  std::array<char, 16384> buf_;
+  bench::HttpResponseParser parser_;
+  bench::SseParser sse_;
+  bool sse_checked_ = false, is_sse_ = false, chunked_ = false;
+  bool head_sent_ = false;
+  std::string pending_head_;
+  uint64_t received_ = 0;
+  int64_t read_ns_ = 0, first_content_ns_ = 0, last_content_ns_ = 0;
+  int content_events_ = 0;
+  int attempts_ = 0;
+  bool queued_ = false, done_ = false, holding_slot_ = false;
+};
+
+}  // namespace gpufrac::serve

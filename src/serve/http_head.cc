@@ -1,0 +1,159 @@
+#include "serve/http_head.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <nlohmann/json.hpp>
+
+namespace gpufrac::serve {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view Trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+bool HasToken(const std::string& value, std::string_view token) {
+  return Lower(value).find(token) != std::string::npos;
+}
+
+const char* ErrorType(int status) {
+  if (status == 401) return "authentication_error";
+  if (status == 404) return "not_found_error";
+  if (status == 429) return "rate_limit_error";
+  if (status >= 500) return "server_error";
+  return "invalid_request_error";
+}
+
+}  // namespace
+
+std::string RequestHead::Header(std::string_view lower_name) const {
+  for (const auto& [name, value] : headers) {
+    if (name == lower_name) return value;
+  }
+  return "";
+}
+
+HeadResult ParseRequestHead(std::string_view buffer, size_t max_head_bytes, RequestHead* head,
+                            std::string* error) {
+  const size_t end = buffer.find("\r\n\r\n");
+  if (end == std::string_view::npos) {
+    if (buffer.size() > max_head_bytes) return HeadResult::kTooLarge;
+    return HeadResult::kNeedMore;
+  }
+  if (end + 4 > max_head_bytes) return HeadResult::kTooLarge;
+  const std::string_view text = buffer.substr(0, end);
+  const size_t line_end = std::min(text.find("\r\n"), text.size());
+  const std::string_view line = text.substr(0, line_end);
+  const size_t sp1 = line.find(' ');
+  const size_t sp2 = line.rfind(' ');
+  if (sp1 == std::string_view::npos || sp2 == sp1 || line.substr(sp2 + 1).rfind("HTTP/1.", 0)) {
+    *error = "malformed request line";
+    return HeadResult::kBad;
+  }
+  RequestHead h;
+  h.method = std::string(line.substr(0, sp1));
+  h.target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
+  h.keep_alive = line.substr(sp2 + 1) == "HTTP/1.1";
+  size_t pos = line_end + 2;
+  while (pos < text.size()) {
+    size_t eol = text.find("\r\n", pos);
+    if (eol == std::string_view::npos) eol = text.size();
+    const std::string_view field = text.substr(pos, eol - pos);
+    const size_t colon = field.find(':');
+    if (colon == std::string_view::npos || colon == 0) {
+      *error = "malformed header line";
+      return HeadResult::kBad;
+    }
+    std::string name = Lower(field.substr(0, colon));
+    std::string value(Trim(field.substr(colon + 1)));
+    if (name == "content-length") {
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), h.content_length);
+      if (ec != std::errc() || p != value.data() + value.size()) {
+        *error = "bad Content-Length";
+        return HeadResult::kBad;
+      }
+    } else if (name == "transfer-encoding" && HasToken(value, "chunked")) {
+      return HeadResult::kChunked;
+    } else if (name == "connection") {
+      if (HasToken(value, "close")) h.keep_alive = false;
+      if (HasToken(value, "keep-alive")) h.keep_alive = true;
+    }
+    h.headers.emplace_back(std::move(name), std::move(value));
+    pos = eol + 2;
+  }
+  h.head_bytes = end + 4;
+  *head = std::move(h);
+  return HeadResult::kDone;
+}
+
+const char* StatusText(int status) {
+  switch (status) {
+    case 200:
+      return "OK";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 411:
+      return "Length Required";
+    case 413:
+      return "Payload Too Large";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Status";
+  }
+}
+
+std::string Response(int status, std::string_view content_type, std::string_view body,
+                     bool keep_alive, const std::vector<std::string>& extra_headers) {
+  std::string out = "HTTP/1.1 " + std::to_string(status) + " " + StatusText(status) + "\r\n";
+  out += "Content-Type: ";
+  out += content_type;
+  out += "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  out += keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n";
+  for (const std::string& h : extra_headers) out += h + "\r\n";
+  out += "\r\n";
+  out += body;
+  return out;
+}
+
+std::string ErrorBody(int status, const std::string& message) {
+  nlohmann::json j = {
+      {"error", {{"message", message}, {"type", ErrorType(status)}, {"code", status}}}};
+  return j.dump() + "\n";
+}
+
+std::string ErrorResponse(int status, const std::string& message, bool keep_alive,
+                          int retry_after_s) {
+  std::vector<std::string> extra;
+  if (retry_after_s > 0) extra.push_back("Retry-After: " + std::to_string(retry_after_s));
+  return Response(status, "application/json", ErrorBody(status, message), keep_alive, extra);
+}
+
+}  // namespace gpufrac::serve

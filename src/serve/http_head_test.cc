@@ -1,0 +1,71 @@
+// The gateway's request head parser and its error responses.
+#include "serve/http_head.h"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace gpufrac::serve {
+namespace {
+
+TEST(HttpHeadTest, ParsesAHeadBeforeItsBody) {
+  const std::string req =
+      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+      "Authorization: Bearer k\r\n\r\nhel";
+  RequestHead head;
+  std::string error;
+  ASSERT_EQ(ParseRequestHead(req, 16384, &head, &error), HeadResult::kDone);
+  EXPECT_EQ(head.method, "POST");
+  EXPECT_EQ(head.target, "/v1/chat/completions");
+  EXPECT_EQ(head.content_length, 5u);
+  EXPECT_EQ(head.Header("authorization"), "Bearer k");
+  EXPECT_TRUE(head.keep_alive);
+  EXPECT_EQ(head.head_bytes, req.size() - 3);
+}
+
+TEST(HttpHeadTest, EveryPrefixNeedsMore) {
+  const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (size_t n = 0; n < req.size(); ++n) {
+    RequestHead head;
+    std::string error;
+    EXPECT_EQ(ParseRequestHead(req.substr(0, n), 16384, &head, &error), HeadResult::kNeedMore) << n;
+  }
+}
+
+TEST(HttpHeadTest, RefusesBrokenHeads) {
+  RequestHead head;
+  std::string error;
+  EXPECT_EQ(ParseRequestHead("hello\r\n\r\n", 16384, &head, &error), HeadResult::kBad);
+  EXPECT_EQ(ParseRequestHead("GET / SMTP\r\n\r\n", 16384, &head, &error), HeadResult::kBad);
+  EXPECT_EQ(ParseRequestHead("GET / HTTP/1.1\r\nnocolon\r\n\r\n", 16384, &head, &error),
+            HeadResult::kBad);
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 1x\r\n\r\n", 16384, &head, &error),
+            HeadResult::kBad);
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", 16384, &head,
+                             &error),
+            HeadResult::kChunked);
+  EXPECT_EQ(ParseRequestHead(std::string(20000, 'a'), 16384, &head, &error), HeadResult::kTooLarge);
+}
+
+TEST(HttpHeadTest, ConnectionClose) {
+  RequestHead head;
+  std::string error;
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 16384, &head, &error),
+            HeadResult::kDone);
+  EXPECT_FALSE(head.keep_alive);
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.0\r\n\r\n", 16384, &head, &error), HeadResult::kDone);
+  EXPECT_FALSE(head.keep_alive);
+}
+
+TEST(HttpHeadTest, ErrorResponsesAreOpenAiShapedWithRetryAfter) {
+  const std::string r = ErrorResponse(429, "busy", true, 1);
+  EXPECT_EQ(r.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
+  EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos);
+  const auto body = nlohmann::json::parse(r.substr(r.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body["error"]["message"], "busy");
+  EXPECT_EQ(body["error"]["type"], "rate_limit_error");
+  EXPECT_EQ(body["error"]["code"], 429);
+}
+
+}  // namespace
+}  // namespace gpufrac::serve

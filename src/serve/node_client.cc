@@ -1,0 +1,130 @@
+#include "serve/node_client.h"
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "node/http_server.h"
+
+namespace gpufrac::serve {
+namespace {
+
+using nlohmann::json;
+
+// Agent calls are short except DELETE, which blocks for up to its grace + 5 s (docs/api.md),
+// and a create that waits for a memory-burst reclaim.
+constexpr uint32_t kCallTimeoutMs = 15000;
+
+std::string ErrorText(int status, const std::string& body) {
+  json j = json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error") && j["error"].is_object() &&
+      j["error"].contains("message") && j["error"]["message"].is_string()) {
+    return j["error"]["message"].get<std::string>();
+  }
+  return "HTTP " + std::to_string(status);
+}
+
+TenantInfo FromJson(const json& t) {
+  TenantInfo info;
+  info.id = t.value("id", "");
+  info.state = t.value("state", "");
+  info.gpu = t.value("gpu", -1);
+  info.created_ms = t.value("created_ms", int64_t{0});
+  info.pid = t.contains("pid") && t["pid"].is_number() ? t["pid"].get<int>() : 0;
+  info.reason = t.value("reason", "");
+  if (t.contains("compute") && t["compute"].is_object()) {
+    info.batch = t["compute"].value("priority", "") == "batch";
+  }
+  return info;
+}
+
+}  // namespace
+
+Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::string>& command,
+                                const GpuShare& share, TenantInfo* created, bool* conflict) const {
+  json spec = {{"name", name}, {"command", command}, {"memory", share.memory}};
+  if (!share.memory_limit.empty()) spec["memory_limit"] = share.memory_limit;
+  if (share.compute >= 0) spec["compute"] = share.compute;
+  if (share.compute_limit >= 0) spec["compute_limit"] = share.compute_limit;
+  if (!share.compute_mode.empty()) spec["compute_mode"] = share.compute_mode;
+  spec["priority"] = share.batch ? "batch" : "inference";
+  if (!share.gpu.empty()) {
+    const bool index = share.gpu.find_first_not_of("0123456789") == std::string::npos;
+    spec["gpu"] = index ? json(std::stoi(share.gpu)) : json(share.gpu);
+  }
+  if (!share.placement.empty()) spec["placement"] = share.placement;
+  int status = 0;
+  std::string body;
+  *conflict = false;
+  Status s =
+      node::HttpCall(socket_, "POST", "/v1/tenants", spec.dump(), &status, &body, kCallTimeoutMs);
+  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  if (status != 201) {
+    *conflict = status == 409;
+    return Status::Error("node agent refused tenant " + name + ": " + ErrorText(status, body));
+  }
+  *created = FromJson(json::parse(body, nullptr, false));
+  return Status::Ok();
+}
+
+Status NodeClient::DeleteTenant(const std::string& name, int64_t grace_ms) const {
+  int status = 0;
+  std::string body;
+  const std::string target = "/v1/tenants/" + name + "?grace=" + std::to_string(grace_ms) + "ms";
+  Status s = node::HttpCall(socket_, "DELETE", target, "", &status, &body,
+                            static_cast<uint32_t>(grace_ms) + kCallTimeoutMs);
+  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  if (status != 200 && status != 404) {
+    return Status::Error("deleting tenant " + name + ": " + ErrorText(status, body));
+  }
+  return Status::Ok();
+}
+
+Status NodeClient::ListTenants(std::vector<TenantInfo>* tenants) const {
+  int status = 0;
+  std::string body;
+  Status s = node::HttpCall(socket_, "GET", "/v1/tenants", "", &status, &body, kCallTimeoutMs);
+  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  json j = json::parse(body, nullptr, false);
+  if (status != 200 || !j.is_object() || !j.contains("tenants") || !j["tenants"].is_array()) {
+    return Status::Error("listing tenants: " + ErrorText(status, body));
+  }
+  tenants->clear();
+  for (const json& t : j["tenants"]) tenants->push_back(FromJson(t));
+  return Status::Ok();
+}
+
+Status NodeClient::Health() const {
+  int status = 0;
+  std::string body;
+  Status s = node::HttpCall(socket_, "GET", "/v1/health", "", &status, &body, 5000);
+  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  if (status != 200)
+    return Status::Error("node agent at " + socket_ + ": HTTP " + std::to_string(status));
+  return Status::Ok();
+}
+
+Status CreateWithPreemption(const NodeClient& node, const std::string& name,
+                            const std::vector<std::string>& command, const GpuShare& share,
+                            bool allow_preemption, int64_t preempt_grace_ms,
+                            PreemptionResult* result) {
+  bool conflict = false;
+  Status s = node.CreateTenant(name, command, share, &result->created, &conflict);
+  if (s.ok() || !conflict || share.batch || !allow_preemption) return s;
+  std::vector<TenantInfo> tenants;
+  if (Status l = node.ListTenants(&tenants); !l.ok()) return s;
+  std::vector<TenantInfo> victims;
+  for (const TenantInfo& t : tenants) {
+    if (t.batch && t.state == "running") victims.push_back(t);
+  }
+  std::sort(victims.begin(), victims.end(),
+            [](const TenantInfo& a, const TenantInfo& b) { return a.created_ms > b.created_ms; });
+  for (const TenantInfo& victim : victims) {
+    if (Status d = node.DeleteTenant(victim.id, preempt_grace_ms); !d.ok()) continue;
+    result->preempted.push_back(victim.id);
+    s = node.CreateTenant(name, command, share, &result->created, &conflict);
+    if (s.ok() || !conflict) return s;
+  }
+  return s;
+}
+
+}  // namespace gpufrac::serve

@@ -1,0 +1,57 @@
+// The node agent as gpufrac serve needs it: create a replica's tenant with its GPU share, delete
+// it, list the host's tenants. Blocking calls over the agent's unix socket (docs/api.md); the
+// replica manager makes them on worker threads, never on the gateway's event loop.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "serve/deploy.h"
+
+namespace gpufrac::serve {
+
+struct TenantInfo {
+  std::string id;
+  std::string state;  // running | stopping | exited
+  bool batch = false;
+  int gpu = -1;
+  int64_t created_ms = 0;
+  int pid = 0;
+  std::string reason;
+};
+
+class NodeClient {
+ public:
+  explicit NodeClient(std::string socket_path) : socket_(std::move(socket_path)) {}
+
+  // Creates tenant `name` running `command` with `share`. *conflict is set when the agent
+  // answered 409 (it does not fit now), the case preemption can help with.
+  Status CreateTenant(const std::string& name, const std::vector<std::string>& command,
+                      const GpuShare& share, TenantInfo* created, bool* conflict) const;
+  // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error.
+  Status DeleteTenant(const std::string& name, int64_t grace_ms) const;
+  Status ListTenants(std::vector<TenantInfo>* tenants) const;
+  Status Health() const;
+
+  const std::string& socket() const { return socket_; }
+
+ private:
+  std::string socket_;
+};
+
+// Batch preemption: the documented policy (docs/serve.md). Creates an inference tenant; when it
+// does not fit, deletes running batch tenants of the host one at a time, youngest first (the
+// least work lost), retrying after each, until it fits or no batch tenant is left. Inference
+// tenants are never deleted to make room, and batch tenants never preempt anything.
+struct PreemptionResult {
+  TenantInfo created;
+  std::vector<std::string> preempted;  // tenants deleted to make room
+};
+Status CreateWithPreemption(const NodeClient& node, const std::string& name,
+                            const std::vector<std::string>& command, const GpuShare& share,
+                            bool allow_preemption, int64_t preempt_grace_ms,
+                            PreemptionResult* result);
+
+}  // namespace gpufrac::serve
