@@ -154,6 +154,24 @@ def main():
                       ("next to the same batch process, no gpufrac", plain_shared)]:
         lines.append(f"| {name} | {field(out, 'p50_us') / 1e3:.2f} | {field(out, 'p99_us') / 1e3:.2f}"
                      f" | {field(out, 'p99_us') / field(alone, 'p99_us'):.2f} |")
+    # The same with a 1,000-kernel launch queue (real GPUs queue hundreds of launches), with and
+    # without the gate's bound on queued work.
+    deep = {"GPUFRAC_SIM_QUEUE_DEPTH": "1000"}
+    (deep_alone,) = run_all([gpufrac(["--fraction", "0.5"], bursts)], f"cs12-{pid}", deep)
+    _, deep_bounded = run_all([gpufrac(["--fraction", "0.5", "--priority", "batch"],
+                                       ["spin", "6", "1000"]),
+                               gpufrac(["--fraction", "0.5"], bursts)], f"cs13-{pid}", deep,
+                              stagger=0.5)
+    _, deep_unbounded = run_all([gpufrac(["--fraction", "0.5", "--priority", "batch"],
+                                         ["spin", "6", "1000"]),
+                                 gpufrac(["--fraction", "0.5"], bursts)], f"cs14-{pid}",
+                                {**deep, "GPUFRAC_COMPUTE_INFLIGHT": "off"}, stagger=0.5)
+    for name, out in [("1,000-kernel queue: alone", deep_alone),
+                      ("1,000-kernel queue: next to batch, gpufrac", deep_bounded),
+                      ("1,000-kernel queue: next to batch, gpufrac without the in-flight bound",
+                       deep_unbounded)]:
+        lines.append(f"| {name} | {field(out, 'p50_us') / 1e3:.2f} | {field(out, 'p99_us') / 1e3:.2f}"
+                     f" | {field(out, 'p99_us') / field(deep_alone, 'p99_us'):.2f} |")
     lines += ["", "Target: p99 ≤ 1.15 × alone.", "",
               "### Lease slice length (1:3 scenario, A's share)", "",
               "| GPUFRAC_COMPUTE_SLICE_MS | median | worst window |", "| ---: | ---: | ---: |"]

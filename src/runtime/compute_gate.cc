@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/inflight.h"
 #include "runtime/interposer.h"
 
 namespace gpufrac::runtime {
@@ -275,7 +276,7 @@ bool SynchronizeForGate() {
 
 }  // namespace
 
-void GateLaunch() {
+void GateLaunch(CUstream stream) {
   const Config& config = GetConfig();
   if (!config.managed || !config.compute) return;
   GateTarget target{};
@@ -286,6 +287,11 @@ void GateLaunch() {
                               .starve_slack_ns = config.compute_slice_ns};
   const LeaseDrain drain{target.held_lease, SynchronizeForGate};
   WaitForLease(*target.ledger, target.tenant, settings, config.compute_drain ? &drain : nullptr);
+  // Alone on the GPU a tenant may queue as deep as it likes; once another tenant is busy, work it
+  // queued now would delay that tenant's first kernels when the lease changes hands.
+  const uint32_t share =
+      target.ledger->usage()->tenants[target.tenant].share_permille.load(std::memory_order_relaxed);
+  if (config.compute_inflight && share < 1000) BoundInflight(CurrentOrdinal(), stream);
 }
 
 }  // namespace gpufrac::runtime

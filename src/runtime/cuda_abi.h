@@ -169,7 +169,21 @@ typedef struct CUipcMemHandle_st {
 // Opaque to gpufrac: passed through unread.
 typedef struct CUctxCreateParams_st CUctxCreateParams;
 typedef struct CUexecAffinityParam_st CUexecAffinityParam;
-typedef struct CUlaunchConfig_st CUlaunchConfig;
+typedef struct CUlaunchAttribute_st CUlaunchAttribute;
+
+// cuLaunchKernelEx's configuration: gpufrac reads only the stream.
+typedef struct CUlaunchConfig_st {
+  unsigned int gridDimX, gridDimY, gridDimZ;
+  unsigned int blockDimX, blockDimY, blockDimZ;
+  unsigned int sharedMemBytes;
+  CUstream hStream;
+  CUlaunchAttribute* attrs;
+  unsigned int numAttrs;
+} CUlaunchConfig;
+
+enum { CU_EVENT_DISABLE_TIMING = 0x2 };
+// The per-thread default stream's handle, which _ptsz entry points mean by a null stream.
+#define CU_STREAM_PER_THREAD ((CUstream)0x2)
 
 enum { CU_MEM_ATTACH_GLOBAL = 0x1 };
 

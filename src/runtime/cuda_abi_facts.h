@@ -13,6 +13,9 @@ struct AbiFacts {
   int attr_sm_count, attr_vmm;
   size_t prop_size, prop_location_offset, pool_props_size, pool_props_location_offset;
   size_t array_desc_size, array3d_desc_size, array3d_format_offset, ipc_handle_size, uuid_size;
+  size_t launch_config_size, launch_config_stream_offset;
+  unsigned event_disable_timing;
+  void* per_thread_stream;
   bool operator==(const AbiFacts&) const = default;
 };
 

@@ -10,6 +10,7 @@ namespace gpufrac::runtime {
 void ResetPoolsAfterFork();
 void ResetContextsAfterFork();
 void ResetCapturesAfterFork();
+void ResetInflightAfterFork();
 
 namespace {
 
@@ -18,6 +19,7 @@ void AfterForkInChild() {
   ResetPoolsAfterFork();
   ResetContextsAfterFork();
   ResetCapturesAfterFork();
+  ResetInflightAfterFork();
   ResetAccountingAfterFork();
 }
 

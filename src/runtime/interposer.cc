@@ -87,6 +87,8 @@ void ReadConfig() {
   }
   const char* drain = getenv("GPUFRAC_COMPUTE_DRAIN");
   c.compute_drain = drain == nullptr || strcmp(drain, "off") != 0;
+  const char* inflight = getenv("GPUFRAC_COMPUTE_INFLIGHT");
+  c.compute_inflight = inflight == nullptr || strcmp(inflight, "off") != 0;
   c.context_bytes = kDefaultContextBytes;
   if (const char* v = getenv("GPUFRAC_CONTEXT_BYTES"); v != nullptr) {
     uint64_t bytes = 0;

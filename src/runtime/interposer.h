@@ -55,6 +55,7 @@ struct Config {
   bool compute = true;            // GPUFRAC_COMPUTE=off disables the compute gate alone
   uint64_t compute_slice_ns = 0;  // GPUFRAC_COMPUTE_SLICE_MS
   bool compute_drain = true;      // GPUFRAC_COMPUTE_DRAIN=off: charge leases by wall time only
+  bool compute_inflight = true;   // GPUFRAC_COMPUTE_INFLIGHT=off: no bound on queued work
 };
 const Config& GetConfig();
 void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));
@@ -80,8 +81,9 @@ struct GateTarget {
 };
 bool ComputeTarget(int ordinal, GateTarget* target);
 
-// Waits until this process's tenant may put work on the current device (compute_gate.h).
-void GateLaunch();
+// Waits until this process's tenant may put work on `stream` of the current device
+// (compute_gate.h), and keeps the work it has queued there short while others wait (inflight.h).
+void GateLaunch(CUstream stream);
 
 // Whether a stream capture is under way in this process (capture_hooks.cc): synchronizing then
 // would invalidate it.

@@ -5,9 +5,9 @@
 using namespace gpufrac::runtime;
 
 #define GPUFRAC_HOOK(lib, symbol, params, args)
-#define GPUFRAC_GATED_HOOK(lib, symbol, params, args)          \
+#define GPUFRAC_GATED_HOOK(lib, symbol, params, args, stream)  \
   GPUFRAC_EXPORT int symbol params {                           \
-    GateLaunch();                                              \
+    GateLaunch(stream);                                        \
     auto real = REAL(symbol);                                  \
     return real != nullptr ? real args : CUDA_ERROR_NOT_FOUND; \
   }

@@ -360,8 +360,15 @@ SIM_EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
 
 // The device a stream's work goes to: the stream's own, or the current context's for the null
 // stream. -1 when there is neither.
+// The null stream and the special handles CU_STREAM_LEGACY (0x1) and CU_STREAM_PER_THREAD (0x2)
+// are the current context's default streams; any other handle is one of ours.
+static Stream* OwnStream(CUstream stream) {
+  const auto handle = reinterpret_cast<uintptr_t>(stream);
+  return handle > 0x2 ? reinterpret_cast<Stream*>(stream) : nullptr;
+}
+
 static int StreamOrdinal(CUstream stream) {
-  if (stream != nullptr) return reinterpret_cast<Stream*>(stream)->ordinal;
+  if (Stream* s = OwnStream(stream); s != nullptr) return s->ordinal;
   Context* c = CurrentContext();
   return c != nullptr ? c->ordinal : -1;
 }
@@ -477,8 +484,8 @@ static CUresult Submit(CUstream stream, uint64_t kernels) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   const int ordinal = StreamOrdinal(stream);
   if (ordinal < 0) return CUDA_ERROR_INVALID_CONTEXT;
-  if (stream != nullptr && reinterpret_cast<Stream*>(stream)->capturing) {
-    reinterpret_cast<Stream*>(stream)->captured_kernels += kernels;
+  if (Stream* s = OwnStream(stream); s != nullptr && s->capturing) {
+    s->captured_kernels += kernels;
     return CUDA_SUCCESS;
   }
   Enqueue(ordinal, kernels);
@@ -559,8 +566,8 @@ SIM_EXPORT CUresult cuMemcpyDtoDAsync_v2(CUdeviceptr, CUdeviceptr, size_t, CUstr
 // --- graphs: stream capture records kernels; a launch replays them ---
 
 SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, int) {
-  if (stream == nullptr) return CUDA_ERROR_INVALID_VALUE;  // the legacy stream cannot capture
-  auto* s = reinterpret_cast<Stream*>(stream);
+  auto* s = OwnStream(stream);
+  if (s == nullptr) return CUDA_ERROR_INVALID_VALUE;  // default streams cannot capture
   s->capturing = true;
   s->capture_invalidated = false;
   s->captured_kernels = 0;
@@ -575,8 +582,8 @@ SIM_EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream stream, int mode) {
   return cuStreamBeginCapture_v2(stream, mode);
 }
 SIM_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
-  if (stream == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  auto* s = reinterpret_cast<Stream*>(stream);
+  auto* s = OwnStream(stream);
+  if (s == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (!s->capturing) return CUDA_ERROR_INVALID_VALUE;
   s->capturing = false;
   {
@@ -595,7 +602,7 @@ SIM_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
 }
 SIM_EXPORT CUresult cuStreamIsCapturing(CUstream stream, int* status) {
   if (status == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *status = stream != nullptr && reinterpret_cast<Stream*>(stream)->capturing ? 1 : 0;
+  *status = OwnStream(stream) != nullptr && OwnStream(stream)->capturing ? 1 : 0;
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,

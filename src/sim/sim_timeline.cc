@@ -30,6 +30,15 @@ uint64_t KernelNs() {
   return ns;
 }
 
+uint64_t QueueDepth() {
+  static const uint64_t depth = [] {
+    const char* v = getenv("GPUFRAC_SIM_QUEUE_DEPTH");
+    const long long kernels = v != nullptr ? atoll(v) : 0;
+    return static_cast<uint64_t>(kernels > 0 ? kernels : kDefaultQueueDepth);
+  }();
+  return depth;
+}
+
 void SleepUntil(uint64_t deadline_ns) {
   timespec ts;
   ts.tv_sec = static_cast<time_t>(deadline_ns / 1000000000ull);
@@ -43,7 +52,7 @@ void Enqueue(int ordinal, uint64_t kernels) {
   const uint64_t kernel_ns = KernelNs();
   const uint64_t work_ns = kernels * kernel_ns;
   // A full launch queue blocks the launching thread, as on a real GPU.
-  const uint64_t backlog_limit = kQueueDepth * kernel_ns;
+  const uint64_t backlog_limit = QueueDepth() * kernel_ns;
   const uint64_t mine = g_last_finish[device].load(std::memory_order_acquire);
   const uint64_t now = NowNs();
   if (mine > now + backlog_limit) SleepUntil(mine - backlog_limit);

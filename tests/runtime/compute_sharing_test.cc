@@ -199,6 +199,38 @@ TEST_F(ComputeSharingTest, InferenceBurstsGoBeforeBatch) {
   EXPECT_GE(std::next(wb.begin(), 1)->second * kKernelUs / 1e6, 0.5);
 }
 
+TEST_F(ComputeSharingTest, ADeepLaunchQueueDoesNotDelayInference) {
+  // Real launch queues hold hundreds of kernels. With a 1,000-kernel queue on the simulated GPU,
+  // a batch tenant alone runs 50 ms ahead of the GPU; once an inference tenant is busy next to it,
+  // the gate bounds the batch tenant's queued work with events, so each burst waits for a few
+  // kernels, not 50 ms of them. The control run without the bound shows the difference.
+  auto burst_p50 = [&](const std::string& inflight, bool with_batch, const std::string& tag) {
+    Env env = SimEnv();
+    env["GPUFRAC_SIM_QUEUE_DEPTH"] = "1000";
+    env["GPUFRAC_COMPUTE_INFLIGHT"] = inflight;
+    pid_t batch = -1;
+    if (with_batch) {
+      batch = StartProcess({Gpufrac(), "run", "--fraction", "0.5", "--tenant", "train",
+                            "--priority", "batch", "--", Probe(), "spin", "1.5", "1000"},
+                           env, TempDir() + "/batch-" + tag);
+      usleep(300'000);
+    }
+    const pid_t inf = StartProcess({Gpufrac(), "run", "--fraction", "0.5", "--tenant", "inf", "--",
+                                    Probe(), "bursts", "40", "100", "20"},
+                                   env, TempDir() + "/inf-" + tag);
+    EXPECT_EQ(WaitProcess(inf, std::chrono::seconds(30)), 0) << Output("inf-" + tag);
+    if (with_batch) {
+      EXPECT_EQ(WaitProcess(batch, std::chrono::seconds(30)), 0);
+    }
+    return static_cast<double>(Field(Output("inf-" + tag), "p50_us"));
+  };
+  const double alone = burst_p50("on", false, "alone");
+  const double bounded = burst_p50("on", true, "bounded");
+  const double unbounded = burst_p50("off", true, "unbounded");
+  EXPECT_LE(bounded, 1.15 * alone) << "alone " << alone << " us, unbounded " << unbounded << " us";
+  EXPECT_GT(unbounded, 3 * alone) << "the scenario no longer exercises a deep queue";
+}
+
 TEST_F(ComputeSharingTest, BadComputeFlagsAreRefused) {
   for (const auto& [args, expected] : std::vector<std::pair<std::vector<std::string>, std::string>>{
            {{"--compute", "1.5"}, "--compute '1.5'"},

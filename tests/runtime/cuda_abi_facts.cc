@@ -38,6 +38,10 @@ AbiFacts GPUFRAC_ABI_FACTS() {
       .array3d_format_offset = offsetof(CUDA_ARRAY3D_DESCRIPTOR, Format),
       .ipc_handle_size = sizeof(CUipcMemHandle),
       .uuid_size = sizeof(CUuuid),
+      .launch_config_size = sizeof(CUlaunchConfig),
+      .launch_config_stream_offset = offsetof(CUlaunchConfig, hStream),
+      .event_disable_timing = CU_EVENT_DISABLE_TIMING,
+      .per_thread_stream = CU_STREAM_PER_THREAD,
   };
 }
 
