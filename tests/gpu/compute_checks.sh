@@ -309,6 +309,17 @@ else
   check "CUDA graph pair without gpufrac" INFO "a process gave no result (logs in the notes)"
 fi
 
+# The first mechanism for comparison: leases charged by wall time, no measured tail.
+begin graph-walltime
+launch graph env GPUFRAC_COMPUTE_DRAIN=off "$GPUFRAC" run --gpu 0 --fraction 0.5 --tenant cc-graph -- "${GRAPH[@]}"
+launch mm env GPUFRAC_COMPUTE_DRAIN=off "$GPUFRAC" run --gpu 0 --fraction 0.5 --tenant cc-graph-mm -- "${MATMUL[@]}"
+if go; then
+  record graph-walltime
+  share_check "CUDA graph at 1:1, leases charged by wall time (GPUFRAC_COMPUTE_DRAIN=off), graph" 0.5 "$GRAPH_ALONE" "$(res graph-walltime graph)" INFO
+else
+  check "CUDA graph at 1:1, leases charged by wall time" INFO "a tenant gave no result (logs in the notes)"
+fi
+
 # --- 5. small-batch inference next to batch training -------------------------------------------
 
 latency() { "$PYTHON" "$TP" latency --run "$1" >"$WORK/lat.json" 2>&1; }
@@ -347,6 +358,19 @@ if ((plain_ok)) && [[ -s $INFER_ALONE && -s $TRAIN_ALONE ]]; then
   check "inference next to training without gpufrac" INFO "inference: $(lat_text "$(res infer-plain infer)") (alone p99 $(json_get "$INFER_ALONE" p99_ms) ms); training throughput $(pct "${RATIO:-0}") of alone (per window: $RATIOS)"
 else
   check "inference next to training without gpufrac" INFO "a process gave no result (logs in the notes)"
+fi
+
+# The same under gpufrac without the bound on queued work: how much of the latency the bound saves.
+begin infer-unbounded
+launch infer env GPUFRAC_COMPUTE_INFLIGHT=off "$GPUFRAC" run --gpu 0 --fraction 0.5 --priority inference --tenant cc-infer -- "${INFER[@]}"
+launch train env GPUFRAC_COMPUTE_INFLIGHT=off "$GPUFRAC" run --gpu 0 --fraction 0.5 --priority batch --tenant cc-train -- "${TRAIN[@]}"
+if go && [[ -s $TRAIN_ALONE ]]; then
+  record infer-unbounded
+  ratio "$TRAIN_ALONE" "$(res infer-unbounded train)"
+  check "inference next to training, gpufrac without the in-flight bound (GPUFRAC_COMPUTE_INFLIGHT=off)" INFO "inference: $(lat_text "$(res infer-unbounded infer)"); training throughput $(pct "${RATIO:-0}") of alone"
+else
+  record infer-unbounded
+  check "inference next to training, gpufrac without the in-flight bound" INFO "a process gave no result (logs in the notes)"
 fi
 
 exit 0
