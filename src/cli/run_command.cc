@@ -1,10 +1,12 @@
-// gpufrac run: flags in, RunTenant out. Every usage error is one line and exit code 2.
+// gpufrac run: flags in, then either the node agent (--node SOCKET, or an agent answering at the
+// default socket) or RunTenant without one. Every usage error is one line and exit code 2.
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 
 #include "cli/commands.h"
 #include "common/quantity.h"
+#include "node/agent_client.h"
 #include "runtime/run_session.h"
 
 namespace gpufrac::cli {
@@ -20,6 +22,9 @@ struct RunFlags {
   std::string compute_limit;
   std::string mode;
   std::string priority;
+  std::string node;   // the agent's socket; empty: the default one if an agent answers there
+  std::string token;  // join this attach-only tenant of the agent
+  bool no_node = false;
   std::vector<std::string> command;
 };
 
@@ -39,7 +44,27 @@ int Fail(const std::string& message) {
   return 2;
 }
 
+// --token: the tenant exists already; its memory, compute and GPU are the agent's to say.
+int Join(const RunFlags& flags) {
+  for (const auto& [flag, value] :
+       {std::pair{"--fraction", &flags.fraction}, std::pair{"--memory", &flags.memory},
+        std::pair{"--memory-limit", &flags.memory_limit}, std::pair{"--compute", &flags.compute},
+        std::pair{"--compute-limit", &flags.compute_limit}, std::pair{"--mode", &flags.mode},
+        std::pair{"--priority", &flags.priority}}) {
+    if (!value->empty()) {
+      return Fail(std::string(flag) +
+                  " cannot be combined with --token (the tenant's own settings apply)");
+    }
+  }
+  if (flags.no_node) return Fail("--token needs the agent; drop --no-node");
+  if (flags.command.empty()) return Fail("no command given (gpufrac run --token T -- CMD)");
+  const std::string socket = flags.node.empty() ? node::DefaultAgentSocket() : flags.node;
+  return Fail(node::JoinWithToken(socket, flags.token, flags.command).message());
+}
+
 int Run(const RunFlags& flags) {
+  if (!flags.token.empty()) return Join(flags);
+  if (flags.no_node && !flags.node.empty()) return Fail("--no-node contradicts --node");
   RunRequest request;
   request.gpu = flags.gpu;
   request.tenant = flags.tenant;
@@ -91,6 +116,25 @@ int Run(const RunFlags& flags) {
   } else if (!flags.priority.empty() && flags.priority != "inference") {
     return Fail("--priority '" + flags.priority + "': expected inference or batch");
   }
+  // Through the agent when asked to, or when one answers at the default socket.
+  std::string socket = flags.node;
+  if (socket.empty() && !flags.no_node && node::AgentAnswers(node::DefaultAgentSocket())) {
+    socket = node::DefaultAgentSocket();
+  }
+  if (!socket.empty()) {
+    if (request.command.empty()) return Fail("no command given (gpufrac run ... -- CMD)");
+    node::AgentRunRequest via;
+    via.memory = flags.fraction.empty() ? flags.memory : flags.fraction;
+    via.memory_limit = flags.memory_limit;
+    via.gpu = flags.gpu;
+    via.name = flags.tenant;
+    via.compute = request.compute_request;
+    via.compute_limit = request.compute_limit;
+    via.strict = request.compute_mode == ComputeMode::kStrict;
+    via.batch = request.priority == Priority::kBatch;
+    // Returns only if the agent refused or the command could not be started.
+    return Fail(node::RunThroughAgent(socket, via, request.command).message());
+  }
   int exit_status = 0;
   if (Status s = RunTenant(request, &exit_status); !s.ok()) return Fail(s.message());
   return exit_status;
@@ -119,6 +163,16 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                   "fair (lend and borrow idle share) or strict (cap at "
                   "the request); default fair");
   run->add_option("--priority", flags->priority, "inference (latency-sensitive, default) or batch");
+  run->add_option("--node", flags->node,
+                  "run as a tenant of the node agent on this socket (default: the agent at "
+                  "/run/gpufrac/node.sock when one answers there, else no agent)")
+      ->envname("GPUFRAC_NODE_SOCKET");
+  run->add_option("--token", flags->token,
+                  "join the agent's attach-only tenant that holds this token")
+      ->envname("GPUFRAC_NODE_TOKEN");
+  run->add_flag("--no-node", flags->no_node,
+                "run without the agent even when one answers at the default socket")
+      ->envname("GPUFRAC_NO_NODE");
   run->add_option("command", flags->command, "the command and its arguments, after --");
   run->positionals_at_end();
   run->callback([flags, exit_code] { *exit_code = Run(*flags); });

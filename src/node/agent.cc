@@ -111,6 +111,15 @@ Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
   if (Status s = agent->store_.Open(config.state_path); !s.ok()) return s;
   std::vector<TenantRecord> records;
   if (Status s = agent->store_.LoadAll(&records); !s.ok()) return s;
+  agent->backstop_.mode = config.backstop_mode;
+  agent->backstop_.interval_ms = config.backstop_interval_ms;
+  agent->backstop_.flagged.assign(agent->gpus_.size(), {0, 0});
+  agent->backstop_.killed.assign(agent->gpus_.size(), {0, 0});
+  agent->backstop_.unattributed.assign(agent->gpus_.size(), 0);
+  if (config.backstop_mode != BackstopMode::kOff) {
+    agent->nvml_ = std::make_unique<NvmlProcesses>();
+    if (Status s = agent->nvml_->Open(); !s.ok()) return s;
+  }
   // Adopt before the first reap: a reap would take the old agent's tenants for orphans.
   agent->Adopt(std::move(records));
   agent->reaper_ = std::thread([a = agent.get()] {
@@ -122,6 +131,17 @@ Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
       a->reaper_wake_.wait_for(lock, std::chrono::milliseconds(a->config_.reap_interval_ms));
     }
   });
+  if (agent->nvml_ != nullptr) {
+    agent->backstop_thread_ = std::thread([a = agent.get()] {
+      std::unique_lock lock(a->reaper_mu_);
+      while (!a->stopping_) {
+        lock.unlock();
+        a->SampleBackstop();
+        lock.lock();
+        a->reaper_wake_.wait_for(lock, std::chrono::milliseconds(a->config_.backstop_interval_ms));
+      }
+    });
+  }
   *out = std::move(agent);
   return Status::Ok();
 }
@@ -133,6 +153,7 @@ Agent::~Agent() {
   }
   reaper_wake_.notify_all();
   if (reaper_.joinable()) reaper_.join();
+  if (backstop_thread_.joinable()) backstop_thread_.join();
 }
 
 Ledger* Agent::LedgerFor(const std::string& uuid, int* gpu_index) {
@@ -148,16 +169,18 @@ Ledger* Agent::LedgerFor(const std::string& uuid, int* gpu_index) {
 void Agent::Adopt(std::vector<TenantRecord> records) {
   std::lock_guard lock(mu_);
   for (TenantRecord& r : records) {
-    Tenant t{std::move(r)};
+    Tenant t;
+    t.record = std::move(r);
     TenantRecord& rec = t.record;
     if (rec.state != TenantState::kExited) {
       int gpu_index = -1;
       Ledger* ledger = LedgerFor(rec.gpu_uuid, &gpu_index);
-      const bool alive = rec.pid > 0 && ProcessIsAlive(rec.pid, rec.pid_start);
+      bool alive = rec.pid > 0 && ProcessIsAlive(rec.pid, rec.pid_start);
+      for (const auto& [pid, start] : rec.attached) alive |= ProcessIsAlive(pid, start);
       std::string lost;
       if (ledger == nullptr) {
         lost = "its GPU " + rec.gpu_uuid + " is no longer present";
-      } else if (rec.pid <= 0) {
+      } else if (rec.pid <= 0 && !rec.attach_only) {
         // The agent died between admitting it and starting its command.
         ledger->UnregisterTenant(rec.ledger_index, rec.generation);
         lost = "the agent stopped before its command started";
@@ -165,6 +188,7 @@ void Agent::Adopt(std::vector<TenantRecord> records) {
         // Someone reaped it while no agent owned it: its memory is no longer promised, so a live
         // process would run unaccounted. Stop it rather than allocate its request twice.
         if (alive) SignalLocked(rec, SIGKILL);
+        rec.attached.clear();
         lost = "it left the ledger while the agent was down";
       } else {
         rec.gpu_index = gpu_index;
@@ -205,14 +229,24 @@ std::string Agent::NewIdLocked() {
 }
 
 AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
-  if (request.command.empty()) return AgentError::Invalid("command: must not be empty");
+  const bool attach_only = request.command.empty();
+  if (!attach_only && (request.release_on_exit || request.attach_pid != 0)) {
+    return AgentError::Invalid("release, attach_pid: only for attach-only tenants (no command)");
+  }
+  const uint64_t attach_start = request.attach_pid > 0 ? ProcessStartTime(request.attach_pid) : 0;
+  if (request.attach_pid != 0 && attach_start == 0) {
+    return AgentError::Invalid("attach_pid: " + std::to_string(request.attach_pid) +
+                               " is not a running process");
+  }
   if (!request.name.empty() && !ValidName(request.name)) {
     return AgentError::Invalid("name: '" + request.name +
                                "' must be 1-63 characters of letters, digits, '-', '_', '.', "
                                "starting with a letter or digit");
   }
   std::string error;
-  if (!CheckRunnable(request.command[0], &error)) return AgentError::Invalid("command: " + error);
+  if (!attach_only && !CheckRunnable(request.command[0], &error)) {
+    return AgentError::Invalid("command: " + error);
+  }
   std::unique_lock lock(mu_);
   const std::string id = request.name.empty() ? NewIdLocked() : request.name;
   if (tenants_.count(id) != 0) return AgentError::Conflict("tenant '" + id + "' already exists");
@@ -321,35 +355,66 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   rec.command = request.command;
   rec.burst_signal = request.burst_signal;
   rec.burst_hook = request.burst_hook;
+  rec.restart_on_failure = request.restart_on_failure;
+  rec.max_restarts = request.max_restarts;
   rec.created_ms = NowMs();
   rec.state = TenantState::kRunning;
+  if (attach_only) {
+    rec.attach_only = true;
+    rec.release_on_exit = request.release_on_exit;
+    rec.token = NewTokenLocked();
+    if (request.attach_pid > 0) {
+      rec.attached.emplace_back(request.attach_pid, attach_start);
+      rec.ever_attached = true;
+    }
+  }
   // Persist before starting: if the agent dies in between, the next one finds the admission and
   // releases it instead of leaking the request.
   PersistLocked(rec);
-  std::vector<std::string> argv = request.command;
-  if (!setsid_.empty()) argv.insert(argv.begin(), setsid_);
-  const pid_t pid =
-      SpawnTenantProcess(argv, ChildEnvironment(interposer_, id, rec.gpu_uuid), &error);
-  Ledger* ledger = ledgers_[static_cast<size_t>(rec.gpu_index)].get();
-  if (pid < 0) {
-    ledger->UnregisterTenant(rec.ledger_index, rec.generation);
+  if (!attach_only && !StartCommandLocked(&rec, &error)) {
+    ledgers_[static_cast<size_t>(rec.gpu_index)]->UnregisterTenant(rec.ledger_index,
+                                                                   rec.generation);
     store_.Remove(id);
     LogEvent("tenant.refused", {{"id", id}, {"reason", error}});
     return AgentError::Invalid("command: " + error);
   }
-  rec.pid = pid;
-  rec.pid_start = ProcessStartTime(pid);
-  PersistLocked(rec);
   LogEvent("tenant.created",
            {{"id", id},
             {"gpu", std::to_string(rec.gpu_index)},
             {"request", Human(rec.memory_request)},
             {"limit", Human(rec.memory_limit)},
             {"placement", request.gpu.empty() ? PlacementName(place.policy) : "explicit"},
-            {"pid", std::to_string(pid)}});
+            {"pid", attach_only ? "attach-only" : std::to_string(rec.pid)}});
   auto [it, inserted] = tenants_.emplace(id, std::move(t));
   *out = ViewLocked(it->second);
   return {};
+}
+
+bool Agent::StartCommandLocked(TenantRecord* r, std::string* error) {
+  std::vector<std::string> argv = r->command;
+  if (!setsid_.empty()) argv.insert(argv.begin(), setsid_);
+  const pid_t pid =
+      SpawnTenantProcess(argv, ChildEnvironment(interposer_, r->id, r->gpu_uuid), error);
+  if (pid < 0) return false;
+  r->pid = pid;
+  r->pid_start = ProcessStartTime(pid);
+  PersistLocked(*r);
+  return true;
+}
+
+bool Agent::ShouldRestartLocked(const Tenant& t) const {
+  const TenantRecord& r = t.record;
+  return r.restart_on_failure && r.state == TenantState::kRunning && r.exit_known &&
+         r.exit_status != 0 && !t.burst_killed && t.backstop_kill.empty() &&
+         r.restarts < r.max_restarts;
+}
+
+std::string Agent::NewTokenLocked() {
+  // 128 bits from the kernel's generator: the token is the only thing that lets a process join.
+  std::random_device rd;
+  char token[40];
+  snprintf(token, sizeof token, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return token;
 }
 
 int Agent::LiveProcessesLocked(const TenantRecord& r) const {
@@ -371,6 +436,9 @@ void Agent::SignalLocked(const TenantRecord& r, int sig) const {
   if (r.pid > 0 && ProcessIsAlive(r.pid, r.pid_start)) {
     // The command runs in its own process group (setsid): reach its children too.
     if (setsid_.empty() || kill(-r.pid, sig) != 0) kill(r.pid, sig);
+  }
+  for (const auto& [pid, start] : r.attached) {
+    if (ProcessIsAlive(pid, start)) kill(pid, sig);
   }
   int gpu_index = -1;
   const Ledger* ledger = const_cast<Agent*>(this)->LedgerFor(r.gpu_uuid, &gpu_index);
@@ -394,14 +462,18 @@ void Agent::FinishLocked(Tenant* t) {
   const bool deleted = r.state == TenantState::kStopping;
   r.state = TenantState::kExited;
   r.finished_ms = NowMs();
-  std::string how = r.exit_known ? DescribeExit(r.exit_status) : "exit status unknown (adopted)";
+  std::string how = r.exit_known    ? DescribeExit(r.exit_status)
+                    : r.attach_only ? std::string("its attached processes exited")
+                                    : std::string("exit status unknown (adopted)");
   if (deleted) {
     how = (t->escalated ? "deleted, SIGKILL after the grace period; " : "deleted; ") + how;
   }
   if (t->burst_killed) how = "killed: kept borrowed memory another tenant's request needed; " + how;
+  if (!t->backstop_kill.empty()) how = t->backstop_kill + "; " + how;
   r.reason = how;
   PersistLocked(r);
-  LogEvent(t->escalated || t->burst_killed ? "tenant.killed" : "tenant.reclaimed",
+  const bool killed = t->escalated || t->burst_killed || !t->backstop_kill.empty();
+  LogEvent(killed ? "tenant.killed" : "tenant.reclaimed",
            {{"id", r.id},
             {"gpu", std::to_string(r.gpu_index)},
             {"exit_status", r.exit_known ? std::to_string(r.exit_status) : "unknown"},
@@ -414,6 +486,14 @@ void Agent::ReapOnce() {
   for (auto& [id, t] : tenants_) {
     TenantRecord& r = t.record;
     if (r.state == TenantState::kExited) continue;
+    if (r.attach_only) {
+      // A reservation: it ends when deleted, or (release on exit) when what attached has ended.
+      const bool none_left = PruneAttachedLocked(&r);
+      const bool release =
+          r.state == TenantState::kStopping || (r.release_on_exit && r.ever_attached);
+      if (none_left && release && LiveProcessesLocked(r) == 0) FinishLocked(&t);
+      continue;
+    }
     if (!t.main_done) {
       if (!r.adopted) {
         int status = 0;
@@ -430,7 +510,24 @@ void Agent::ReapOnce() {
       }
     }
     // "All its processes exited": the command, and every process holding memory for it.
-    if (t.main_done && LiveProcessesLocked(r) == 0) FinishLocked(&t);
+    if (!t.main_done || LiveProcessesLocked(r) != 0) continue;
+    if (ShouldRestartLocked(t)) {
+      std::string error;
+      if (StartCommandLocked(&r, &error)) {
+        ++r.restarts;
+        t.main_done = false;
+        PersistLocked(r);
+        LogEvent("tenant.restarted", {{"id", r.id},
+                                      {"gpu", std::to_string(r.gpu_index)},
+                                      {"restarts", std::to_string(r.restarts)},
+                                      {"pid", std::to_string(r.pid)},
+                                      {"reason", DescribeExit(r.exit_status)}});
+        r.exit_known = false;
+        continue;
+      }
+      LogEvent("tenant.restart_failed", {{"id", r.id}, {"error", error}});
+    }
+    FinishLocked(&t);
   }
 }
 
@@ -451,6 +548,14 @@ TenantView Agent::ViewLocked(const Tenant& t) const {
     v.usage.share_permille = u.share_permille.load(std::memory_order_relaxed);
   }
   v.usage.processes = LiveProcessesLocked(t.record);
+  for (const auto& [pid, start] : t.record.attached) {
+    // Attached processes count before they first use CUDA (then they hold a slot, counted above).
+    if (ledger->FindSlot(pid, start) < 0 && ProcessIsAlive(pid, start)) ++v.usage.processes;
+  }
+  if (nvml_ != nullptr && backstop_.samples > 0) {
+    auto it = nvml_used_.find(t.record.id);
+    v.usage.nvml_used = it == nvml_used_.end() ? 0 : static_cast<int64_t>(it->second);
+  }
   return v;
 }
 

@@ -6,17 +6,22 @@
 
 #include <sys/types.h>
 
+#include <array>
 #include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #include "common/quantity.h"
 #include "common/status.h"
+#include "node/backstop.h"
 #include "node/config.h"
+#include "node/nvml_processes.h"
 #include "node/store.h"
 #include "node/tenant.h"
 #include "runtime/gpu_inventory.h"
@@ -43,7 +48,11 @@ struct CreateTenantRequest {
   std::string gpu;  // index or UUID; empty: placement decides
   bool has_placement = false;
   Placement placement = Placement::kBinPack;
-  std::vector<std::string> command;
+  std::vector<std::string> command;  // empty: attach-only (processes join with the token)
+  bool release_on_exit = false;      // attach-only: reclaimed when its attached processes end
+  pid_t attach_pid = 0;              // attach-only: a process that joins at once (gpufrac run)
+  bool restart_on_failure = false;   // start the command again when it fails
+  uint32_t max_restarts = 0;
   int burst_signal = 0;  // see TenantRecord
   std::string burst_hook;
   double compute_request = -1;  // < 0: the memory request's share of the card
@@ -64,6 +73,33 @@ struct GpuView {
   int tenants = 0;         // live tenants in the ledger (the agent's and any gpufrac run's)
 };
 
+// What a process needs to run as an attach-only tenant: its environment (the interposer preloaded,
+// the tenant's name, its GPU).
+struct AttachView {
+  TenantRecord record;
+  std::vector<std::pair<std::string, std::string>> env;
+};
+
+// One offender the NVML backstop found in its last sample.
+struct BackstopOffender {
+  int gpu = 0;
+  BackstopFinding finding;
+  bool killed = false;
+  int64_t since_ms = 0;  // first seen
+};
+
+struct BackstopView {
+  BackstopMode mode = BackstopMode::kOff;
+  uint32_t interval_ms = 0;
+  uint64_t samples = 0;
+  std::string error;  // the last sample's failure, if it failed
+  std::vector<BackstopOffender> offenders;
+  // Per GPU position, per reason (BackstopReason as index): processes flagged, processes killed.
+  std::vector<std::array<uint64_t, 2>> flagged;
+  std::vector<std::array<uint64_t, 2>> killed;
+  std::vector<uint64_t> unattributed;  // per GPU: bytes NVML sees held by no tenant's processes
+};
+
 class Agent {
  public:
   // Discovers GPUs, opens their ledgers, opens the state database, adopts tenants an earlier
@@ -81,6 +117,12 @@ class Agent {
   // removes the tenant. An exited tenant is simply forgotten.
   AgentError Delete(const std::string& id, int64_t grace_ms, TenantView* out);
   std::vector<GpuView> Gpus();
+  // Joins process `pid` to the attach-only tenant holding `token`.
+  AgentError Attach(const std::string& token, pid_t pid, AttachView* out);
+  BackstopView Backstop();
+  // The environment that makes a process one of this tenant's: the interposer preloaded, the
+  // tenant's name, only its GPU.
+  std::vector<std::pair<std::string, std::string>> TenantEnv(const TenantRecord& r) const;
 
   // One reclaim pass (the reaper thread runs it every reap_interval).
   void ReapOnce();
@@ -91,6 +133,13 @@ class Agent {
     bool main_done = false;     // the command's first process has ended
     bool escalated = false;     // SIGKILL was needed
     bool burst_killed = false;  // killed for not giving borrowed memory back
+    std::string backstop_kill;  // why the NVML backstop killed its processes, if it did
+  };
+  struct Suspect {
+    int samples = 0;  // consecutive samples it was found in
+    int64_t since_ms = 0;
+    bool reported = false;
+    bool killed = false;
   };
   struct BurstPlan {
     int gpu = -1;
@@ -112,6 +161,17 @@ class Agent {
   // GPU, then kills those still borrowing and waits for their memory. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
   std::string NewIdLocked();
+  std::string NewTokenLocked();
+  // restart: on-failure: the command failed on its own (not deleted, not killed by the agent) and
+  // has restarts left.
+  bool ShouldRestartLocked(const Tenant& t) const;
+  bool StartCommandLocked(TenantRecord* r, std::string* error);
+  // Attach-only tenants: drops attached processes that ended; true when none is left.
+  bool PruneAttachedLocked(TenantRecord* r);
+  // One NVML backstop pass over every GPU (the backstop thread runs it every interval).
+  void SampleBackstop();
+  // Who `pid` on GPU position `gpu` belongs to (a ledger slot, else its ancestry or session).
+  ObservedProcess AttributeLocked(size_t gpu, const GpuProcess& p) const;
 
   const NodeConfig config_;
   std::string interposer_;
@@ -124,10 +184,17 @@ class Agent {
   std::map<std::string, Tenant> tenants_;
   uint64_t id_counter_ = 0;
 
+  // NVML backstop state (mu_).
+  std::unique_ptr<NvmlProcesses> nvml_;
+  std::map<std::tuple<int, pid_t, uint64_t, int>, Suspect> suspects_;  // gpu, pid, start, reason
+  BackstopView backstop_;
+  std::map<std::string, uint64_t> nvml_used_;  // tenant id -> NVML bytes, last sample
+
   std::mutex reaper_mu_;
   std::condition_variable reaper_wake_;
   bool stopping_ = false;
   std::thread reaper_;
+  std::thread backstop_thread_;
 };
 
 }  // namespace gpufrac::node

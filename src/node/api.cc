@@ -3,6 +3,7 @@
 #include <signal.h>
 
 #include <chrono>
+#include <climits>
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -59,7 +60,17 @@ json TenantJson(const TenantView& v) {
         {"throttled_ns", v.usage.throttled_ns},
         {"share", v.usage.share_permille / 1000.0},
         {"priority", r.batch ? "batch" : "inference"}}},
+      {"attach_only", r.attach_only},
+      {"release", r.release_on_exit ? "on_exit" : "on_delete"},
+      {"restart", r.restart_on_failure ? "on-failure" : "never"},
+      {"max_restarts", r.max_restarts},
+      {"restarts", r.restarts},
   };
+  json attached = json::array();
+  for (const auto& [pid, start] : r.attached) attached.push_back(pid);
+  j["attached"] = attached;
+  j["memory"]["nvml_used"] = nullptr;
+  if (v.usage.nvml_used >= 0) j["memory"]["nvml_used"] = v.usage.nvml_used;
   if (r.state == TenantState::kExited && r.exit_known) j["exit_status"] = r.exit_status;
   if (r.state == TenantState::kExited) j["finished_ms"] = r.finished_ms;
   return j;
@@ -160,7 +171,15 @@ const std::vector<Route>& Routes() {
          }
          TenantView v;
          if (AgentError e = a->Create(create, &v); !e.ok()) return FromError(e);
-         return Json(201, TenantJson(v));
+         json j = TenantJson(v);
+         // The token is shown once, to whoever created the tenant; listings never carry it.
+         if (v.record.attach_only) {
+           j["token"] = v.record.token;
+           json env = json::object();
+           for (const auto& [k, val] : a->TenantEnv(v.record)) env[k] = val;
+           j["env"] = env;
+         }
+         return Json(201, j);
        }},
       {"GET", "/v1/tenants/", true,
        [](Agent* a, const HttpRequest&, const std::string& id) {
@@ -178,6 +197,56 @@ const std::vector<Route>& Routes() {
          if (AgentError e = a->Delete(id, grace_ms, &v); !e.ok()) return FromError(e);
          return Json(200, TenantJson(v));
        }},
+      {"POST", "/v1/attach", false,
+       [](Agent* a, const HttpRequest& req, const std::string&) {
+         const json j = json::parse(req.body, nullptr, false);
+         if (j.is_discarded() || !j.is_object()) {
+           return JsonError(400, "expected a JSON object {\"token\": ..., \"pid\": ...}");
+         }
+         for (const auto& [key, value] : j.items()) {
+           if (key != "token" && key != "pid") return JsonError(400, "unknown field '" + key + "'");
+         }
+         if (!j.contains("token") || !j["token"].is_string()) {
+           return JsonError(400, "token: required (a string)");
+         }
+         if (!j.contains("pid") || !j["pid"].is_number_unsigned() ||
+             j["pid"].get<uint64_t>() > INT32_MAX) {
+           return JsonError(400, "pid: required (a process id)");
+         }
+         AttachView v;
+         if (AgentError e = a->Attach(j["token"], j["pid"].get<pid_t>(), &v); !e.ok()) {
+           return FromError(e);
+         }
+         json env = json::object();
+         for (const auto& [k, val] : v.env) env[k] = val;
+         TenantView view{v.record, {}};
+         json out = TenantJson(view);
+         out["env"] = env;
+         return Json(200, out);
+       }},
+      {"GET", "/v1/backstop", false,
+       [](Agent* a, const HttpRequest&, const std::string&) {
+         const BackstopView b = a->Backstop();
+         json offenders = json::array();
+         for (const BackstopOffender& o : b.offenders) {
+           offenders.push_back(
+               {{"gpu", o.gpu},
+                {"pid", o.finding.pid},
+                {"tenant", o.finding.tenant.empty() ? json(nullptr) : json(o.finding.tenant)},
+                {"reason", BackstopReasonName(o.finding.reason)},
+                {"used", o.finding.used},
+                {"tenant_used", o.finding.tenant_used},
+                {"allowance", o.finding.allowance},
+                {"action", o.killed ? "killed" : "flagged"},
+                {"since_ms", o.since_ms},
+                {"detail", DescribeFinding(o.finding, o.gpu)}});
+         }
+         return Json(200, {{"mode", BackstopModeName(b.mode)},
+                           {"interval_ms", b.interval_ms},
+                           {"samples", b.samples},
+                           {"error", b.error.empty() ? json(nullptr) : json(b.error)},
+                           {"offenders", offenders}});
+       }},
       {"GET", "/metrics", false,
        [](Agent* a, const HttpRequest&, const std::string&) {
          return HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", RenderMetrics(a)};
@@ -194,7 +263,8 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
   if (!j.is_object()) return Status::Error("the body must be a JSON object");
   static const std::set<std::string> kFields = {
       "name",         "memory",     "memory_limit", "gpu",           "command",      "placement",
-      "burst_signal", "burst_hook", "compute",      "compute_limit", "compute_mode", "priority"};
+      "burst_signal", "burst_hook", "compute",      "compute_limit", "compute_mode", "priority",
+      "release",      "attach_pid", "restart",      "max_restarts"};
   for (const auto& [key, value] : j.items()) {
     if (kFields.count(key) == 0) return Status::Error("unknown field '" + key + "'");
   }
@@ -265,7 +335,48 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
     }
     out->batch = v == "batch";
   }
-  if (!j.contains("command")) return Status::Error("command: required (an array of strings)");
+  if (j.contains("release")) {
+    const json& v = j["release"];
+    if (!v.is_string() || (v != "on_delete" && v != "on_exit")) {
+      return Status::Error("release: expected \"on_delete\" or \"on_exit\"");
+    }
+    out->release_on_exit = v == "on_exit";
+  }
+  if (j.contains("attach_pid")) {
+    const json& v = j["attach_pid"];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() == 0 || v.get<uint64_t>() > INT32_MAX) {
+      return Status::Error("attach_pid: expected a process id");
+    }
+    out->attach_pid = v.get<pid_t>();
+  }
+  if (j.contains("restart")) {
+    const json& v = j["restart"];
+    if (!v.is_string() || (v != "never" && v != "on-failure")) {
+      return Status::Error("restart: expected \"never\" or \"on-failure\"");
+    }
+    out->restart_on_failure = v == "on-failure";
+    out->max_restarts = out->restart_on_failure ? 3 : 0;
+  }
+  if (j.contains("max_restarts")) {
+    const json& v = j["max_restarts"];
+    if (!v.is_number_unsigned() || v.get<uint64_t>() > 1000) {
+      return Status::Error("max_restarts: expected an integer in [0, 1000]");
+    }
+    if (!out->restart_on_failure) {
+      return Status::Error("max_restarts: only with restart \"on-failure\"");
+    }
+    out->max_restarts = v.get<uint32_t>();
+  }
+  // No command: an attach-only tenant, joined by processes that present its token.
+  if (!j.contains("command")) {
+    if (out->restart_on_failure) {
+      return Status::Error("restart: needs a command (attach-only tenants have none)");
+    }
+    return Status::Ok();
+  }
+  if (out->release_on_exit || out->attach_pid != 0) {
+    return Status::Error("release, attach_pid: only for attach-only tenants (no command)");
+  }
   const json& c = j["command"];
   if (!c.is_array() || c.empty()) {
     return Status::Error("command: expected a non-empty array of strings");

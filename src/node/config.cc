@@ -136,6 +136,39 @@ const std::map<std::string, Setter>& Keys() {
        }},
       {"tcp.token_file", [](const YAML::Node& n, const std::string& p,
                             NodeConfig* c) { return ReadPath(n, p, &c->tcp_token_file); }},
+      {"backstop.mode",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         std::string text;
+         if (Status s = ReadScalar(n, p, &text); !s.ok()) return s;
+         if (text == "off") {
+           c->backstop_mode = BackstopMode::kOff;
+         } else if (text == "warn") {
+           c->backstop_mode = BackstopMode::kWarn;
+         } else if (text == "kill") {
+           c->backstop_mode = BackstopMode::kKill;
+         } else {
+           return Bad(p, "'" + text + "' is not off, warn or kill");
+         }
+         return Status::Ok();
+       }},
+      {"backstop.interval",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         return ReadDurationMs(n, p, 50, 60000, &c->backstop_interval_ms);
+       }},
+      {"backstop.tolerance",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         std::string text;
+         if (Status s = ReadScalar(n, p, &text); !s.ok()) return s;
+         uint64_t bytes = 0;
+         if (text == "0") {
+           bytes = 0;
+         } else if (ParseError e = ParseSize(text.c_str(), &bytes); e != ParseError::kNone) {
+           return Bad(p, "'" + text + "': " + ParseErrorText(e));
+         }
+         if (bytes > (16ull << 30)) return Bad(p, "must be at most 16GiB");
+         c->backstop_tolerance_bytes = bytes;
+         return Status::Ok();
+       }},
       {"api.threads",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          uint64_t v = 0;
@@ -186,6 +219,18 @@ bool ParseDurationMs(const std::string& text, uint64_t* ms) {
     return false;
   }
   return true;
+}
+
+const char* BackstopModeName(BackstopMode m) {
+  switch (m) {
+    case BackstopMode::kOff:
+      return "off";
+    case BackstopMode::kWarn:
+      return "warn";
+    case BackstopMode::kKill:
+      return "kill";
+  }
+  return "?";
 }
 
 const char* PlacementName(Placement p) { return p == Placement::kSpread ? "spread" : "binpack"; }

@@ -12,6 +12,10 @@ namespace gpufrac::node {
 
 enum class Placement { kBinPack, kSpread };
 
+// What the NVML backstop does with a process on the agent's GPUs that holds more than its tenant's
+// limit (it bypassed the interposer) or that belongs to no tenant.
+enum class BackstopMode { kOff, kWarn, kKill };
+
 struct NodeConfig {
   // Unix socket the API listens on; created with mode `socket_mode` (owner and group may call).
   std::string socket_path = "/run/gpufrac/node.sock";
@@ -36,6 +40,12 @@ struct NodeConfig {
   // request on it must carry the bearer token read from tcp_token_file (required with it).
   std::string tcp_address;
   std::string tcp_token_file;
+  // NVML backstop: how often per-process GPU memory is sampled, and what to do with offenders.
+  BackstopMode backstop_mode = BackstopMode::kWarn;
+  uint32_t backstop_interval_ms = 1000;
+  // Per process: what NVML may count above what the ledger charged (the interposer charges a
+  // context at GPUFRAC_CONTEXT_BYTES; a real driver's context may be larger).
+  uint64_t backstop_tolerance_bytes = 256ull << 20;
 };
 
 // Loads `path` over the defaults. Refuses unknown keys, wrong types and impossible values.
@@ -48,5 +58,7 @@ bool ParseDurationMs(const std::string& text, uint64_t* ms);
 
 const char* PlacementName(Placement p);
 bool ParsePlacement(const std::string& text, Placement* p);
+
+const char* BackstopModeName(BackstopMode m);
 
 }  // namespace gpufrac::node

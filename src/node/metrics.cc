@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <sstream>
+#include <tuple>
 
 namespace gpufrac::node {
 namespace {
@@ -112,6 +113,52 @@ std::string RenderMetrics(Agent* agent) {
     Family f(&out, "gpufrac_tenant_processes", "gauge", "Live processes holding tenant memory.");
     for (const TenantView& v : tenants) {
       f.Sample(labels(v), static_cast<uint64_t>(v.usage.processes));
+    }
+  }
+  {
+    Family f(&out, "gpufrac_tenant_restarts_total", "counter",
+             "Times the agent started the tenant's command again after it failed.");
+    for (const TenantView& v : tenants) f.Sample(labels(v), uint64_t{v.record.restarts});
+  }
+  const BackstopView backstop = agent->Backstop();
+  if (backstop.mode == BackstopMode::kOff) return out.str();
+  {
+    Family f(&out, "gpufrac_tenant_memory_nvml_bytes", "gauge",
+             "Memory NVML sees the tenant's processes hold (the backstop's last sample).");
+    for (const TenantView& v : tenants) {
+      if (v.usage.nvml_used >= 0) f.Sample(labels(v), static_cast<uint64_t>(v.usage.nvml_used));
+    }
+  }
+  {
+    Family f(&out, "gpufrac_gpu_memory_unattributed_bytes", "gauge",
+             "Memory NVML sees held by processes that belong to no tenant.");
+    for (size_t i = 0; i < gpus.size() && i < backstop.unattributed.size(); ++i) {
+      f.Sample(gpu_labels[i], backstop.unattributed[i]);
+    }
+  }
+  for (const auto& [name, counts, help] :
+       {std::tuple{"gpufrac_backstop_flagged_total", &backstop.flagged,
+                   "Processes the NVML backstop flagged: over their tenant's limit, or of no "
+                   "tenant."},
+        std::tuple{"gpufrac_backstop_killed_total", &backstop.killed,
+                   "Processes the NVML backstop killed (backstop.mode: kill)."}}) {
+    Family f(&out, name, "counter", help);
+    for (size_t i = 0; i < gpus.size() && i < counts->size(); ++i) {
+      for (BackstopReason r : {BackstopReason::kOverLimit, BackstopReason::kNoTenant}) {
+        f.Sample(gpu_labels[i] + ",reason=\"" + BackstopReasonName(r) + "\"",
+                 (*counts)[i][static_cast<size_t>(r)]);
+      }
+    }
+  }
+  {
+    Family f(&out, "gpufrac_backstop_offender_memory_bytes", "gauge",
+             "Each process the backstop found breaking the rules in its last sample.");
+    for (const BackstopOffender& o : backstop.offenders) {
+      f.Sample("gpu=\"" + std::to_string(o.gpu) + "\",pid=\"" + std::to_string(o.finding.pid) +
+                   "\",tenant=\"" + Escape(o.finding.tenant) + "\",reason=\"" +
+                   BackstopReasonName(o.finding.reason) + "\",action=\"" +
+                   (o.killed ? "killed" : "flagged") + "\"",
+               o.finding.used);
     }
   }
   return out.str();

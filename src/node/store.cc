@@ -14,7 +14,42 @@ constexpr const char* kSchema =
     " pid INTEGER, pid_start INTEGER, state TEXT, exit_known INTEGER, exit_status INTEGER,"
     " reason TEXT, created_ms INTEGER, finished_ms INTEGER, burst_signal INTEGER,"
     " compute_request REAL, compute_limit REAL, compute_strict INTEGER, batch INTEGER, burst_hook "
-    "TEXT)";
+    "TEXT, extra TEXT)";
+
+// Fields added after the first schema, as one JSON object, so that a database written by an older
+// agent opens (the column is added) and a newer field needs no migration.
+std::string ExtraJson(const TenantRecord& t) {
+  nlohmann::json attached = nlohmann::json::array();
+  for (const auto& [pid, start] : t.attached) attached.push_back({pid, start});
+  return nlohmann::json{{"attach_only", t.attach_only},
+                        {"token", t.token},
+                        {"release_on_exit", t.release_on_exit},
+                        {"ever_attached", t.ever_attached},
+                        {"attached", attached},
+                        {"restart_on_failure", t.restart_on_failure},
+                        {"max_restarts", t.max_restarts},
+                        {"restarts", t.restarts}}
+      .dump();
+}
+
+void ReadExtra(const std::string& text, TenantRecord* t) {
+  const nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
+  if (!j.is_object()) return;
+  t->attach_only = j.value("attach_only", false);
+  t->token = j.value("token", "");
+  t->release_on_exit = j.value("release_on_exit", false);
+  t->ever_attached = j.value("ever_attached", false);
+  if (j.contains("attached") && j["attached"].is_array()) {
+    for (const auto& p : j["attached"]) {
+      if (p.is_array() && p.size() == 2 && p[0].is_number_integer() && p[1].is_number_unsigned()) {
+        t->attached.emplace_back(p[0].get<pid_t>(), p[1].get<uint64_t>());
+      }
+    }
+  }
+  t->restart_on_failure = j.value("restart_on_failure", false);
+  t->max_restarts = j.value("max_restarts", 0u);
+  t->restarts = j.value("restarts", 0u);
+}
 
 // A prepared statement that finalizes itself.
 class Statement {
@@ -65,12 +100,16 @@ Status Store::Open(const std::string& path) {
   // process crash, which is the failure the agent must survive.
   if (Status s = Exec("PRAGMA journal_mode=WAL"); !s.ok()) return s;
   if (Status s = Exec("PRAGMA synchronous=NORMAL"); !s.ok()) return s;
-  return Exec(kSchema);
+  if (Status s = Exec(kSchema); !s.ok()) return s;
+  // A database from an agent that predates the extra column gets it.
+  Statement probe(db_, "SELECT extra FROM tenants LIMIT 0");
+  if (!probe.ok()) return Exec("ALTER TABLE tenants ADD COLUMN extra TEXT");
+  return Status::Ok();
 }
 
 Status Store::Put(const TenantRecord& t) {
   Statement st(
-      db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+      db_, "INSERT OR REPLACE INTO tenants VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   if (!st.ok()) return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   sqlite3_stmt* s = st.get();
   const std::string command = nlohmann::json(t.command).dump();
@@ -96,6 +135,8 @@ Status Store::Put(const TenantRecord& t) {
   sqlite3_bind_int(s, 20, t.compute_strict ? 1 : 0);
   sqlite3_bind_int(s, 21, t.batch ? 1 : 0);
   sqlite3_bind_text(s, 22, t.burst_hook.c_str(), -1, SQLITE_TRANSIENT);
+  const std::string extra = ExtraJson(t);
+  sqlite3_bind_text(s, 23, extra.c_str(), -1, SQLITE_TRANSIENT);
   if (sqlite3_step(s) != SQLITE_DONE) {
     return Status::Error(std::string("state database: ") + sqlite3_errmsg(db_));
   }
@@ -147,6 +188,7 @@ Status Store::LoadAll(std::vector<TenantRecord>* out) {
     t.compute_strict = sqlite3_column_int(s, 19) != 0;
     t.batch = sqlite3_column_int(s, 20) != 0;
     t.burst_hook = Text(s, 21);
+    ReadExtra(Text(s, 22), &t);
     out->push_back(std::move(t));
   }
   if (rc != SQLITE_DONE)

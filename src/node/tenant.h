@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gpufrac::node {
@@ -43,6 +44,18 @@ struct TenantRecord {
   double compute_limit = 1;
   bool compute_strict = false;  // strict: held to the request; fair: may use idle share
   bool batch = false;           // priority: batch, else inference
+  // Attach-only: no command; processes started elsewhere join it with `token` (POST /v1/attach).
+  bool attach_only = false;
+  std::string token;
+  // Attach-only: reclaimed once every process that attached has exited (gpufrac run --node),
+  // instead of living until deleted.
+  bool release_on_exit = false;
+  bool ever_attached = false;
+  std::vector<std::pair<pid_t, uint64_t>> attached;  // live joined processes: pid, start time
+  // How often the agent started the command again after it failed (restart: on-failure).
+  bool restart_on_failure = false;
+  uint32_t max_restarts = 0;
+  uint32_t restarts = 0;
 };
 
 // Live figures from the ledger, beside the record.
@@ -55,6 +68,8 @@ struct TenantUsageView {
   uint64_t gpu_time_ns = 0;     // time the tenant held the GPU
   uint64_t throttled_ns = 0;    // time its launches waited for their turn
   uint32_t share_permille = 0;  // its entitled share among busy tenants, last decided
+  // NVML's figure for the memory its processes hold (the backstop's last sample); -1: not sampled.
+  int64_t nvml_used = -1;
 };
 
 }  // namespace gpufrac::node

@@ -1,12 +1,14 @@
 // The NVML stand-in (built as libnvidia-ml.so.1 beside the simulated libcuda.so.1): device
-// discovery and memory, over the same shared state as the simulated driver. Like real NVML it
-// ignores CUDA_VISIBLE_DEVICES and numbers devices physically.
+// discovery, memory and per-process memory, over the same shared state as the simulated driver.
+// Like real NVML it ignores CUDA_VISIBLE_DEVICES and numbers devices physically.
 #include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <string>
 
+#include "node/nvml_process_abi.h"
 #include "runtime/nvml_abi.h"
+#include "runtime/process_identity.h"
 #include "sim/sim_state.h"
 
 #define NVML_EXPORT extern "C" __attribute__((visibility("default")))
@@ -161,4 +163,64 @@ NVML_EXPORT nvmlReturn_t nvmlDeviceGetMemoryInfo_v2(nvmlDevice_t device, nvmlMem
   memory->free = v1.free;
   memory->used = v1.used;
   return NVML_SUCCESS;
+}
+
+// Per-process memory, as the real driver reports it: every live process holding memory (its
+// contexts included) on the device, whether or not it runs under the interposer. That is what the
+// node agent's backstop compares against tenants' limits.
+namespace gpufrac::sim {
+namespace {
+
+template <typename Info>
+nvmlReturn_t RunningProcesses(nvmlDevice_t device, unsigned int* count, Info* infos,
+                              bool with_instances) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  if (count == nullptr || (infos == nullptr && *count != 0)) return NVML_ERROR_INVALID_ARGUMENT;
+  State().ReapDead();
+  const auto dev = static_cast<size_t>(d - State().shared()->devices);
+  const unsigned int capacity = *count;
+  unsigned int found = 0;
+  for (SimProcess& p : State().shared()->processes) {
+    const int32_t pid = p.pid.load(std::memory_order_acquire);
+    const uint64_t held = p.held[dev].load(std::memory_order_relaxed);
+    if (pid <= 0 || held == 0 || !gpufrac::ProcessIsAlive(pid, p.start_time)) continue;
+    if (found < capacity) {
+      Info& info = infos[found];
+      memset(&info, 0, sizeof info);
+      info.pid = static_cast<unsigned int>(pid);
+      info.usedGpuMemory = held;
+      if constexpr (sizeof(Info) == sizeof(nvmlProcessInfo_t)) {
+        if (with_instances) {
+          info.gpuInstanceId = kNvmlNoInstance;
+          info.computeInstanceId = kNvmlNoInstance;
+        }
+      }
+    }
+    ++found;
+  }
+  *count = found;
+  // Like NVML: a buffer too small gets the needed count and INSUFFICIENT_SIZE.
+  return found > capacity ? NVML_ERROR_INSUFFICIENT_SIZE : NVML_SUCCESS;
+}
+
+}  // namespace
+}  // namespace gpufrac::sim
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v3(nvmlDevice_t device,
+                                                                 unsigned int* count,
+                                                                 nvmlProcessInfo_t* infos) {
+  return RunningProcesses(device, count, infos, true);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses_v2(nvmlDevice_t device,
+                                                                 unsigned int* count,
+                                                                 nvmlProcessInfo_t* infos) {
+  return RunningProcesses(device, count, infos, true);
+}
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device,
+                                                              unsigned int* count,
+                                                              nvmlProcessInfo_v1_t* infos) {
+  return RunningProcesses(device, count, infos, false);
 }

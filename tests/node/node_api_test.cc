@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <thread>
 
 #include "node_test_support.h"
 
@@ -178,7 +179,33 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "memory: '99999999999TiB'"},
       {"POST", "/v1/tenants", "{\"memory\": \"2GiB\", \"memory_limit\": \"1GiB\", " + cmd + "}",
        400, "memory_limit: 1.0GiB is below the request 2.0GiB"},
-      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\"}", 400, "command: required"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"release\": \"on_exit\", " + cmd + "}", 400,
+       "release, attach_pid: only for attach-only tenants (no command)"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"release\": \"later\"}", 400,
+       "release: expected \"on_delete\" or \"on_exit\""},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"attach_pid\": 0}", 400,
+       "attach_pid: expected a process id"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"attach_pid\": 2147483647}", 400,
+       "attach_pid: 2147483647 is not a running process"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"restart\": \"always\", " + cmd + "}", 400,
+       "restart: expected \"never\" or \"on-failure\""},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"restart\": \"on-failure\"}", 400,
+       "restart: needs a command"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"max_restarts\": 2, " + cmd + "}", 400,
+       "max_restarts: only with restart \"on-failure\""},
+      {"POST", "/v1/tenants",
+       "{\"memory\": \"1GiB\", \"restart\": \"on-failure\", \"max_restarts\": -1, " + cmd + "}",
+       400, "max_restarts: expected an integer in [0, 1000]"},
+      {"POST", "/v1/attach", "", 400, "expected a JSON object"},
+      {"POST", "/v1/attach", "{\"pid\": 1}", 400, "token: required"},
+      {"POST", "/v1/attach", "{\"token\": \"x\", \"pid\": -4}", 400, "pid: required"},
+      {"POST", "/v1/attach", "{\"token\": \"x\", \"pid\": 1, \"as\": 2}", 400,
+       "unknown field 'as'"},
+      {"POST", "/v1/attach", "{\"token\": \"x\", \"pid\": 2147483647}", 400,
+       "pid: 2147483647 is not a running process"},
+      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": 1}", 403,
+       "no running attach-only tenant has this token"},
+      {"GET", "/v1/attach", "", 405, "method GET not allowed on /v1/attach"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": []}", 400,
        "command: expected a non-empty array"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": [\"/nonexistent/x\"]}", 400,
@@ -315,6 +342,276 @@ TEST_F(NodeApiTest, RefusesToStartBesideALiveAgent) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("another agent is serving on"), std::string::npos) << r.err;
   EXPECT_EQ(Call("GET", "/v1/health").status, 200);
+}
+
+// The NVML backstop: a process allocating on the agent's GPU without the interposer (plain
+// LD_LIBRARY_PATH to the simulated driver) belongs to no tenant; warn mode flags it in the log,
+// the API and /metrics, and leaves it running. A tenant under the interposer is not flagged, and
+// NVML's figure for it is what the ledger charged.
+TEST_F(NodeApiTest, BackstopFlagsAProcessAllocatingOutsideTheInterposer) {
+  StartAgent("backstop:\n  mode: warn\n  interval: 100ms\n");
+  json good = Create(
+      {{"name", "good"}, {"memory", "10GiB"}, {"command", {Probe(), "hold", "alloc", "2GiB"}}});
+  WaitTenant("good", [&](const json& b) {
+    return b["memory"]["used"] == 2 * kGiB + context_bytes_ &&
+           b["memory"]["nvml_used"].is_number() &&
+           b["memory"]["nvml_used"] == 2 * kGiB + context_bytes_;
+  });
+  const pid_t stranger =
+      StartProcess({Probe(), "hold", "alloc", "4GiB"}, SimEnv(), TempDir() + "/stranger.out");
+  tenant_pids_.push_back(stranger);
+  json offender;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (offender.is_null() && std::chrono::steady_clock::now() < deadline) {
+    const json b = Call("GET", "/v1/backstop").body;
+    for (const json& o : b["offenders"]) {
+      if (o["pid"] == stranger) offender = o;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_FALSE(offender.is_null()) << Call("GET", "/v1/backstop").raw;
+  EXPECT_EQ(offender["reason"], "no_tenant");
+  EXPECT_EQ(offender["action"], "flagged");
+  EXPECT_TRUE(offender["tenant"].is_null());
+  EXPECT_EQ(offender["used"], 4 * kGiB + context_bytes_);
+  EXPECT_EQ(offender["gpu"], 0);
+  // Warn mode leaves it running; the tenant within its limit is not an offender.
+  EXPECT_EQ(kill(stranger, 0), 0);
+  EXPECT_EQ(Call("GET", "/v1/backstop").body["offenders"].size(), 1u);
+  const std::string labels = "gpu=\"0\",uuid=\"" + Uuid(0) + "\"";
+  const std::string metrics = Call("GET", "/metrics").raw;
+  EXPECT_NE(metrics.find("gpufrac_backstop_flagged_total{" + labels + ",reason=\"no_tenant\"} 1\n"),
+            std::string::npos)
+      << metrics;
+  EXPECT_NE(
+      metrics.find("gpufrac_backstop_flagged_total{" + labels + ",reason=\"over_limit\"} 0\n"),
+      std::string::npos);
+  EXPECT_NE(metrics.find("gpufrac_backstop_killed_total{" + labels + ",reason=\"no_tenant\"} 0\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("gpufrac_gpu_memory_unattributed_bytes{" + labels + "} " +
+                         std::to_string(4 * kGiB + context_bytes_) + "\n"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("gpufrac_backstop_offender_memory_bytes{gpu=\"0\",pid=\"" +
+                         std::to_string(stranger) +
+                         "\",tenant=\"\",reason=\"no_tenant\",action=\"flagged\"}"),
+            std::string::npos);
+  EXPECT_NE(metrics.find("gpufrac_tenant_memory_nvml_bytes{tenant=\"good\",gpu=\"0\"} " +
+                         std::to_string(2 * kGiB + context_bytes_) + "\n"),
+            std::string::npos);
+  const std::string log = ReadFile(agent_log_);
+  EXPECT_NE(log.find("event=backstop.flagged pid=" + std::to_string(stranger) +
+                     " gpu=0 tenant=none reason=no_tenant used=4.5GiB"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(log.find("event=backstop.killed"), std::string::npos);
+  // Once it ends, it is no longer an offender; the flag is counted once.
+  kill(stranger, SIGKILL);
+  EXPECT_EQ(WaitProcess(stranger, std::chrono::seconds(10)), 128 + SIGKILL);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!Call("GET", "/v1/backstop").body["offenders"].empty() &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(Call("GET", "/v1/backstop").body["offenders"].empty());
+  EXPECT_NE(
+      Call("GET", "/metrics")
+          .raw.find("gpufrac_backstop_flagged_total{" + labels + ",reason=\"no_tenant\"} 1\n"),
+      std::string::npos);
+  EXPECT_EQ(Call("GET", "/v1/tenants/good").body["state"], "running");
+}
+
+// Kill mode: a stranger on the GPU is killed, and so is a tenant's process that went around the
+// interposer (its shell drops LD_PRELOAD) and holds more than the tenant's limit; the tenant's
+// record says why. A tenant within its limit is untouched.
+TEST_F(NodeApiTest, BackstopKillsStrangersAndTenantsThatBypassedTheInterposer) {
+  StartAgent("backstop:\n  mode: kill\n  interval: 100ms\n  tolerance: 0\n");
+  Create({{"name", "good"}, {"memory", "10GiB"}, {"command", {Probe(), "hold", "alloc", "8GiB"}}});
+  WaitTenant("good",
+             [&](const json& b) { return b["memory"]["used"] == 8 * kGiB + context_bytes_; });
+  Create({{"name", "escaper"},
+          {"memory", "10GiB"},
+          {"command", {"sh", "-c", "unset LD_PRELOAD; exec " + Probe() + " hold alloc 20GiB"}}});
+  json dead = WaitTenant(
+      "escaper", [](const json& b) { return b["state"] == "exited"; }, 15000);
+  EXPECT_EQ(dead["exit_status"], 128 + SIGKILL);
+  EXPECT_NE(dead["reason"].get<std::string>().find(
+                "killed by the NVML backstop: process " + std::to_string(dead["pid"].get<int>()) +
+                " holds 20.5GiB on GPU 0; tenant escaper's processes hold 20.5GiB, above its "
+                "limit and tolerance (10.0GiB)"),
+            std::string::npos)
+      << dead.dump();
+  const pid_t stranger =
+      StartProcess({Probe(), "hold", "alloc", "1GiB"}, SimEnv(), TempDir() + "/stranger.out");
+  tenant_pids_.push_back(stranger);
+  EXPECT_EQ(WaitProcess(stranger, std::chrono::seconds(15)), 128 + SIGKILL);
+  EXPECT_EQ(Call("GET", "/v1/tenants/good").body["state"], "running");
+  const std::string labels = "gpu=\"0\",uuid=\"" + Uuid(0) + "\"";
+  const std::string metrics = Call("GET", "/metrics").raw;
+  for (const char* reason : {"no_tenant", "over_limit"}) {
+    for (const char* family : {"flagged", "killed"}) {
+      EXPECT_NE(metrics.find("gpufrac_backstop_" + std::string(family) + "_total{" + labels +
+                             ",reason=\"" + reason + "\"} 1\n"),
+                std::string::npos)
+          << family << " " << reason << "\n"
+          << metrics;
+    }
+  }
+  const std::string log = ReadFile(agent_log_);
+  EXPECT_NE(log.find("event=backstop.killed pid=" + std::to_string(stranger) +
+                     " gpu=0 tenant=none reason=no_tenant"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.killed id=escaper"), std::string::npos);
+}
+
+// backstop.mode: off samples nothing and exports no backstop series.
+TEST_F(NodeApiTest, BackstopOffLeavesStrangersAlone) {
+  StartAgent("backstop:\n  mode: off\n");
+  const pid_t stranger =
+      StartProcess({Probe(), "hold", "alloc", "1GiB"}, SimEnv(), TempDir() + "/stranger.out");
+  tenant_pids_.push_back(stranger);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  json b = Call("GET", "/v1/backstop").body;
+  EXPECT_EQ(b["mode"], "off");
+  EXPECT_EQ(b["samples"], 0);
+  EXPECT_EQ(Call("GET", "/metrics").raw.find("gpufrac_backstop_"), std::string::npos);
+  EXPECT_EQ(kill(stranger, 0), 0);
+}
+
+// gpufrac run --node: the agent places and admits the tenant, the command runs under its limits,
+// its exit status comes back, and the agent reclaims the tenant when it ends.
+TEST_F(NodeApiTest, RunThroughTheAgentIsGovernedByItAndPassesTheExitStatus) {
+  StartAgent();
+  const std::string script =
+      Probe() + " alloc alloc 12GiB; " + Probe() +
+      " alloc alloc 8GiB; echo tenant=$GPUFRAC_TENANT gpu=$CUDA_VISIBLE_DEVICES; "
+      "exit 7";
+  ProcessResult r = RunGpufrac(
+      {"run", "--node", socket_, "--memory", "10GiB", "--tenant", "via", "--", "sh", "-c", script});
+  EXPECT_EQ(r.exit_code, 7) << r.err;
+  // The first allocation is above the agent's limit for the tenant; the second fits.
+  EXPECT_NE(r.out.find("result=2\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("result=0\n"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("tenant=via gpu=" + Uuid(0) + "\n"), std::string::npos) << r.out;
+  json t = WaitTenant("via", [](const json& b) { return b["state"] == "exited"; });
+  EXPECT_EQ(t["attach_only"], true);
+  EXPECT_EQ(t["reason"], "its attached processes exited");
+  EXPECT_EQ(t["memory"]["request"], 10 * kGiB);
+  EXPECT_EQ(Committed(0), 0u);
+  const std::string log = ReadFile(agent_log_);
+  EXPECT_NE(log.find("event=tenant.created id=via gpu=0 request=10.0GiB"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.reclaimed id=via"), std::string::npos) << log;
+
+  // A fraction, compute and priority go through too; a refusal is the agent's, with exit code 2.
+  r = RunGpufrac({"run", "--node", socket_, "--fraction", "0.5", "--compute", "0.3", "--priority",
+                  "batch", "--tenant", "half", "--", "sh", "-c", "exit 0"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  t = Call("GET", "/v1/tenants/half").body;
+  EXPECT_EQ(t["memory"]["request"], 40 * kGiB);
+  EXPECT_EQ(t["compute"]["request"], 0.3);
+  EXPECT_EQ(t["compute"]["priority"], "batch");
+  WaitTenant("half", [](const json& b) { return b["state"] == "exited"; });
+  Create({{"name", "big"}, {"memory", "70GiB"}, {"command", {"sleep", "30"}}});
+  r = RunGpufrac({"run", "--node", socket_, "--memory", "20GiB", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("gpufrac run: error: the agent refused (409): does not fit: GPU 0: asked "
+                       "20.0GiB, free 10.0GiB of 80.0GiB"),
+            std::string::npos)
+      << r.err;
+  // A command that cannot run: the error is exec's, and the tenant is released.
+  r = RunGpufrac(
+      {"run", "--node", socket_, "--memory", "1GiB", "--tenant", "nope", "--", "/nonexistent/x"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("cannot run '/nonexistent/x'"), std::string::npos) << r.err;
+  WaitTenant("nope", [](const json& b) { return b["state"] == "exited"; });
+  // --node and no agent there: an error, not a silent fall back.
+  r = RunGpufrac({"run", "--node", TempDir() + "/none.sock", "--memory", "1GiB", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("gpufrac run: error: cannot reach the agent"), std::string::npos) << r.err;
+}
+
+// An attach-only tenant: created without a command, it answers with a token; processes started
+// elsewhere join it with gpufrac run --token (or GPUFRAC_NODE_TOKEN) and are held to its limits,
+// counted as its processes, and signalled when it is deleted.
+TEST_F(NodeApiTest, AttachOnlyTenantsAreJoinedWithTheirToken) {
+  StartAgent();
+  json t = Create({{"name", "svc"}, {"memory", "10GiB"}, {"memory_limit", "12GiB"}});
+  ASSERT_TRUE(t["token"].is_string()) << t.dump();
+  const std::string token = t["token"];
+  EXPECT_EQ(token.size(), 32u);
+  EXPECT_EQ(t["attach_only"], true);
+  EXPECT_EQ(t["pid"], 0);
+  EXPECT_EQ(t["state"], "running");
+  EXPECT_EQ(Committed(0), 10 * kGiB);
+  // Listings never show the token.
+  EXPECT_EQ(Call("GET", "/v1/tenants/svc").raw.find(token), std::string::npos);
+  EXPECT_EQ(Call("GET", "/v1/tenants").raw.find(token), std::string::npos);
+
+  ProcessResult r = RunGpufrac(
+      {"run", "--node", socket_, "--token", token, "--", Probe(), "alloc", "alloc", "13GiB"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("result=2\n"), std::string::npos) << r.out;  // above the 12 GiB limit
+  r = RunGpufrac({"run", "--token", token, "--", Probe(), "alloc", "alloc", "11GiB"},
+                 {{"GPUFRAC_NODE_SOCKET", socket_}});
+  EXPECT_NE(r.out.find("result=0\n"), std::string::npos) << r.out << r.err;
+  // Its joined processes ended, but the tenant lives until deleted.
+  EXPECT_EQ(Call("GET", "/v1/tenants/svc").body["state"], "running");
+
+  // A long-running member: counted, charged, and stopped by delete.
+  const std::string dir = TempDir();
+  Env env = SimEnv();
+  env["GPUFRAC_NODE_TOKEN"] = token;
+  const pid_t member =
+      StartProcess({Gpufrac(), "run", "--node", socket_, "--", Probe(), "hold", "alloc", "4GiB"},
+                   env, dir + "/member.out");
+  tenant_pids_.push_back(member);
+  json live = WaitTenant("svc", [&](const json& b) {
+    return b["memory"]["used"] == 4 * kGiB + context_bytes_ && b["processes"] == 1 &&
+           b["attached"].size() == 1 && b["attached"][0] == member;
+  });
+  json gone = Call("DELETE", "/v1/tenants/svc?grace=2s").body;
+  EXPECT_EQ(gone["state"], "exited");
+  EXPECT_EQ(gone["reason"], "deleted; its attached processes exited");
+  EXPECT_EQ(WaitProcess(member, std::chrono::seconds(10)), 128 + SIGTERM);
+  EXPECT_EQ(Committed(0), 0u);
+
+  // A wrong token, or flags that would contradict the tenant's settings: one-line errors.
+  r = RunGpufrac({"run", "--node", socket_, "--token", "0123", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "gpufrac run: error: the agent refused (403): no running attach-only tenant has this "
+            "token\n");
+  r = RunGpufrac({"run", "--node", socket_, "--token", token, "--memory", "1GiB", "--", "true"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "gpufrac run: error: --memory cannot be combined with --token (the tenant's own "
+            "settings apply)\n");
+}
+
+// An attach-only tenant survives an agent restart with its token and its joined processes.
+TEST_F(NodeApiTest, AttachOnlyTenantsAreAdoptedAfterAnAgentRestart) {
+  StartAgent();
+  const std::string token = Create({{"name", "svc"}, {"memory", "10GiB"}})["token"];
+  Env env = SimEnv();
+  const pid_t member = StartProcess({Gpufrac(), "run", "--node", socket_, "--token", token, "--",
+                                     Probe(), "hold", "alloc", "1GiB"},
+                                    env, TempDir() + "/member.out");
+  tenant_pids_.push_back(member);
+  WaitTenant("svc", [&](const json& b) { return b["memory"]["used"] > 1 * kGiB; });
+  KillAgent(SIGKILL);
+  StartAgent();
+  json t = WaitTenant("svc", [&](const json& b) {
+    return b["adopted"] == true && b["state"] == "running" && b["attached"].size() == 1;
+  });
+  EXPECT_EQ(Committed(0), 10 * kGiB);
+  // The token still works after the restart.
+  ProcessResult r = RunGpufrac({"run", "--node", socket_, "--token", token, "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  kill(member, SIGKILL);
+  EXPECT_EQ(WaitProcess(member, std::chrono::seconds(10)), 128 + SIGKILL);
+  WaitTenant("svc", [](const json& b) { return b["attached"].empty() && b["processes"] == 0; });
+  EXPECT_EQ(Call("GET", "/v1/tenants/svc").body["state"], "running");
 }
 
 }  // namespace

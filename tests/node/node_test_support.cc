@@ -7,6 +7,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <fstream>
 #include <thread>
 
@@ -16,8 +17,14 @@ namespace gpufrac::testing {
 
 void NodeFixture::TearDown() {
   if (agent_ > 0) KillAgent(SIGKILL);
+  // The agent's event log goes to a file, so that tests can check it; show it when one failed.
+  if (HasFailure() && !agent_log_.empty()) {
+    std::fprintf(stderr, "--- agent log (%s) ---\n%s", agent_log_.c_str(),
+                 ReadFile(agent_log_).c_str());
+  }
   // Tenants outlive the agent by design; a test must not leave them running.
   for (pid_t pid : tenant_pids_) {
+    if (pid <= 0) continue;
     kill(-pid, SIGKILL);
     kill(pid, SIGKILL);
   }
@@ -32,8 +39,11 @@ void NodeFixture::StartAgent(const std::string& extra_yaml) {
       << "socket: " << socket_ << "\nstate: " << state_ << "\ninterposer: " << GPUFRAC_BUILD_DIR
       << "/lib/libgpufrac.so\ngrace_period: 2s\n"
       << extra_yaml;
-  agent_ = StartProcess({Gpufrac(), "node", "--config", dir + "/node.yaml"}, SimEnv(),
-                        dir + "/agent.out");
+  agent_log_ = dir + "/agent.log";
+  // sh redirects stderr (the event log) and execs, so agent_ is the agent's pid.
+  agent_ = StartProcess({"sh", "-c", "exec \"$0\" node --config \"$1\" 2>>\"$2\"", Gpufrac(),
+                         dir + "/node.yaml", agent_log_},
+                        SimEnv(), dir + "/agent.out");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;
@@ -65,7 +75,10 @@ ApiReply NodeFixture::Call(const std::string& method, const std::string& target,
 nlohmann::json NodeFixture::Create(const nlohmann::json& spec) {
   ApiReply r = Call("POST", "/v1/tenants", spec.dump());
   EXPECT_EQ(r.status, 201) << r.raw;
-  if (r.status == 201) tenant_pids_.push_back(r.body["pid"].get<pid_t>());
+  // Attach-only tenants have no pid (0): kill(-0) would hit the test's own process group.
+  if (r.status == 201 && r.body["pid"].get<pid_t>() > 0) {
+    tenant_pids_.push_back(r.body["pid"].get<pid_t>());
+  }
   return r.body;
 }
 

@@ -39,6 +39,7 @@ class NodeFixture : public SimFixture {
 
   std::string socket_;
   std::string state_;
+  std::string agent_log_;  // the agent's stderr: one logfmt line per event
   pid_t agent_ = -1;
   std::vector<pid_t> tenant_pids_;
 };

@@ -1,0 +1,67 @@
+// Attach-only tenants (docs/node.md): a tenant created without a command is a reservation on a GPU
+// that processes started elsewhere join by presenting its token (POST /v1/attach, or
+// `gpufrac run --node SOCKET --token T -- CMD`). The agent answers with the environment that puts
+// the process under the interposer as that tenant, and from then on signals it on delete and
+// counts it among the tenant's processes.
+#include <signal.h>
+
+#include <chrono>
+
+#include "node/agent.h"
+#include "node/log.h"
+#include "runtime/process_identity.h"
+
+namespace gpufrac::node {
+namespace {
+
+// Compares without an early exit, so that the answer time does not reveal a token's prefix.
+bool SameToken(const std::string& a, const std::string& b) {
+  if (a.size() != b.size() || a.empty()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < a.size(); ++i) diff |= static_cast<unsigned char>(a[i] ^ b[i]);
+  return diff == 0;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::string, std::string>> Agent::TenantEnv(const TenantRecord& r) const {
+  return {
+      {"LD_PRELOAD", interposer_}, {"GPUFRAC_TENANT", r.id}, {"CUDA_VISIBLE_DEVICES", r.gpu_uuid}};
+}
+
+bool Agent::PruneAttachedLocked(TenantRecord* r) {
+  const size_t before = r->attached.size();
+  std::erase_if(r->attached, [](const std::pair<pid_t, uint64_t>& p) {
+    return !ProcessIsAlive(p.first, p.second);
+  });
+  if (r->attached.size() != before) PersistLocked(*r);
+  return r->attached.empty();
+}
+
+AgentError Agent::Attach(const std::string& token, pid_t pid, AttachView* out) {
+  const uint64_t start = pid > 0 ? ProcessStartTime(pid) : 0;
+  if (start == 0) {
+    return AgentError::Invalid("pid: " + std::to_string(pid) + " is not a running process");
+  }
+  std::lock_guard lock(mu_);
+  for (auto& [id, t] : tenants_) {
+    TenantRecord& r = t.record;
+    if (!r.attach_only || !SameToken(r.token, token)) continue;
+    if (r.state != TenantState::kRunning) {
+      return AgentError::Conflict("tenant '" + id + "' is " + StateName(r.state));
+    }
+    bool known = false;
+    for (const auto& [p, s] : r.attached) known |= p == pid && s == start;
+    if (!known) r.attached.emplace_back(pid, start);
+    r.ever_attached = true;
+    PersistLocked(r);
+    LogEvent("tenant.attached",
+             {{"id", id}, {"gpu", std::to_string(r.gpu_index)}, {"pid", std::to_string(pid)}});
+    out->record = r;
+    out->env = TenantEnv(r);
+    return {};
+  }
+  return {403, "no running attach-only tenant has this token"};
+}
+
+}  // namespace gpufrac::node

@@ -1,0 +1,43 @@
+// NVML's view of which processes hold memory on a GPU, loaded with dlopen like the rest of the
+// agent's NVML use (the simulated NVML in tests). The backstop compares it against the ledgers:
+// NVML sees every process on the card, including those that bypassed or never loaded the
+// interposer.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+
+namespace gpufrac::node {
+
+struct GpuProcess {
+  pid_t pid = 0;
+  uint64_t used_bytes = 0;
+  bool used_known = true;  // false when NVML cannot attribute memory (e.g. no permission)
+};
+
+class NvmlProcesses {
+ public:
+  NvmlProcesses() = default;
+  ~NvmlProcesses();
+  NvmlProcesses(const NvmlProcesses&) = delete;
+  NvmlProcesses& operator=(const NvmlProcesses&) = delete;
+
+  // Loads libnvidia-ml.so.1 and finds the newest per-process query it offers (_v3, else _v2).
+  Status Open();
+  // The compute processes on the GPU with this UUID.
+  Status Read(const std::string& uuid, std::vector<GpuProcess>* out);
+
+ private:
+  void* lib_ = nullptr;
+  bool initialized_ = false;
+  int (*shutdown_)() = nullptr;
+  int (*by_uuid_)(const char*, void**) = nullptr;
+  int (*processes_)(void*, unsigned int*, void*) = nullptr;
+};
+
+}  // namespace gpufrac::node
