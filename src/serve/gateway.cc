@@ -215,8 +215,9 @@ void Gateway::Admit(const std::shared_ptr<Exchange>& exchange, Model& model) {
     }
   }
   const Admission& limits = model.spec.admission;
-  const bool cold = model.desired == 0 && model.spec.scale_to_zero.enabled;
   const bool none_ready = model.CountReady() == 0;
+  // Scaling from zero (or still starting its first replica after it): hold, then 503.
+  const bool cold = none_ready && model.spec.scale_to_zero.enabled;
   const int status = cold || none_ready ? 503 : 429;
   const int max_queue = cold ? std::max(1, limits.max_queue) : limits.max_queue;
   if (static_cast<int>(model.queue.size()) >= max_queue) {
