@@ -102,5 +102,54 @@ TEST_F(NodeRestartTest, AKilledAgentIsRestartedAndAdoptsLiveTenantsWithoutDouble
   EXPECT_EQ(Committed(0), 40 * kGiB);
 }
 
+// restart: on-failure: a command that fails is started again in the same admission, up to
+// max_restarts; the count is in the API and /metrics. Success, or running out of restarts, ends
+// the tenant as usual; a deleted tenant is not restarted.
+TEST_F(NodeRestartTest, RestartsAFailedCommandUpToItsLimitAndCountsTheRestarts) {
+  StartAgent();
+  const std::string runs = TempDir() + "/runs";
+  // Fails on its first run, then keeps running.
+  const std::string flaky = "n=$(cat " + runs + " 2>/dev/null | wc -l); echo x >> " + runs +
+                            "; [ \"$n\" -ge 1 ] && exec sleep 30; exit 3";
+  Create({{"name", "flaky"},
+          {"memory", "10GiB"},
+          {"restart", "on-failure"},
+          {"command", {"sh", "-c", flaky}}});
+  json t = WaitTenant("flaky", [](const json& b) { return b["restarts"] == 1; });
+  EXPECT_EQ(t["state"], "running");
+  EXPECT_EQ(t["max_restarts"], 3);
+  EXPECT_EQ(Committed(0), 10 * kGiB);  // the same admission, not a second one
+  tenant_pids_.push_back(t["pid"].get<pid_t>());
+  EXPECT_NE(Call("GET", "/metrics")
+                .raw.find("gpufrac_tenant_restarts_total{tenant=\"flaky\",gpu=\"0\"} 1\n"),
+            std::string::npos);
+  EXPECT_NE(ReadFile(agent_log_).find("event=tenant.restarted id=flaky gpu=0 restarts=1"),
+            std::string::npos);
+  // Deleting it (SIGTERM: status 143) does not restart it.
+  json gone = Call("DELETE", "/v1/tenants/flaky?grace=2s").body;
+  EXPECT_EQ(gone["state"], "exited");
+  EXPECT_EQ(gone["restarts"], 1);
+
+  // Always failing: restarted max_restarts times, then it ends with its status.
+  Create({{"name", "broken"},
+          {"memory", "10GiB"},
+          {"restart", "on-failure"},
+          {"max_restarts", 2},
+          {"command", {"sh", "-c", "echo x >> " + runs + ".broken; exit 4"}}});
+  t = WaitTenant("broken", Exited, 8000);
+  EXPECT_EQ(t["restarts"], 2);
+  EXPECT_EQ(t["exit_status"], 4);
+  EXPECT_EQ(ReadFile(runs + ".broken"), "x\nx\nx\n");
+  // Success is not restarted.
+  Create({{"name", "fine"},
+          {"memory", "10GiB"},
+          {"restart", "on-failure"},
+          {"command", {"sh", "-c", "exit 0"}}});
+  t = WaitTenant("fine", Exited);
+  EXPECT_EQ(t["restarts"], 0);
+  EXPECT_EQ(t["exit_status"], 0);
+  EXPECT_EQ(Committed(0), 0u);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
