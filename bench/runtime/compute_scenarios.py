@@ -172,6 +172,24 @@ def main():
                        deep_unbounded)]:
         lines.append(f"| {name} | {field(out, 'p50_us') / 1e3:.2f} | {field(out, 'p99_us') / 1e3:.2f}"
                      f" | {field(out, 'p99_us') / field(deep_alone, 'p99_us'):.2f} |")
+    # A tensor-parallel tenant on two GPUs next to a saturating tenant on each, leases aligned
+    # (default) or independent.
+    two = {"GPUFRAC_SIM_GPUS": "H100:80GiB,H100:80GiB"}
+    ranks = gpufrac(["--gpu", "0,1", "--fraction", "0.5", "--tenant", "tp"], ["ranks", "4", "20"])
+    neighbours = [gpufrac(["--gpu", str(g), "--fraction", "0.5"], ["spin", "5", "1000"])
+                  for g in (0, 1)]
+    (gang_alone,) = run_all([ranks], f"cs15-{pid}", two)
+    gang_runs = {}
+    for mode in ("on", "off"):
+        gang_runs[mode] = [field(run_all(neighbours + [ranks], f"cs16-{mode}-{i}-{pid}",
+                                         {**two, "GPUFRAC_COMPUTE_GANG": mode},
+                                         stagger=0.1)[2], "iterations") for i in range(3)]
+    gang_lines = ["", "Tensor-parallel tenant (2 ranks, a barrier after every 1 ms step) next to a "
+                  "saturating 0.5 tenant on each GPU; its pace against alone, three runs each:", "",
+                  "| leases | runs (pace vs alone) |", "| --- | --- |"]
+    for mode, label in (("on", "aligned across the gang's GPUs"), ("off", "independent per GPU")):
+        paces = ", ".join(f"{v / field(gang_alone, 'iterations') * 100:.0f}%" for v in gang_runs[mode])
+        gang_lines.append(f"| {label} | {paces} |")
     lines += ["", "Target: p99 ≤ 1.15 × alone.", "",
               "### Lease slice length (1:3 scenario, A's share)", "",
               "| GPUFRAC_COMPUTE_SLICE_MS | median | worst window |", "| ---: | ---: | ---: |"]
@@ -180,7 +198,7 @@ def main():
                           {"GPUFRAC_COMPUTE_SLICE_MS": str(slice_ms)})
         worst = max(s, key=lambda v: abs(v - 0.25))
         lines.append(f"| {slice_ms} | {statistics.median(s) * 100:.1f}% | {worst * 100:.1f}% |")
-    print("\n".join(lines))
+    print("\n".join(lines + gang_lines))
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "runtime/gang.h"
 #include "runtime/inflight.h"
 #include "runtime/interposer.h"
 
@@ -185,6 +186,29 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
         static_cast<uint64_t>(static_cast<double>(s.starve_slack_ns) / batch_weight);
     if (batch_pass + slack < inference_pass) next = best_batch;
   }
+  uint64_t lease_end = now + s.slice_ns;
+  if (next >= 0 && s.align_gangs) {
+    // A gang tenant running on another of its GPUs goes now, with its lease ending there.
+    const Priority priority = ledger.limits()->tenants[next].spec.priority;
+    const uint64_t next_pass = ledger.usage()->tenants[next].pass.load(std::memory_order_relaxed);
+    int gang = -1;
+    uint64_t gang_pass = UINT64_MAX, gang_end = 0;
+    for (int i = 0; i < kMaxTenants; ++i) {
+      const TenantSpec& spec = ledger.limits()->tenants[i].spec;
+      if (!busy[i] || spec.gang_size < 2 || spec.priority != priority) continue;
+      const TenantUsage& u = ledger.usage()->tenants[i];
+      const uint64_t pass = u.pass.load(std::memory_order_relaxed);
+      if (u.not_before_ns.load(std::memory_order_relaxed) > now || pass >= gang_pass) continue;
+      const uint64_t end = GangLeaseEnd(ledger, spec, now);
+      if (end > now) gang = i, gang_pass = pass, gang_end = end;
+    }
+    if (gang >= 0) {
+      const uint64_t lead = static_cast<uint64_t>(2 * static_cast<double>(s.slice_ns) /
+                                                  Weight(ledger.limits()->tenants[gang].spec));
+      if (gang_pass <= next_pass + lead) next = gang;
+      if (next == gang && gang_end < lease_end) lease_end = gang_end;
+    }
+  }
   for (int i = 0; i < kMaxTenants; ++i) {
     const uint32_t share =
         busy[i]
@@ -194,7 +218,7 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
   }
   cs.virtual_time.store(virtual_time, std::memory_order_relaxed);
   cs.lease_start_ns.store(now, std::memory_order_release);
-  cs.lease.store(next >= 0 ? PackLease(next, now + s.slice_ns) : 0, std::memory_order_release);
+  cs.lease.store(next >= 0 ? PackLease(next, lease_end) : 0, std::memory_order_release);
   cs.sequence.fetch_add(1, std::memory_order_acq_rel);
   FutexWakeAll(&cs.sequence);
 }
@@ -219,7 +243,9 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s, const Lease
 
   const uint64_t waited_from = now;
   me.waiting.fetch_add(1, std::memory_order_acq_rel);
-  const bool inference = ledger.limits()->tenants[tenant].spec.priority == Priority::kInference;
+  const TenantSpec& my_spec = ledger.limits()->tenants[tenant].spec;
+  const bool inference = my_spec.priority == Priority::kInference;
+  const bool gang = s.align_gangs && my_spec.gang_size > 1;
   bool just_decided = false;
   for (;;) {
     const uint32_t sequence = cs.sequence.load(std::memory_order_acquire);
@@ -241,9 +267,13 @@ void WaitForLease(Ledger& ledger, int tenant, const GateSettings& s, const Lease
       const TenantUsage& h = ledger.usage()->tenants[holder];
       const bool holder_idle = h.waiting.load(std::memory_order_relaxed) == 0 &&
                                now - h.demand_ns.load(std::memory_order_relaxed) > s.holder_idle_ns;
-      const bool preempts =
-          inference && ledger.limits()->tenants[holder].spec.priority == Priority::kBatch;
-      may_decide = holder_idle || preempts;
+      const TenantSpec& holder_spec = ledger.limits()->tenants[holder].spec;
+      const bool preempts = inference && holder_spec.priority == Priority::kBatch;
+      // A gang tenant running on its other GPUs takes this one's lease early (the decision
+      // still bounds how far ahead of its share that lets it get).
+      const bool joins_gang = gang && holder_spec.priority == my_spec.priority &&
+                              GangLeaseEnd(ledger, my_spec, now) > now;
+      may_decide = holder_idle || preempts || joins_gang;
     }
     if (may_decide && !just_decided && TryLockDecider(cs, now)) {
       DecideLease(ledger, now, s);
@@ -284,7 +314,8 @@ void GateLaunch(CUstream stream) {
   const GateSettings settings{.slice_ns = config.compute_slice_ns,
                               .idle_ns = 2 * config.compute_slice_ns,
                               .holder_idle_ns = 1'000'000,
-                              .starve_slack_ns = config.compute_slice_ns};
+                              .starve_slack_ns = config.compute_slice_ns,
+                              .align_gangs = config.compute_gang};
   const LeaseDrain drain{target.held_lease, SynchronizeForGate};
   WaitForLease(*target.ledger, target.tenant, settings, config.compute_drain ? &drain : nullptr);
   // Alone on the GPU a tenant may queue as deep as it likes; once another tenant is busy, work it

@@ -12,7 +12,10 @@
 //   - inference goes before batch, unless the batch tenant has fallen behind its guaranteed share
 //     by more than a slice: batch never starves below its request;
 //   - a tenant with a compute limit below 1 (strict mode: limit = request) sits out after each
-//     slice long enough to keep its share at the limit, even on an idle GPU.
+//     slice long enough to keep its share at the limit, even on an idle GPU;
+//   - a tenant spread over several GPUs that holds a lease on another of them now goes next if
+//     it is no more than two slices ahead of the pick, and its lease ends with that other one
+//     (gang.h); while it waits it may take the lease early, as inference does from batch.
 //
 // A lease is charged by the time it covered, but work queued under it runs on after it ends, into
 // the next holder's slice; a tenant launching large units (CUDA graphs) would gain by that. So a
@@ -36,6 +39,7 @@ struct GateSettings {
   uint64_t idle_ns;          // a tenant silent this long is not busy
   uint64_t holder_idle_ns;   // a lease holder silent this long may be replaced early
   uint64_t starve_slack_ns;  // how far (in GPU time) batch may fall behind before it goes first
+  bool align_gangs = true;   // line up the leases of tenants spread over several GPUs (gang.h)
 };
 
 // Decides the next lease of `ledger`'s GPU at time `now_ns`. Exposed for unit tests; in the

@@ -89,6 +89,8 @@ void ReadConfig() {
   c.compute_drain = drain == nullptr || strcmp(drain, "off") != 0;
   const char* inflight = getenv("GPUFRAC_COMPUTE_INFLIGHT");
   c.compute_inflight = inflight == nullptr || strcmp(inflight, "off") != 0;
+  const char* gang = getenv("GPUFRAC_COMPUTE_GANG");
+  c.compute_gang = gang == nullptr || strcmp(gang, "off") != 0;
   c.context_bytes = kDefaultContextBytes;
   if (const char* v = getenv("GPUFRAC_CONTEXT_BYTES"); v != nullptr) {
     uint64_t bytes = 0;

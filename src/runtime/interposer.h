@@ -56,6 +56,7 @@ struct Config {
   uint64_t compute_slice_ns = 0;  // GPUFRAC_COMPUTE_SLICE_MS
   bool compute_drain = true;      // GPUFRAC_COMPUTE_DRAIN=off: charge leases by wall time only
   bool compute_inflight = true;   // GPUFRAC_COMPUTE_INFLIGHT=off: no bound on queued work
+  bool compute_gang = true;       // GPUFRAC_COMPUTE_GANG=off: multi-GPU tenants' leases unaligned
 };
 const Config& GetConfig();
 void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 2, 3)));

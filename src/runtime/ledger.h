@@ -21,11 +21,12 @@
 namespace gpufrac {
 
 constexpr uint32_t kLedgerMagic = 0x52465047;  // "GPFR"
-constexpr uint32_t kLedgerVersion = 3;         // bumped whenever the layout changes
+constexpr uint32_t kLedgerVersion = 4;         // bumped whenever the layout changes
 constexpr int kMaxTenants = 64;
 constexpr int kMaxProcesses = 1024;
 constexpr int kTenantNameBytes = 64;
 constexpr int kUuidBytes = 80;
+constexpr int kMaxGangGpus = 8;
 
 enum class ComputeMode : uint32_t { kFair = 0, kStrict = 1 };
 enum class Priority : uint32_t { kInference = 0, kBatch = 1 };
@@ -40,6 +41,10 @@ struct TenantSpec {
   double compute_limit = 1;
   ComputeMode compute_mode = ComputeMode::kFair;
   Priority priority = Priority::kInference;
+  // A tenant spread over several GPUs (tensor parallel) lists all of them, this one included, so
+  // that each GPU's compute gate can line its leases up with the others (compute_gate.h).
+  uint32_t gang_size = 0;
+  char gang[kMaxGangGpus][kUuidBytes] = {};
 };
 
 struct TenantLimits {

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <thread>
 
@@ -32,6 +33,59 @@ std::string Human(uint64_t bytes) {
   return buf;
 }
 
+// The tenant admitted on one GPU's ledger.
+struct Registration {
+  Ledger ledger;
+  GpuInfo gpu;
+  int index = -1;
+  uint64_t generation = 0;
+};
+
+// Sizes the tenant for `gpu` and registers it there. An error Status for a request that is wrong
+// on any GPU; OK with `refusal` set when only this GPU cannot take it.
+Status Admit(const RunRequest& request, const TenantSpec& base, const GpuInfo& gpu, Registration* r,
+             std::string* refusal) {
+  TenantSpec spec = base;
+  spec.memory_request = request.memory_request.Resolve(gpu.total_bytes);
+  spec.memory_limit = request.has_memory_limit ? request.memory_limit.Resolve(gpu.total_bytes)
+                                               : spec.memory_request;
+  if (spec.memory_limit < spec.memory_request) {
+    return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
+                         Human(spec.memory_request));
+  }
+  if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
+    *refusal = " has " + Human(gpu.total_bytes) + " in all";
+    return Status::Ok();
+  }
+  // Compute: by default the same share of the GPU as of its memory; fair mode may burst to the
+  // whole GPU, strict mode is held to its request.
+  spec.compute_request = request.compute_request >= 0 ? request.compute_request
+                                                      : static_cast<double>(spec.memory_request) /
+                                                            static_cast<double>(gpu.total_bytes);
+  spec.compute_mode = request.compute_mode;
+  spec.priority = request.priority;
+  spec.compute_limit = request.compute_mode == ComputeMode::kStrict ? spec.compute_request
+                       : request.compute_limit >= 0                 ? request.compute_limit
+                                                                    : 1.0;
+  if (spec.compute_limit < spec.compute_request) {
+    return Status::Error("compute limit " + std::to_string(spec.compute_limit) +
+                         " is below the compute request " + std::to_string(spec.compute_request));
+  }
+  if (!r->ledger.OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
+    return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +
+                         strerror(errno));
+  }
+  char why[256] = {};
+  if (!r->ledger.RegisterTenant(spec, getpid(), &r->index, why, sizeof why)) {
+    *refusal = std::string(": ") + why;
+    r->ledger.Close();
+    return Status::Ok();
+  }
+  r->gpu = gpu;
+  r->generation = r->ledger.limits()->tenants[r->index].generation;
+  return Status::Ok();
+}
+
 void ForwardSignal(int signal_number) {
   const pid_t child = g_child.load();
   if (child > 0) kill(child, signal_number);
@@ -51,78 +105,82 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   if (Status s = ListGpus(&gpus); !s.ok()) return s;
   if (gpus.empty()) return Status::Error("this host has no GPU");
 
-  std::vector<GpuInfo> candidates;
-  if (request.gpu.empty()) {
-    candidates = gpus;
-  } else {
-    GpuInfo gpu;
-    if (Status s = FindGpu(gpus, request.gpu, &gpu); !s.ok()) return s;
-    candidates.push_back(gpu);
-  }
-
-  TenantSpec spec;
+  TenantSpec base;
   const std::string tenant =
       request.tenant.empty() ? "run-" + std::to_string(getpid()) : request.tenant;
-  if (tenant.size() >= sizeof spec.name) {
-    return Status::Error("tenant name longer than " + std::to_string(sizeof spec.name - 1) +
+  if (tenant.size() >= sizeof base.name) {
+    return Status::Error("tenant name longer than " + std::to_string(sizeof base.name - 1) +
                          " characters");
   }
-  snprintf(spec.name, sizeof spec.name, "%s", tenant.c_str());
+  snprintf(base.name, sizeof base.name, "%s", tenant.c_str());
 
-  Ledger ledger;
-  GpuInfo chosen;
-  int index = -1;
-  std::string refusals;
-  for (const GpuInfo& gpu : candidates) {
-    spec.memory_request = request.memory_request.Resolve(gpu.total_bytes);
-    spec.memory_limit = request.has_memory_limit ? request.memory_limit.Resolve(gpu.total_bytes)
-                                                 : spec.memory_request;
-    if (spec.memory_limit < spec.memory_request) {
-      return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
-                           Human(spec.memory_request));
+  // --gpu 0,1: one tenant over several GPUs (tensor parallel), admitted on every one of them.
+  std::vector<GpuInfo> gang;
+  for (size_t from = 0; !request.gpu.empty() && from <= request.gpu.size();) {
+    size_t comma = request.gpu.find(',', from);
+    if (comma == std::string::npos) comma = request.gpu.size();
+    GpuInfo gpu;
+    if (Status s = FindGpu(gpus, request.gpu.substr(from, comma - from), &gpu); !s.ok()) return s;
+    for (const GpuInfo& other : gang) {
+      if (other.uuid == gpu.uuid) return Status::Error("GPU " + gpu.uuid + " is named twice");
     }
-    if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
+    gang.push_back(gpu);
+    from = comma + 1;
+  }
+  if (gang.size() > static_cast<size_t>(kMaxGangGpus)) {
+    return Status::Error("a tenant spans at most " + std::to_string(kMaxGangGpus) + " GPUs");
+  }
+  if (gang.size() > 1) {
+    base.gang_size = static_cast<uint32_t>(gang.size());
+    for (size_t i = 0; i < gang.size(); ++i) {
+      snprintf(base.gang[i], sizeof base.gang[i], "%s", gang[i].uuid.c_str());
+    }
+  }
+
+  std::vector<std::unique_ptr<Registration>> registrations;
+  auto unregister_all = [&registrations] {
+    for (auto& r : registrations) r->ledger.UnregisterTenant(r->index, r->generation);
+  };
+  if (gang.size() > 1) {
+    for (const GpuInfo& gpu : gang) {
+      auto r = std::make_unique<Registration>();
+      std::string refusal;
+      Status s = Admit(request, base, gpu, r.get(), &refusal);
+      if (!s.ok() || !refusal.empty()) {
+        unregister_all();
+        return s.ok() ? Status::Error("request does not fit: GPU " + std::to_string(gpu.index) +
+                                      refusal)
+                      : s;
+      }
+      registrations.push_back(std::move(r));
+    }
+  } else {
+    const std::vector<GpuInfo>& candidates = gang.empty() ? gpus : gang;
+    std::string refusals;
+    for (const GpuInfo& gpu : candidates) {
+      auto r = std::make_unique<Registration>();
+      std::string refusal;
+      if (Status s = Admit(request, base, gpu, r.get(), &refusal); !s.ok()) return s;
+      if (refusal.empty()) {
+        registrations.push_back(std::move(r));
+        break;
+      }
       refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
-                  " has " + Human(gpu.total_bytes) + " in all";
-      continue;
+                  refusal;
     }
-    // Compute: by default the same share of the GPU as of its memory; fair mode may burst to the
-    // whole GPU, strict mode is held to its request.
-    spec.compute_request = request.compute_request >= 0 ? request.compute_request
-                                                        : static_cast<double>(spec.memory_request) /
-                                                              static_cast<double>(gpu.total_bytes);
-    spec.compute_mode = request.compute_mode;
-    spec.priority = request.priority;
-    spec.compute_limit = request.compute_mode == ComputeMode::kStrict ? spec.compute_request
-                         : request.compute_limit >= 0                 ? request.compute_limit
-                                                                      : 1.0;
-    if (spec.compute_limit < spec.compute_request) {
-      return Status::Error("compute limit " + std::to_string(spec.compute_limit) +
-                           " is below the compute request " + std::to_string(spec.compute_request));
+    if (registrations.empty()) {
+      return Status::Error("request " + Human(request.memory_request.Resolve(gpus[0].total_bytes)) +
+                           " does not fit: " + refusals);
     }
-    if (!ledger.OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
-      return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +
-                           strerror(errno));
-    }
-    char why[256] = {};
-    if (ledger.RegisterTenant(spec, getpid(), &index, why, sizeof why)) {
-      chosen = gpu;
-      break;
-    }
-    refusals += (refusals.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(gpu.index) +
-                ": " + why;
-    ledger.Close();
   }
-  if (index < 0) {
-    return Status::Error("request " + Human(spec.memory_request) + " does not fit: " + refusals);
-  }
-  const uint64_t generation = ledger.limits()->tenants[index].generation;
+  std::string visible;
+  for (const auto& r : registrations) visible += (visible.empty() ? "" : ",") + r->gpu.uuid;
 
   std::string error;
-  const pid_t child = SpawnTenantProcess(request.command,
-                                         ChildEnvironment(interposer, tenant, chosen.uuid), &error);
+  const pid_t child =
+      SpawnTenantProcess(request.command, ChildEnvironment(interposer, tenant, visible), &error);
   if (child < 0) {
-    ledger.UnregisterTenant(index, generation);
+    unregister_all();
     return Status::Error(error);
   }
   g_child.store(child);
@@ -139,7 +197,7 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   std::thread reaper([&] {
     std::unique_lock lock(mu);
     while (!done) {
-      ledger.ReapDead();
+      for (auto& r : registrations) r->ledger.ReapDead();
       wake.wait_for(lock, kReapInterval);
     }
   });
@@ -152,7 +210,7 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   }
   wake.notify_one();
   reaper.join();
-  ledger.UnregisterTenant(index, generation);
+  unregister_all();
   *exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return Status::Ok();
 }

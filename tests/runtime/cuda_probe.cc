@@ -19,15 +19,22 @@
 //     bursts COUNT KERNELS PERIOD_MS
 //                                  every PERIOD_MS launch KERNELS kernels and synchronize; print
 //                                  the bursts' latency percentiles in microseconds
+//     ranks SECONDS KERNELS         two processes, one per visible GPU, as tensor-parallel ranks:
+//                                  each launches KERNELS kernels and synchronizes, then both meet
+//                                  at a barrier; print "iterations=<n>" done together
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
 #include <dlfcn.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
@@ -165,10 +172,10 @@ void Load(const std::string& mode) {
 #endif
 }
 
-void Start() {
+void Start(CUdevice device = 0) {
   if (g.Init(0) != CUDA_SUCCESS) Die("cuInit failed");
   CUcontext ctx = nullptr;
-  const CUresult r = g.PrimaryCtxRetain(&ctx, 0);
+  const CUresult r = g.PrimaryCtxRetain(&ctx, device);
   if (r != CUDA_SUCCESS) {
     printf("context_result=%d\n", r);
     exit(4);
@@ -352,6 +359,63 @@ void WaitForFile(const char* path) {
 
 }  // namespace
 
+// Tensor-parallel ranks: forked before the driver is initialized (CUDA does not survive fork),
+// one per GPU, meeting at a barrier in shared memory after every step, as ranks meet at a
+// collective. The last rank to arrive decides, for both, whether time is up.
+struct RankBarrier {
+  std::atomic<uint32_t> arrived;
+  std::atomic<uint32_t> generation;
+  std::atomic<uint32_t> stop;
+  std::atomic<uint64_t> iterations;
+};
+
+bool MeetAndCheck(RankBarrier* b, uint64_t deadline_us) {
+  const uint32_t generation = b->generation.load(std::memory_order_acquire);
+  if (b->arrived.fetch_add(1, std::memory_order_acq_rel) + 1 == 2) {
+    b->arrived.store(0, std::memory_order_relaxed);
+    b->iterations.fetch_add(1, std::memory_order_relaxed);
+    if (NowUs() >= deadline_us) b->stop.store(1, std::memory_order_relaxed);
+    b->generation.store(generation + 1, std::memory_order_release);
+  } else {
+    while (b->generation.load(std::memory_order_acquire) == generation) usleep(20);
+  }
+  return b->stop.load(std::memory_order_relaxed) != 0;
+}
+
+void Ranks(double seconds, int kernels) {
+  void* p =
+      mmap(nullptr, sizeof(RankBarrier), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) Die("mmap");
+  auto* barrier = new (p) RankBarrier{};
+  const uint64_t deadline = NowUs() + static_cast<uint64_t>(seconds * 1e6);
+  pid_t ranks[2];
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks[rank] = fork();
+    if (ranks[rank] < 0) Die("fork");
+    if (ranks[rank] == 0) {
+      Start(rank);
+      CUfunction f = EmptyKernel();
+      do {
+        for (int k = 0; k < kernels; ++k) {
+          if (g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr) != CUDA_SUCCESS) {
+            Die("launch");
+          }
+        }
+        g.CtxSynchronize();
+      } while (!MeetAndCheck(barrier, deadline));
+      _exit(0);
+    }
+  }
+  int failed = 0;
+  for (pid_t rank : ranks) {
+    int status = 0;
+    waitpid(rank, &status, 0);
+    failed += !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  }
+  if (failed != 0) Die("a rank failed");
+  printf("iterations=%llu\n", static_cast<unsigned long long>(barrier->iterations.load()));
+}
+
 int main(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string mode = "procaddress";
@@ -361,8 +425,12 @@ int main(int argc, char** argv) {
   }
   if (args.empty()) Die("usage: cuda_probe [--resolve=MODE] COMMAND ...");
   Load(mode);
-  Start();
   const std::string& command = args[0];
+  if (command == "ranks" && args.size() == 3) {
+    Ranks(atof(args[1].c_str()), atoi(args[2].c_str()));
+    return 0;
+  }
+  Start();
   if (command == "info") {
     PrintInfo();
   } else if (command == "fill" && args.size() >= 3) {
