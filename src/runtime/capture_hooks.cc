@@ -34,41 +34,26 @@ void ResetCapturesAfterFork() { __atomic_store_n(&g_open_captures, 0, __ATOMIC_R
 
 using namespace gpufrac::runtime;
 
-GPUFRAC_EXPORT int cuStreamBeginCapture(CUstream stream, int mode) {
-  auto real = REAL(cuStreamBeginCapture);
-  return real != nullptr ? Began(real(stream, mode)) : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamBeginCapture_ptsz(CUstream stream, int mode) {
-  auto real = REAL(cuStreamBeginCapture_ptsz);
-  return real != nullptr ? Began(real(stream, mode)) : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamBeginCapture_v2(CUstream stream, int mode) {
-  auto real = REAL(cuStreamBeginCapture_v2);
-  return real != nullptr ? Began(real(stream, mode)) : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamBeginCapture_v2_ptsz(CUstream stream, int mode) {
-  auto real = REAL(cuStreamBeginCapture_v2_ptsz);
-  return real != nullptr ? Began(real(stream, mode)) : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamBeginCaptureToGraph(CUstream stream, CUgraph graph,
-                                               const void* dependencies, const void* edge_data,
-                                               size_t count, int mode) {
-  auto real = REAL(cuStreamBeginCaptureToGraph);
-  return real != nullptr ? Began(real(stream, graph, dependencies, edge_data, count, mode))
-                         : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamBeginCaptureToGraph_ptsz(CUstream stream, CUgraph graph,
-                                                    const void* dependencies, const void* edge_data,
-                                                    size_t count, int mode) {
-  auto real = REAL(cuStreamBeginCaptureToGraph_ptsz);
-  return real != nullptr ? Began(real(stream, graph, dependencies, edge_data, count, mode))
-                         : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamEndCapture(CUstream stream, CUgraph* graph) {
-  auto real = REAL(cuStreamEndCapture);
-  return real != nullptr ? Ended(real(stream, graph)) : CUDA_ERROR_NOT_FOUND;
-}
-GPUFRAC_EXPORT int cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
-  auto real = REAL(cuStreamEndCapture_ptsz);
-  return real != nullptr ? Ended(real(stream, graph)) : CUDA_ERROR_NOT_FOUND;
-}
+// Each hook forwards to the driver and passes the result through Began or Ended.
+#define GPUFRAC_CAPTURE_HOOK(symbol, params, args, bookkeeping)             \
+  GPUFRAC_EXPORT int symbol params {                                        \
+    auto real = REAL(symbol);                                               \
+    return real != nullptr ? bookkeeping(real args) : CUDA_ERROR_NOT_FOUND; \
+  }
+
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCapture, (CUstream stream, int mode), (stream, mode), Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCapture_ptsz, (CUstream stream, int mode), (stream, mode), Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCapture_v2, (CUstream stream, int mode), (stream, mode), Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCapture_v2_ptsz, (CUstream stream, int mode), (stream, mode),
+                     Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCaptureToGraph,
+                     (CUstream stream, CUgraph graph, const void* dependencies,
+                      const void* edge_data, size_t count, int mode),
+                     (stream, graph, dependencies, edge_data, count, mode), Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamBeginCaptureToGraph_ptsz,
+                     (CUstream stream, CUgraph graph, const void* dependencies,
+                      const void* edge_data, size_t count, int mode),
+                     (stream, graph, dependencies, edge_data, count, mode), Began)
+GPUFRAC_CAPTURE_HOOK(cuStreamEndCapture, (CUstream stream, CUgraph* graph), (stream, graph), Ended)
+GPUFRAC_CAPTURE_HOOK(cuStreamEndCapture_ptsz, (CUstream stream, CUgraph* graph), (stream, graph),
+                     Ended)
