@@ -12,6 +12,7 @@ debian_packages=(
   python3 python3-venv gnuplot-nox procps
   libssl-dev openssl
   prometheus
+  nginx
 )
 
 missing=()
