@@ -1,0 +1,189 @@
+#!/usr/bin/env python3
+"""Gateway overhead: the TTFT that `gpufrac serve` adds over going straight to the replica, side by
+side with nginx as a reverse proxy, in the same run on the same replica.
+
+One replica (gpufrac-synth-server with fixed timings) runs as a tenant of a real `gpufrac node` on
+the simulated driver, started by a real `gpufrac serve`. nginx (Debian package) proxies to the same
+replica with buffering off and kept-alive upstream connections. `gpufrac bench` measures each path
+at each concurrency in turn (direct, gateway, nginx), so drift hits all three alike.
+
+  bench/serve/overhead.py [--build build] [--concurrency 1,100,1000] [--duration 10]
+
+Prints a Markdown table (added TTFT median and p99 per path and concurrency) and writes the raw
+summaries as JSON next to it (--out, default /tmp/gpufrac-serve-overhead.json).
+"""
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if pred():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    sys.exit(f"overhead.py: timed out waiting for {what}")
+
+
+def health(port):
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
+        return json.load(r)
+
+
+NGINX_CONF = """
+worker_processes {workers};
+daemon off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/nginx-error.log warn;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {tmp}/nginx-body;
+  proxy_temp_path {tmp}/nginx-proxy;
+  fastcgi_temp_path {tmp}/nginx-fastcgi;
+  uwsgi_temp_path {tmp}/nginx-uwsgi;
+  scgi_temp_path {tmp}/nginx-scgi;
+  upstream replica {{ server 127.0.0.1:{replica}; keepalive 2048; }}
+  server {{
+    listen 127.0.0.1:{port} backlog=4096;
+    keepalive_requests 1000000;
+    location / {{
+      proxy_pass http://replica;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 600s;
+    }}
+  }}
+}}
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--build", default="build")
+    ap.add_argument("--concurrency", default="1,100,1000")
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--warmup", type=float, default=3)
+    ap.add_argument("--ttft-ms", default="50")
+    ap.add_argument("--itl-ms", default="100")
+    ap.add_argument("--output-tokens", default="5")
+    ap.add_argument("--nginx-workers", default="1")
+    ap.add_argument("--out", default="/tmp/gpufrac-serve-overhead.json")
+    args = ap.parse_args()
+    build = os.path.abspath(args.build)
+    gpufrac = f"{build}/bin/gpufrac"
+    synth = f"{build}/bin/gpufrac-synth-server"
+    nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not os.path.exists(nginx):
+        sys.exit("overhead.py: nginx is not installed (scripts/setup.sh installs it)")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+    tmp = tempfile.mkdtemp(prefix="gpufrac-serve-bench-")
+    env = dict(os.environ, LD_LIBRARY_PATH=f"{build}/lib/sim", GPUFRAC_SIM_GPUS="H100:80GiB",
+               GPUFRAC_SIM_ID=f"serve-bench-{os.getpid()}")
+    procs = []
+    try:
+        with open(f"{tmp}/node.yaml", "w") as f:
+            f.write(f"socket: {tmp}/node.sock\nstate: {tmp}/node.db\n"
+                    f"interposer: {build}/lib/libgpufrac.so\n")
+        procs.append(subprocess.Popen([gpufrac, "node", "--config", f"{tmp}/node.yaml"], env=env,
+                                      stderr=open(f"{tmp}/node.log", "w")))
+        wait(lambda: os.path.exists(f"{tmp}/node.sock"), 20, "the node agent")
+        gw_port = free_port()
+        with open(f"{tmp}/deploy.yaml", "w") as f:
+            f.write(f"""node: {{socket: {tmp}/node.sock}}
+gateway: {{listen: "127.0.0.1:{gw_port}"}}
+models:
+  - name: synthetic
+    command: [{synth}, --port, "{{port}}", --model, synthetic, --ttft-ms, "{args.ttft_ms}",
+              --itl-ms, "{args.itl_ms}"]
+    gpu: {{memory: "0.25"}}
+    min_replicas: 1
+    max_replicas: 1
+    sla: {{ttft_p95: 10s}}
+    admission: {{max_inflight_per_replica: 100000, max_queue: 0}}
+""")
+        serve_log = f"{tmp}/serve.log"
+        procs.append(subprocess.Popen([gpufrac, "serve", f"{tmp}/deploy.yaml"], env=env,
+                                      stderr=open(serve_log, "w")))
+        wait(lambda: health(gw_port)["models"]["synthetic"]["ready"] == 1, 30, "the replica")
+        replica = int(re.search(r"event=replica.ready .* port=(\d+)", open(serve_log).read())[1])
+        ng_port = free_port()
+        with open(f"{tmp}/nginx.conf", "w") as f:
+            f.write(NGINX_CONF.format(tmp=tmp, replica=replica, port=ng_port,
+                                      workers=args.nginx_workers))
+        procs.append(subprocess.Popen([nginx, "-c", f"{tmp}/nginx.conf", "-p", tmp],
+                                      stderr=open(f"{tmp}/nginx.log", "w")))
+        wait(lambda: socket.create_connection(("127.0.0.1", ng_port), 1).close() is None, 10,
+             "nginx")
+        targets = {"direct": replica, "gateway": gw_port, "nginx": ng_port}
+        results = {}
+        for c in [int(x) for x in args.concurrency.split(",")]:
+            for name, port in targets.items():
+                cmd = [gpufrac, "bench", "--url", f"http://127.0.0.1:{port}", "--model",
+                       "synthetic", "--concurrency", str(c), "--duration", f"{args.duration}s",
+                       "--warmup", f"{args.warmup}s", "--ramp-up", f"{min(2.0, c / 500)}s",
+                       "--input-tokens-mean", "32", "--output-tokens-mean", args.output_tokens,
+                       "--json", "--no-progress"]
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+                summary = json.loads(r.stdout) if r.stdout.strip() else {}
+                ttft = summary.get("metrics", {}).get("time_to_first_token_ms", {})
+                results[f"{name}@{c}"] = summary
+                print(f"{name:8s} c={c:5d}: ttft p50 {ttft.get('p50', float('nan')):8.3f} ms  "
+                      f"p99 {ttft.get('p99', float('nan')):8.3f} ms  "
+                      f"ok {summary.get('requests', {}).get('ok')} "
+                      f"failed {summary.get('requests', {}).get('failed')}", file=sys.stderr)
+        with open(args.out, "w") as f:
+            json.dump(results, f, indent=1)
+        print("| concurrent streams | path | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | "
+              "added p99 (ms) | requests ok / failed |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+        for c in [int(x) for x in args.concurrency.split(",")]:
+            base = results[f"direct@{c}"]["metrics"]["time_to_first_token_ms"]
+            for name in targets:
+                s = results[f"{name}@{c}"]
+                t = s["metrics"]["time_to_first_token_ms"]
+                added = ("" if name == "direct" else f"{t['p50'] - base['p50']:+.3f}")
+                added99 = ("" if name == "direct" else f"{t['p99'] - base['p99']:+.3f}")
+                print(f"| {c} | {name} | {t['p50']:.3f} | {t['p99']:.3f} | {added} | {added99} | "
+                      f"{s['requests']['ok']} / {s['requests']['failed']} |")
+    finally:
+        for p in reversed(procs):
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
+        for name in os.listdir("/dev/shm"):
+            if env["GPUFRAC_SIM_ID"] in name:
+                os.unlink(f"/dev/shm/{name}")
+
+
+if __name__ == "__main__":
+    main()
