@@ -147,8 +147,10 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
   // idle join at that pace rather than with credit saved while idle.
   bool busy[kMaxTenants] = {};
   uint64_t virtual_time = UINT64_MAX;
+  uint32_t live_inference = 0;
   for (int i = 0; i < kMaxTenants; ++i) {
     if (!Live(ledger, i)) continue;
+    if (ledger.limits()->tenants[i].spec.priority == Priority::kInference) ++live_inference;
     TenantUsage& u = ledger.usage()->tenants[i];
     busy[i] = Busy(u, now, s);
     if (busy[i] && u.share_permille.load(std::memory_order_relaxed) > 0) {
@@ -161,11 +163,13 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
   int best_inference = -1, best_batch = -1;
   uint64_t inference_pass = UINT64_MAX, batch_pass = UINT64_MAX;
   double busy_weight = 0;
+  uint32_t busy_inference = 0;
   for (int i = 0; i < kMaxTenants; ++i) {
     if (!busy[i]) continue;
     TenantUsage& u = ledger.usage()->tenants[i];
     const TenantSpec& spec = ledger.limits()->tenants[i].spec;
     busy_weight += Weight(spec);
+    busy_inference += spec.priority == Priority::kInference ? 1 : 0;
     uint64_t pass = u.pass.load(std::memory_order_relaxed);
     if (u.share_permille.load(std::memory_order_relaxed) == 0 && pass < virtual_time) {
       pass = virtual_time;
@@ -217,6 +221,8 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
     ledger.usage()->tenants[i].share_permille.store(share, std::memory_order_relaxed);
   }
   cs.virtual_time.store(virtual_time, std::memory_order_relaxed);
+  cs.busy_inference.store(busy_inference, std::memory_order_relaxed);
+  cs.live_inference.store(live_inference, std::memory_order_relaxed);
   cs.lease_start_ns.store(now, std::memory_order_release);
   cs.lease.store(next >= 0 ? PackLease(next, lease_end) : 0, std::memory_order_release);
   cs.sequence.fetch_add(1, std::memory_order_acq_rel);
@@ -318,11 +324,21 @@ void GateLaunch(CUstream stream) {
                               .align_gangs = config.compute_gang};
   const LeaseDrain drain{target.held_lease, SynchronizeForGate};
   WaitForLease(*target.ledger, target.tenant, settings, config.compute_drain ? &drain : nullptr);
-  // Alone on the GPU a tenant may queue as deep as it likes; once another tenant is busy, work it
-  // queued now would delay that tenant's first kernels when the lease changes hands.
-  const uint32_t share =
-      target.ledger->usage()->tenants[target.tenant].share_permille.load(std::memory_order_relaxed);
-  if (config.compute_inflight && share < 1000) BoundInflight(CurrentOrdinal(), stream);
+  // Queued work delays whoever takes the lease next. Batch work keeps its queue short while it
+  // shares the GPU, and while any inference tenant is registered on it even if idle: that
+  // tenant's next request would otherwise wait behind the whole queue. Inference keeps its queue
+  // short only next to another busy inference tenant; next to batch alone, bounding it would only
+  // put gaps between its own kernels.
+  if (!config.compute_inflight) return;
+  const UsageSegment& usage = *target.ledger->usage();
+  const bool inference =
+      target.ledger->limits()->tenants[target.tenant].spec.priority == Priority::kInference;
+  const bool bound =
+      inference ? usage.compute.busy_inference.load(std::memory_order_relaxed) > 1
+                : usage.compute.live_inference.load(std::memory_order_relaxed) > 0 ||
+                      usage.tenants[target.tenant].share_permille.load(std::memory_order_relaxed) <
+                          1000;
+  if (bound) BoundInflight(CurrentOrdinal(), stream);
 }
 
 }  // namespace gpufrac::runtime

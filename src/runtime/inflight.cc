@@ -11,7 +11,7 @@ constexpr int kMaxDevices = 64;
 // Outstanding events at most, and launches between two events: at most about
 // kMarks * kLaunchesPerMark + kLaunchesPerMark launches are queued behind the GPU.
 constexpr int kMarks = 2;
-constexpr unsigned kLaunchesPerMark = 2;
+constexpr unsigned kLaunchesPerMark = 1;
 
 struct EventApi {
   int (*current_context)(CUcontext*);

@@ -3,10 +3,10 @@
 // A lease (compute_gate.h) decides who may submit, but a CUDA launch only queues work: a tenant
 // alone on the GPU can run hundreds of kernels ahead of the GPU, and when another tenant takes the
 // lease, that backlog still runs first. An inference tenant would wait for a batch tenant's queue
-// on every burst. So, while another tenant is busy, the process drops an event on the launch's
-// stream every few launches and, before queuing more once a couple of events are outstanding,
-// waits for the oldest. That bounds the work it has in flight to a handful of launches, measured
-// by the GPU itself, without knowing how long kernels take. Skipped while a stream capture is
+// on every burst. So a tenant whose queue could delay a latency-sensitive neighbour (the compute
+// gate decides who) records an event on the launch's stream at each launch and, once a couple of
+// events are outstanding, waits for the oldest before queuing more. That bounds the work it has in
+// flight to a few launches, measured by the GPU itself, without knowing how long kernels take. Skipped while a stream capture is
 // open (an event recorded then would become part of the graph).
 #pragma once
 

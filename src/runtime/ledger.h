@@ -21,7 +21,7 @@
 namespace gpufrac {
 
 constexpr uint32_t kLedgerMagic = 0x52465047;  // "GPFR"
-constexpr uint32_t kLedgerVersion = 4;         // bumped whenever the layout changes
+constexpr uint32_t kLedgerVersion = 5;         // bumped whenever the layout changes
 constexpr int kMaxTenants = 64;
 constexpr int kMaxProcesses = 1024;
 constexpr int kTenantNameBytes = 64;
@@ -91,6 +91,8 @@ struct ComputeState {
   std::atomic<uint32_t> sequence;      // futex word: bumped at every lease decision
   std::atomic<int32_t> decider;        // pid deciding the next lease, 0 when none
   std::atomic<uint64_t> decider_since_ns;
+  std::atomic<uint32_t> busy_inference;  // busy inference tenants at the last decision
+  std::atomic<uint32_t> live_inference;  // registered inference tenants, busy or not
 };
 
 struct ProcessSlot {
