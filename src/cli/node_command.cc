@@ -1,4 +1,6 @@
 // gpufrac node: the host agent. Flags and the config file in, Agent + HttpServer out.
+#include <grp.h>
+
 #include <cctype>
 #include <cstdio>
 #include <fstream>
@@ -39,6 +41,16 @@ int RunNode(const NodeFlags& flags) {
   node::HttpServerOptions options;
   options.socket_path = config.socket_path;
   options.socket_mode = config.socket_mode;
+  if (!config.socket_group.empty()) {
+    // Validated with the config; looked up again in case the group went away since.
+    const group* g = getgrnam(config.socket_group.c_str());
+    if (g == nullptr) {
+      std::fprintf(stderr, "gpufrac node: error: socket_group: no group '%s' on this host\n",
+                   config.socket_group.c_str());
+      return 2;
+    }
+    options.socket_gid = static_cast<int>(g->gr_gid);
+  }
   options.max_body_bytes = config.max_body_bytes;
   options.request_timeout_ms = config.request_timeout_ms;
   options.threads = config.api_threads;

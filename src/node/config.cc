@@ -1,5 +1,6 @@
 #include "node/config.h"
 
+#include <grp.h>
 #include <yaml-cpp/yaml.h>
 
 #include <fstream>
@@ -85,6 +86,14 @@ const std::map<std::string, Setter>& Keys() {
          }
          c->socket_mode = static_cast<uint32_t>(std::stoul(text, nullptr, 8));
          if ((c->socket_mode & 0600) != 0600) return Bad(p, "the owner must keep read and write");
+         return Status::Ok();
+       }},
+      {"socket_group",
+       [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
+         if (Status s = ReadPath(n, p, &c->socket_group); !s.ok()) return s;
+         if (getgrnam(c->socket_group.c_str()) == nullptr) {
+           return Bad(p, "no group '" + c->socket_group + "' on this host");
+         }
          return Status::Ok();
        }},
       {"state", [](const YAML::Node& n, const std::string& p,

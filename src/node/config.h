@@ -20,6 +20,8 @@ struct NodeConfig {
   // Unix socket the API listens on; created with mode `socket_mode` (owner and group may call).
   std::string socket_path = "/run/gpufrac/node.sock";
   uint32_t socket_mode = 0660;
+  // The socket's group: operators in it may call the API. Empty: the agent's primary group.
+  std::string socket_group;
   // SQLite database (WAL) holding tenants across agent restarts.
   std::string state_path = "/var/lib/gpufrac/node.db";
   // libgpufrac.so preloaded into tenants; empty: next to the gpufrac binary.

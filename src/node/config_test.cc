@@ -1,6 +1,8 @@
 #include "node/config.h"
 
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -90,6 +92,44 @@ TEST(ConfigTest, MissingFileIsNamed) {
   NodeConfig c;
   Status s = LoadConfig("/nonexistent/node.yaml", &c);
   EXPECT_EQ(s.message(), "cannot read config file '/nonexistent/node.yaml'");
+}
+
+TEST(ConfigTest, ReadsTheBackstopAndTheSocketGroup) {
+  NodeConfig c;
+  EXPECT_EQ(c.backstop_mode, BackstopMode::kWarn);
+  EXPECT_EQ(c.backstop_interval_ms, 1000u);
+  EXPECT_EQ(c.backstop_tolerance_bytes, 256ull << 20);
+  const group* g = getgrgid(getgid());
+  ASSERT_NE(g, nullptr);
+  Status s = ParseConfig(
+      "backstop:\n  mode: kill\n  interval: 200ms\n  tolerance: 1GiB\n"
+      "socket_group: " +
+          std::string(g->gr_name) + "\n",
+      "node.yaml", &c);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.backstop_mode, BackstopMode::kKill);
+  EXPECT_EQ(c.backstop_interval_ms, 200u);
+  EXPECT_EQ(c.backstop_tolerance_bytes, 1ull << 30);
+  EXPECT_EQ(c.socket_group, g->gr_name);
+  ASSERT_TRUE(ParseConfig("backstop:\n  mode: 'off'\n  tolerance: 0\n", "node.yaml", &c).ok());
+  EXPECT_EQ(c.backstop_mode, BackstopMode::kOff);
+  EXPECT_EQ(c.backstop_tolerance_bytes, 0u);
+}
+
+TEST(ConfigTest, RefusesBadBackstopAndSocketGroupValues) {
+  EXPECT_EQ(Refusal("backstop:\n  mode: loud\n"),
+            "node.yaml: backstop.mode: 'loud' is not off, warn or kill");
+  EXPECT_EQ(Refusal("backstop:\n  interval: 10ms\n"),
+            "node.yaml: backstop.interval: must be between 50ms and 60000ms");
+  EXPECT_EQ(Refusal("backstop:\n  tolerance: 32GiB\n"),
+            "node.yaml: backstop.tolerance: must be at most 16GiB");
+  EXPECT_NE(Refusal("backstop:\n  tolerance: lots\n").find("node.yaml: backstop.tolerance: 'lots'"),
+            std::string::npos);
+  EXPECT_EQ(Refusal("backstop:\n  mode: [warn]\n"),
+            "node.yaml: backstop.mode: expected a scalar value");
+  EXPECT_EQ(Refusal("backstop:\n  modes: warn\n"), "node.yaml: backstop.modes: unknown key");
+  EXPECT_EQ(Refusal("socket_group: no-such-group-gpufrac\n"),
+            "node.yaml: socket_group: no group 'no-such-group-gpufrac' on this host");
 }
 
 }  // namespace

@@ -11,8 +11,10 @@
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -294,7 +296,12 @@ Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) 
   if (!ec) CloseOnExec(s.acceptor->native_handle());
   if (!ec) s.acceptor->bind(Local::endpoint(path), ec);
   if (ec) return Status::Error("cannot bind '" + path + "': " + ec.message());
-  // Before listen, so that nobody connects while the mode is still the umask's.
+  // Before listen, so that nobody connects while the mode and group are still the defaults.
+  if (options.socket_gid >= 0 &&
+      chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(options.socket_gid)) != 0) {
+    return Status::Error("cannot give '" + path + "' to group " +
+                         std::to_string(options.socket_gid) + ": " + strerror(errno));
+  }
   if (chmod(path.c_str(), options.socket_mode) != 0) {
     return Status::Error("cannot set the mode of '" + path + "'");
   }

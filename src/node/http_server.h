@@ -36,6 +36,7 @@ using HttpHandler = std::function<HttpResponse(const HttpRequest&)>;
 struct HttpServerOptions {
   std::string socket_path;
   uint32_t socket_mode = 0660;
+  int socket_gid = -1;  // the socket's group (operators allowed to call); -1: the agent's
   uint64_t max_body_bytes = 1 << 20;
   uint32_t request_timeout_ms = 10000;
   uint32_t threads = 4;

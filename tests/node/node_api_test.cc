@@ -1,6 +1,8 @@
 // gpufrac node end to end: the real agent binary on a temp unix socket, real tenant processes on
 // the simulated GPUs, every call over HTTP.
+#include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -612,6 +614,24 @@ TEST_F(NodeApiTest, AttachOnlyTenantsAreAdoptedAfterAnAgentRestart) {
   EXPECT_EQ(WaitProcess(member, std::chrono::seconds(10)), 128 + SIGKILL);
   WaitTenant("svc", [](const json& b) { return b["attached"].empty() && b["processes"] == 0; });
   EXPECT_EQ(Call("GET", "/v1/tenants/svc").body["state"], "running");
+}
+
+// The API socket: mode 0660 by default, the agent's user as owner, and the configured group, so
+// that operators in that group (and nobody else) may call it.
+TEST_F(NodeApiTest, TheSocketHasTheConfiguredModeAndGroup) {
+  const group* g = getgrgid(getgid());
+  ASSERT_NE(g, nullptr);
+  StartAgent("socket_group: " + std::string(g->gr_name) + "\n");
+  struct stat st;
+  ASSERT_EQ(stat(socket_.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISSOCK(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0660u);
+  EXPECT_EQ(st.st_uid, getuid());
+  EXPECT_EQ(st.st_gid, g->gr_gid);
+  KillAgent(SIGTERM);
+  StartAgent("socket_mode: '0600'\n");
+  ASSERT_EQ(stat(socket_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 07777, 0600u);
 }
 
 }  // namespace
