@@ -201,9 +201,10 @@ TEST_F(ComputeSharingTest, InferenceBurstsGoBeforeBatch) {
 
 TEST_F(ComputeSharingTest, ADeepLaunchQueueDoesNotDelayInference) {
   // Real launch queues hold hundreds of kernels. With a 1,000-kernel queue on the simulated GPU,
-  // a batch tenant alone runs 50 ms ahead of the GPU; once an inference tenant is busy next to it,
-  // the gate bounds the batch tenant's queued work with events, so each burst waits for a few
-  // kernels, not 50 ms of them. The control run without the bound shows the difference.
+  // a batch tenant alone runs 50 ms ahead of the GPU; while an inference tenant is registered
+  // next to it, busy or idle, the gate bounds the batch tenant's queued work with events, so each
+  // burst waits for a few kernels, not 50 ms of them. The control run without the bound shows
+  // the difference.
   auto burst_p50 = [&](const std::string& inflight, bool with_batch, const std::string& tag) {
     Env env = SimEnv();
     env["GPUFRAC_SIM_QUEUE_DEPTH"] = "1000";
@@ -211,12 +212,14 @@ TEST_F(ComputeSharingTest, ADeepLaunchQueueDoesNotDelayInference) {
     pid_t batch = -1;
     if (with_batch) {
       batch = StartProcess({Gpufrac(), "run", "--fraction", "0.5", "--tenant", "train",
-                            "--priority", "batch", "--", Probe(), "spin", "1.5", "1000"},
+                            "--priority", "batch", "--", Probe(), "spin", "2.3", "1000"},
                            env, TempDir() + "/batch-" + tag);
       usleep(300'000);
     }
+    // Bursts 60 ms apart: between them the inference tenant is idle (no launch for longer than
+    // two slices), so the batch tenant holds the GPU alone and would queue deep again.
     const pid_t inf = StartProcess({Gpufrac(), "run", "--fraction", "0.5", "--tenant", "inf", "--",
-                                    Probe(), "bursts", "40", "100", "20"},
+                                    Probe(), "bursts", "30", "100", "60"},
                                    env, TempDir() + "/inf-" + tag);
     EXPECT_EQ(WaitProcess(inf, std::chrono::seconds(30)), 0) << Output("inf-" + tag);
     if (with_batch) {
