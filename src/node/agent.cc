@@ -116,9 +116,11 @@ Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
   agent->backstop_.flagged.assign(agent->gpus_.size(), {0, 0});
   agent->backstop_.killed.assign(agent->gpus_.size(), {0, 0});
   agent->backstop_.unattributed.assign(agent->gpus_.size(), 0);
-  if (config.backstop_mode != BackstopMode::kOff) {
-    agent->nvml_ = std::make_unique<NvmlProcesses>();
-    if (Status s = agent->nvml_->Open(); !s.ok()) return s;
+  agent->gpu_busy_.assign(agent->gpus_.size(), -1);
+  agent->nvml_ = std::make_unique<NvmlProcesses>();
+  if (Status s = agent->nvml_->Open(); !s.ok()) {
+    if (config.backstop_mode != BackstopMode::kOff) return s;
+    agent->nvml_.reset();  // the backstop is off: only the compute-busy figures are lost
   }
   // Adopt before the first reap: a reap would take the old agent's tenants for orphans.
   agent->Adopt(std::move(records));
@@ -626,6 +628,10 @@ std::vector<GpuView> Agent::Gpus() {
     v.info = gpus_[i];
     const Ledger& ledger = *ledgers_[i];
     v.committed = ledger.Committed();
+    {
+      std::lock_guard lock(mu_);
+      v.compute_busy = gpu_busy_[i];
+    }
     for (int k = 0; k < kMaxTenants; ++k) {
       if (__atomic_load_n(&ledger.limits()->tenants[k].active, __ATOMIC_ACQUIRE) != 1) continue;
       ++v.tenants;

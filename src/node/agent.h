@@ -68,9 +68,10 @@ struct TenantView {
 
 struct GpuView {
   GpuInfo info;
-  uint64_t committed = 0;  // promised or used (the ledger's committed total)
-  uint64_t used = 0;       // charged to tenants right now
-  int tenants = 0;         // live tenants in the ledger (the agent's and any gpufrac run's)
+  uint64_t committed = 0;    // promised or used (the ledger's committed total)
+  uint64_t used = 0;         // charged to tenants right now
+  int tenants = 0;           // live tenants in the ledger (the agent's and any gpufrac run's)
+  double compute_busy = -1;  // NVML's utilization in [0, 1]; < 0: not sampled
 };
 
 // What a process needs to run as an attach-only tenant: its environment (the interposer preloaded,
@@ -168,7 +169,8 @@ class Agent {
   bool StartCommandLocked(TenantRecord* r, std::string* error);
   // Attach-only tenants: drops attached processes that ended; true when none is left.
   bool PruneAttachedLocked(TenantRecord* r);
-  // One NVML backstop pass over every GPU (the backstop thread runs it every interval).
+  // One NVML pass over every GPU (the NVML thread runs it every backstop.interval): utilization
+  // always, the backstop unless it is off.
   void SampleBackstop();
   // Who `pid` on GPU position `gpu` belongs to (a ledger slot, else its ancestry or session).
   ObservedProcess AttributeLocked(size_t gpu, const GpuProcess& p) const;
@@ -189,6 +191,7 @@ class Agent {
   std::map<std::tuple<int, pid_t, uint64_t, int>, Suspect> suspects_;  // gpu, pid, start, reason
   BackstopView backstop_;
   std::map<std::string, uint64_t> nvml_used_;  // tenant id -> NVML bytes, last sample
+  std::vector<double> gpu_busy_;               // per GPU position, NVML utilization, -1 unknown
 
   std::mutex reaper_mu_;
   std::condition_variable reaper_wake_;

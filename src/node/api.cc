@@ -153,7 +153,9 @@ const std::vector<Route>& Routes() {
                   {"used", g.used},
                   {"free",
                    g.committed < g.info.total_bytes ? g.info.total_bytes - g.committed : 0}}},
-                {"tenants", g.tenants}});
+                {"tenants", g.tenants},
+                {"compute",
+                 {{"busy", g.compute_busy >= 0 ? json(g.compute_busy) : json(nullptr)}}}});
          }
          return Json(200, {{"gpus", gpus}});
        }},

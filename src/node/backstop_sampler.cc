@@ -99,12 +99,22 @@ ObservedProcess Agent::AttributeLocked(size_t gpu, const GpuProcess& p) const {
 }
 
 void Agent::SampleBackstop() {
+  std::vector<double> busy(gpus_.size(), -1);
+  for (size_t i = 0; i < gpus_.size(); ++i) {
+    if (!nvml_->Busy(gpus_[i].uuid, &busy[i]).ok()) busy[i] = -1;
+  }
+  if (config_.backstop_mode == BackstopMode::kOff) {
+    std::lock_guard lock(mu_);
+    gpu_busy_ = busy;
+    return;
+  }
   std::vector<std::vector<GpuProcess>> seen(gpus_.size());
   std::string error;
   for (size_t i = 0; i < gpus_.size() && error.empty(); ++i) {
     if (Status s = nvml_->Read(gpus_[i].uuid, &seen[i]); !s.ok()) error = s.message();
   }
   std::lock_guard lock(mu_);
+  gpu_busy_ = busy;
   ++backstop_.samples;
   if (!error.empty()) {
     if (backstop_.error != error) LogEvent("backstop.error", {{"error", error}});

@@ -63,6 +63,13 @@ std::string RenderMetrics(Agent* agent) {
     for (size_t i = 0; i < gpus.size(); ++i) f.Sample(gpu_labels[i], gpus[i].committed);
   }
   {
+    Family f(&out, "gpufrac_gpu_compute_busy_ratio", "gauge",
+             "Share of NVML's last sample period in which the GPU ran kernels (0-1).");
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      if (gpus[i].compute_busy >= 0) f.Sample(gpu_labels[i], gpus[i].compute_busy);
+    }
+  }
+  {
     Family f(&out, "gpufrac_gpu_tenants", "gauge",
              "Live tenants in the GPU's ledger (this agent's and any gpufrac run's).");
     for (size_t i = 0; i < gpus.size(); ++i) {

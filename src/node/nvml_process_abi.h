@@ -1,4 +1,5 @@
-// The part of NVML's ABI the backstop adds to runtime/nvml_abi.h: the per-process GPU memory query.
+// The part of NVML's ABI the node agent adds to runtime/nvml_abi.h: the per-process GPU memory
+// query (the backstop) and the device's utilization (compute busy).
 // Layouts as in NVIDIA's published nvml.h; the simulated NVML implements the same entry points, so
 // the static_asserts below pin the layout both sides rely on. (It belongs beside the rest of the
 // NVML ABI in runtime/nvml_abi.h; it lives here while that file is being changed elsewhere.)
@@ -25,6 +26,13 @@ typedef struct nvmlProcessInfo_v1_st {
   unsigned long long usedGpuMemory;
 } nvmlProcessInfo_v1_t;
 
+// nvmlDeviceGetUtilizationRates: percent of the last sample period (1/6 s to 1 s, by product)
+// during which a kernel ran (gpu), or device memory was read or written (memory).
+typedef struct nvmlUtilization_st {
+  unsigned int gpu;
+  unsigned int memory;
+} nvmlUtilization_t;
+
 }  // extern "C"
 
 // NVML_VALUE_NOT_AVAILABLE (-1) as it reads in the 64-bit usedGpuMemory field.
@@ -37,3 +45,4 @@ static_assert(sizeof(nvmlProcessInfo_t) == 24 && offsetof(nvmlProcessInfo_t, use
               "nvmlProcessInfo_t must match NVIDIA's layout");
 static_assert(sizeof(nvmlProcessInfo_v1_t) == 16,
               "nvmlProcessInfo_v1_t must match NVIDIA's layout");
+static_assert(sizeof(nvmlUtilization_t) == 8, "nvmlUtilization_t must match NVIDIA's layout");

@@ -2,6 +2,8 @@
 
 #include <dlfcn.h>
 
+#include <algorithm>
+
 #include "node/nvml_process_abi.h"
 
 namespace gpufrac::node {
@@ -25,6 +27,8 @@ Status NvmlProcesses::Open() {
   shutdown_ = reinterpret_cast<int (*)()>(dlsym(lib_, "nvmlShutdown"));
   by_uuid_ =
       reinterpret_cast<int (*)(const char*, void**)>(dlsym(lib_, "nvmlDeviceGetHandleByUUID"));
+  utilization_ =
+      reinterpret_cast<int (*)(void*, void*)>(dlsym(lib_, "nvmlDeviceGetUtilizationRates"));
   for (const char* name :
        {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2"}) {
     processes_ = reinterpret_cast<int (*)(void*, unsigned int*, void*)>(dlsym(lib_, name));
@@ -37,6 +41,17 @@ Status NvmlProcesses::Open() {
   }
   if (init() != NVML_SUCCESS) return Status::Error("backstop: NVML failed to initialize");
   initialized_ = true;
+  return Status::Ok();
+}
+
+Status NvmlProcesses::Busy(const std::string& uuid, double* busy) {
+  void* device = nullptr;
+  nvmlUtilization_t u{};
+  if (utilization_ == nullptr) return Status::Error("NVML lacks nvmlDeviceGetUtilizationRates");
+  if (by_uuid_(uuid.c_str(), &device) != NVML_SUCCESS || utilization_(device, &u) != NVML_SUCCESS) {
+    return Status::Error("NVML cannot read the utilization of GPU " + uuid);
+  }
+  *busy = std::min(u.gpu, 100u) / 100.0;
   return Status::Ok();
 }
 

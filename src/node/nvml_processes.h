@@ -1,7 +1,7 @@
-// NVML's view of which processes hold memory on a GPU, loaded with dlopen like the rest of the
-// agent's NVML use (the simulated NVML in tests). The backstop compares it against the ledgers:
-// NVML sees every process on the card, including those that bypassed or never loaded the
-// interposer.
+// NVML's view of which processes hold memory on a GPU and how busy it is, loaded with dlopen like
+// the rest of the agent's NVML use (the simulated NVML in tests). The backstop compares it against
+// the ledgers: NVML sees every process on the card, including those that bypassed or never loaded
+// the interposer.
 #pragma once
 
 #include <sys/types.h>
@@ -31,6 +31,8 @@ class NvmlProcesses {
   Status Open();
   // The compute processes on the GPU with this UUID.
   Status Read(const std::string& uuid, std::vector<GpuProcess>* out);
+  // The share of NVML's last sample period in which the GPU ran kernels, in [0, 1].
+  Status Busy(const std::string& uuid, double* busy);
 
  private:
   void* lib_ = nullptr;
@@ -38,6 +40,7 @@ class NvmlProcesses {
   int (*shutdown_)() = nullptr;
   int (*by_uuid_)(const char*, void**) = nullptr;
   int (*processes_)(void*, unsigned int*, void*) = nullptr;
+  int (*utilization_)(void*, void*) = nullptr;
 };
 
 }  // namespace gpufrac::node

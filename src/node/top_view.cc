@@ -21,6 +21,12 @@ int Cells(uint64_t bytes, uint64_t total, int width) {
   return static_cast<int>((static_cast<long double>(bytes) * width + total / 2) / total);
 }
 
+std::string Percent(double share) {
+  char buf[16];
+  snprintf(buf, sizeof buf, "%.0f%%", share * 100.0);
+  return buf;
+}
+
 }  // namespace
 
 std::string RenderTop(const nlohmann::json& gpus, const nlohmann::json& tenants, int width) {
@@ -47,7 +53,13 @@ std::string RenderTop(const nlohmann::json& gpus, const nlohmann::json& tenants,
       legend += std::string("  ") + letter + " " + t["id"].get<std::string>() + "  GPU " +
                 std::to_string(index) + "  used " + Human(used) + " request " + Human(request) +
                 " limit " + Human(t["memory"]["limit"].get<uint64_t>()) + "  " +
-                t["state"].get<std::string>() + "\n";
+                t["state"].get<std::string>();
+      // The compute-sharing runtime's last decided share, when the agent reports one.
+      if (t.contains("compute") && t["compute"].contains("share") &&
+          t["compute"]["share"].is_number()) {
+        legend += "  compute share " + Percent(t["compute"]["share"].get<double>());
+      }
+      legend += "\n";
     }
     if (committed > ours) {
       bar += std::string(static_cast<size_t>(Cells(committed - ours, total, width)), '#');
@@ -57,7 +69,13 @@ std::string RenderTop(const nlohmann::json& gpus, const nlohmann::json& tenants,
     char head[160];
     snprintf(head, sizeof head, "GPU %-2d %-18.18s [", index, g["name"].get<std::string>().c_str());
     out += head + bar + "]  " + Human(committed) + "/" + Human(total) + " committed, " +
-           Human(g["memory"]["used"].get<uint64_t>()) + " used\n";
+           Human(g["memory"]["used"].get<uint64_t>()) + " used";
+    // NVML's utilization, when the agent sampled it.
+    if (g.contains("compute") && g["compute"].contains("busy") &&
+        g["compute"]["busy"].is_number()) {
+      out += ", compute busy " + Percent(g["compute"]["busy"].get<double>());
+    }
+    out += "\n";
   }
   if (!legend.empty()) out += "\n" + legend;
   out += "\n  letter: used   ':' promised, unused   '#' other owners   '.' free\n";

@@ -6,7 +6,8 @@
 // One bar per GPU, `width` cells for the card's memory. Each of this agent's tenants on it gets a
 // letter for the memory it holds (used) and ':' for what it is promised but does not use
 // (request - used); '#' is memory committed to tenants the agent does not manage (a gpufrac run);
-// '.' is free. A legend below maps letters to tenants.
+// '.' is free. A legend below maps letters to tenants. NVML's compute busy follows each GPU's
+// figures and each tenant's compute share its legend line, when the agent reports them.
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -36,6 +36,24 @@ TEST(TopViewTest, SplitsEachGpuBarByTenant) {
   EXPECT_NE(frame.find("  b embed  GPU 0  used 20.0GiB"), std::string::npos);
 }
 
+TEST(TopViewTest, ShowsComputeBusyAndSharesWhenReported) {
+  nlohmann::json gpu = Gpu(0, 20 * kGiB, 10 * kGiB);
+  gpu["compute"] = {{"busy", 0.73}};
+  nlohmann::json unsampled = Gpu(1, 0, 0);
+  unsampled["compute"] = {{"busy", nullptr}};
+  nlohmann::json t = Tenant("chat", 0, 10 * kGiB, 20 * kGiB);
+  t["compute"] = {{"share", 0.5}};
+  const std::string frame = RenderTop({gpu, unsampled}, nlohmann::json::array({t}), 16);
+  EXPECT_NE(frame.find("20.0GiB/80.0GiB committed, 10.0GiB used, compute busy 73%\n"),
+            std::string::npos)
+      << frame;
+  EXPECT_NE(frame.find("0B/80.0GiB committed, 0B used\n"), std::string::npos) << frame;
+  EXPECT_NE(frame.find("  a chat  GPU 0  used 10.0GiB request 20.0GiB limit 20.0GiB  running  "
+                       "compute share 50%\n"),
+            std::string::npos)
+      << frame;
+}
+
 TEST(TopViewTest, NeverDrawsPastTheBar) {
   const nlohmann::json gpus = {Gpu(0, 80 * kGiB, 80 * kGiB)};
   const nlohmann::json tenants = {Tenant("x", 0, 80 * kGiB, 80 * kGiB)};

@@ -1,6 +1,9 @@
 // The NVML stand-in (built as libnvidia-ml.so.1 beside the simulated libcuda.so.1): device
 // discovery, memory and per-process memory, over the same shared state as the simulated driver.
 // Like real NVML it ignores CUDA_VISIBLE_DEVICES and numbers devices physically.
+#include <time.h>
+
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <mutex>
@@ -223,4 +226,51 @@ NVML_EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t devic
                                                               unsigned int* count,
                                                               nvmlProcessInfo_v1_t* infos) {
   return RunningProcesses(device, count, infos, false);
+}
+
+// Utilization as the real driver reports it: the share of the last sample period in which the
+// device ran kernels. The period here is the time since this process last asked (the first call
+// has none yet and reports 0). Work that ran in it = work submitted in it + the backlog queued at
+// its start - the backlog still queued at its end, all on the device's one timeline.
+namespace gpufrac::sim {
+namespace {
+
+struct UtilizationSample {
+  uint64_t at_ns = 0;
+  uint64_t busy_ns = 0;
+  uint64_t backlog_ns = 0;
+};
+UtilizationSample utilization_samples[kMaxSimDevices];
+
+uint64_t MonotonicNs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+}  // namespace
+}  // namespace gpufrac::sim
+
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
+                                                       nvmlUtilization_t* utilization) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  if (utilization == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  const uint64_t now = MonotonicNs();
+  const uint64_t end = d->timeline_end_ns.load(std::memory_order_acquire);
+  const UtilizationSample sample{now, d->busy_ns.load(std::memory_order_relaxed),
+                                 end > now ? end - now : 0};
+  std::lock_guard lock(nvml_mu);
+  UtilizationSample& last = utilization_samples[d - State().shared()->devices];
+  utilization->gpu = 0;
+  utilization->memory = 0;
+  if (last.at_ns != 0 && now > last.at_ns) {
+    const double ran = static_cast<double>(sample.busy_ns - last.busy_ns) +
+                       static_cast<double>(last.backlog_ns) -
+                       static_cast<double>(sample.backlog_ns);
+    const double share = ran / static_cast<double>(now - last.at_ns);
+    utilization->gpu = static_cast<unsigned>(std::clamp(share, 0.0, 1.0) * 100.0 + 0.5);
+  }
+  last = sample;
+  return NVML_SUCCESS;
 }

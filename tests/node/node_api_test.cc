@@ -88,8 +88,8 @@ TEST_F(NodeApiTest, WritesComputeSharesIntoTheLedger) {
 }
 
 TEST_F(NodeApiTest, ReportsTheComputeTheRuntimeMeasured) {
-  StartAgent();
-  Create({{"name", "spinner"}, {"memory", "4GiB"}, {"command", {Probe(), "spin", "2", "100"}}});
+  StartAgent("backstop:\n  interval: 200ms\n");  // NVML (utilization included) every 200 ms
+  Create({{"name", "spinner"}, {"memory", "4GiB"}, {"command", {Probe(), "spin", "4", "100"}}});
   json t = WaitTenant(
       "spinner", [](const json& b) { return b["compute"]["gpu_time_ns"].get<uint64_t>() > 0; });
   EXPECT_GT(t["compute"]["gpu_time_ns"].get<uint64_t>(), 0u);
@@ -98,6 +98,20 @@ TEST_F(NodeApiTest, ReportsTheComputeTheRuntimeMeasured) {
   const size_t at = m.raw.find(series);
   ASSERT_NE(at, std::string::npos) << m.raw;
   EXPECT_GT(std::stod(m.raw.substr(at + series.size())), 0.0);
+  // NVML's utilization of the card the spinner keeps busy, per GPU (API, /metrics).
+  json gpu;
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  do {
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    gpu = Call("GET", "/v1/gpus").body["gpus"][0];
+  } while (!(gpu["compute"]["busy"].is_number() && gpu["compute"]["busy"].get<double>() > 0.5) &&
+           std::chrono::steady_clock::now() < until);
+  EXPECT_GT(gpu["compute"]["busy"].get<double>(), 0.5) << gpu.dump();
+  EXPECT_LE(gpu["compute"]["busy"].get<double>(), 1.0);
+  m = Call("GET", "/metrics");
+  EXPECT_NE(m.raw.find("gpufrac_gpu_compute_busy_ratio{gpu=\"0\",uuid=\"" + Uuid(0) + "\"} "),
+            std::string::npos)
+      << m.raw;
   EXPECT_NE(m.raw.find("gpufrac_tenant_compute_throttled_seconds_total{tenant=\"spinner\""),
             std::string::npos);
 }
@@ -308,7 +322,7 @@ TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
   // gpufrac top: one frame, and the live view quitting on q.
   ProcessResult top = RunGpufrac({"top", "--once", "--width", "16", "--node", socket_});
   ASSERT_EQ(top.exit_code, 0) << top.err;
-  EXPECT_NE(top.out.find("[::::............]  20.0GiB/80.0GiB committed, 0B used\n"),
+  EXPECT_NE(top.out.find("[::::............]  20.0GiB/80.0GiB committed, 0B used"),
             std::string::npos)
       << top.out;
   EXPECT_NE(top.out.find("  a ps-me  GPU 0  used 0B request 20.0GiB"), std::string::npos);
