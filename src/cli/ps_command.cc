@@ -1,4 +1,5 @@
-// gpufrac ps: the agent's tenants as a table (GET /v1/tenants).
+// gpufrac ps: the agent's tenants as a table (GET /v1/tenants). STATE carries the exit status of
+// exited tenants and "rN" after N restarts; attach-only tenants list the pids that joined them.
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -58,6 +59,13 @@ int RunPs(const PsFlags& flags) {
     if (state == "exited" && t["exit_status"].is_number()) {
       state += "(" + std::to_string(t["exit_status"].get<int>()) + ")";
     }
+    // Attach-only tenants run no command of their own: show who joined them instead.
+    if (t.value("attach_only", false)) {
+      std::string pids;
+      for (const auto& p : t["attached"]) pids += (pids.empty() ? "" : ",") + p.dump();
+      command = "(attach-only" + (pids.empty() ? std::string() : "; attached " + pids) + ")";
+    }
+    if (t.value("restarts", 0) > 0) state += " r" + std::to_string(t["restarts"].get<int>());
     const std::string memory = Human(t["memory"]["used"].get<uint64_t>()) + "/" +
                                Human(t["memory"]["limit"].get<uint64_t>());
     char compute[32];

@@ -586,6 +586,10 @@ TEST_F(NodeApiTest, AttachOnlyTenantsAreJoinedWithTheirToken) {
     return b["memory"]["used"] == 4 * kGiB + context_bytes_ && b["processes"] == 1 &&
            b["attached"].size() == 1 && b["attached"][0] == member;
   });
+  ProcessResult ps = RunGpufrac({"ps", "--node", socket_});
+  EXPECT_NE(ps.out.find("(attach-only; attached " + std::to_string(member) + ")"),
+            std::string::npos)
+      << ps.out;
   json gone = Call("DELETE", "/v1/tenants/svc?grace=2s").body;
   EXPECT_EQ(gone["state"], "exited");
   EXPECT_EQ(gone["reason"], "deleted; its attached processes exited");
@@ -646,6 +650,45 @@ TEST_F(NodeApiTest, TheSocketHasTheConfiguredModeAndGroup) {
   StartAgent("socket_mode: '0600'\n");
   ASSERT_EQ(stat(socket_.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 07777, 0600u);
+}
+
+// Without --node, gpufrac run goes through the agent when one answers at the default socket
+// (/run/gpufrac/node.sock), and runs agentless with --no-node or when none answers there. The
+// default path is the host's, so the test gives itself a private /run in a mount namespace (root
+// and unshare(1) needed; skipped otherwise), where nothing else can see its agent.
+TEST_F(NodeApiTest, RunUsesTheAgentAtTheDefaultSocketWhenOneAnswers) {
+  if (geteuid() != 0 || RunProcess({"unshare", "-m", "true"}).exit_code != 0) {
+    GTEST_SKIP() << "needs root and unshare -m for a private /run";
+  }
+  const std::string dir = TempDir();
+  const std::string script =
+      "set -u; mount --make-rprivate / && mount -t tmpfs tmpfs /run || exit 90\n"
+      "g=$0; d=$1; probe=$2\n"
+      "$g run --memory 1GiB --tenant before -- true; echo before=$?\n"
+      "$g node --socket /run/gpufrac/node.sock --state $d/db 2>$d/agent.log & a=$!\n"
+      "i=0; until $g ps --node /run/gpufrac/node.sock >/dev/null 2>&1; do\n"
+      "  i=$((i+1)); [ $i -gt 200 ] && { kill $a; exit 91; }; sleep 0.1; done\n"
+      "$g run --memory 10GiB --tenant dflt -- sh -c \"$probe alloc alloc 12GiB; exit 5\"; "
+      "echo dflt=$?\n"
+      "$g run --no-node --memory 1GiB --tenant own -- true; echo own=$?\n"
+      "i=0; until $g ps --node /run/gpufrac/node.sock | grep -q '^dflt .* exited'; do\n"
+      "  i=$((i+1)); [ $i -gt 100 ] && break; sleep 0.1; done\n"
+      "kill $a; wait $a\n";
+  ProcessResult r = RunProcess({"unshare", "-m", "sh", "-c", script, Gpufrac(), dir, Probe()},
+                               SimEnv(), std::chrono::seconds(60));
+  ASSERT_FALSE(r.timed_out);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  // Before the agent: agentless. With it: the tenant is the agent's (its limit refuses 12 GiB),
+  // and the exit status comes back. --no-node: agentless again.
+  EXPECT_NE(r.out.find("before=0\n"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("result=2\ndflt=5\n"), std::string::npos) << r.out << r.err;
+  EXPECT_NE(r.out.find("own=0\n"), std::string::npos) << r.out << r.err;
+  const std::string log = ReadFile(dir + "/agent.log");
+  EXPECT_NE(log.find("event=tenant.created id=dflt gpu=0 request=10.0GiB"), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.reclaimed id=dflt"), std::string::npos) << log;
+  EXPECT_EQ(log.find("id=own"), std::string::npos) << log;
+  EXPECT_EQ(log.find("id=before"), std::string::npos) << log;
 }
 
 }  // namespace

@@ -117,5 +117,23 @@ TEST_F(RunCommandTest, RefusesUnknownFlags) {
   EXPECT_NE(r.err.find("fractoin"), std::string::npos) << r.err;
 }
 
+// The agent options (docs/node.md, "gpufrac run through the agent"): contradictions and an
+// unreachable agent are one-line refusals; --no-node runs agentless as before.
+TEST_F(RunCommandTest, RefusesContradictoryOrUnreachableAgentOptions) {
+  ExpectRefused({"run", "--node", TempDir() + "/none.sock", "--memory", "1GiB", "--", "true"},
+                "cannot reach the agent at '" + TempDir() + "/none.sock'");
+  ExpectRefused({"run", "--node", "/x.sock", "--no-node", "--memory", "1GiB", "--", "true"},
+                "--no-node contradicts --node");
+  ExpectRefused({"run", "--token", "abc", "--no-node", "--", "true"},
+                "--token needs the agent; drop --no-node");
+  ExpectRefused({"run", "--token", "abc", "--fraction", "0.5", "--", "true"},
+                "--fraction cannot be combined with --token");
+  ExpectRefused({"run", "--node", TempDir() + "/none.sock", "--token", "abc"}, "no command given");
+  ProcessResult r =
+      RunGpufrac({"run", "--no-node", "--memory", "1GiB", "--", "sh", "-c", "exit 3"});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  ExpectNoTenants();
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
