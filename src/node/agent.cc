@@ -411,14 +411,6 @@ bool Agent::ShouldRestartLocked(const Tenant& t) const {
          r.restarts < r.max_restarts;
 }
 
-std::string Agent::NewTokenLocked() {
-  // 128 bits from the kernel's generator: the token is the only thing that lets a process join.
-  std::random_device rd;
-  char token[40];
-  snprintf(token, sizeof token, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
-  return token;
-}
-
 int Agent::LiveProcessesLocked(const TenantRecord& r) const {
   int gpu_index = -1;
   const Ledger* ledger = const_cast<Agent*>(this)->LedgerFor(r.gpu_uuid, &gpu_index);

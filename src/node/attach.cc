@@ -6,6 +6,8 @@
 #include <signal.h>
 
 #include <chrono>
+#include <cstdio>
+#include <random>
 
 #include "node/agent.h"
 #include "node/log.h"
@@ -23,6 +25,14 @@ bool SameToken(const std::string& a, const std::string& b) {
 }
 
 }  // namespace
+
+std::string Agent::NewTokenLocked() {
+  // 128 bits from the kernel's generator: the token is the only thing that lets a process join.
+  std::random_device rd;
+  char token[40];
+  snprintf(token, sizeof token, "%08x%08x%08x%08x", rd(), rd(), rd(), rd());
+  return token;
+}
 
 std::vector<std::pair<std::string, std::string>> Agent::TenantEnv(const TenantRecord& r) const {
   return {
