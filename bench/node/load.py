@@ -8,7 +8,7 @@ Starts a real agent on the simulated driver (temp socket, state and simulation i
 and reports p50/p99 latency per phase and the agent's RSS and open file descriptors at start
 (after a warm-up) and at the end. Prints a JSON summary; --markdown prints a table too.
 
-  bench/node/load.py [--build build] [--cycles 1000] [--clients 200] [--requests 50]
+  bench/node/load.py [--build build] [--cycles 1000] [--clients 200] [--requests 50] [--rounds 2]
 """
 import argparse
 import http.client
@@ -64,6 +64,7 @@ def main():
     ap.add_argument("--cycles", type=int, default=1000)
     ap.add_argument("--clients", type=int, default=200)
     ap.add_argument("--requests", type=int, default=50)
+    ap.add_argument("--rounds", type=int, default=2, help="read rounds (at least 1)")
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
     build = os.path.abspath(args.build)
@@ -78,6 +79,7 @@ def main():
     agent = subprocess.Popen([f"{build}/bin/gpufrac", "node", "--config", f"{tmp}/node.yaml"],
                              env=env, stdout=log, stderr=log)
     uuids = []
+    failed = True  # until the run completes
     try:
         deadline = time.time() + 20
         while not os.path.exists(sock):
@@ -132,11 +134,12 @@ def main():
                 reads.extend(mine)
             c.close()
 
-        # Two identical rounds: growth from round 1 to round 2 would be a leak; growth before
-        # round 1 is the allocator's high-water mark for 200 simultaneous connections.
+        # Identical rounds (--rounds, default 2): growth that goes on from round to round would be
+        # a leak; growth before round 1 is the allocator's high-water mark for 200 simultaneous
+        # connections.
         rounds = []
         reads_s = 0.0
-        for _ in range(2):
+        for _ in range(args.rounds):
             threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
             t0 = time.perf_counter()
             for t in threads:
@@ -162,8 +165,7 @@ def main():
             if reads else None,
             "agent_after_warmup": before,
             "agent_after_cycles": after_cycles,
-            "agent_after_read_round_1": rounds[0],
-            "agent_after_read_round_2": rounds[1],
+            **{f"agent_after_read_round_{k + 1}": r for k, r in enumerate(rounds)},
             "agent_at_end": after,
         }
         print(json.dumps(result, indent=2))
@@ -178,11 +180,17 @@ def main():
                   f"| reads ({args.clients} clients x {args.requests}) | "
                   f"{result['read_ms']['p50'] if reads else '-'} | "
                   f"{result['read_ms']['p99'] if reads else '-'} |")
-        return 1 if errors else 0
+        failed = bool(errors)
     finally:
         agent.terminate()
-        agent.wait(timeout=20)
+        status = agent.wait(timeout=20)
         log.close()
+        # A sanitizer build reports leaks when the agent exits: show them, and fail.
+        if status != 0:
+            with open(log.name) as f:
+                tail = f.read()[-4000:]
+            print(f"agent exited with status {status}; end of its log:\n{tail}", file=sys.stderr)
+            failed = True
         for u in uuids:
             for part in ("limits", "usage"):
                 try:
@@ -194,6 +202,7 @@ def main():
         except FileNotFoundError:
             pass
         shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":
