@@ -83,7 +83,7 @@ measure_context "$ctx_prog" "could not measure it; charging the default 512 MiB"
   attach "alloc_apis context" "$WORK/ctx.out"
 
 ALL_CHECKS=("agent discovers the GPU" "two PyTorch tenants at 0.5" "third tenant refused"
-  "tenant memory in /metrics" "SIGKILLed tenant reclaimed" "process outside gpufrac flagged"
+  "tenant memory in /metrics" "compute busy of the GPU" "SIGKILLed tenant reclaimed" "process outside gpufrac flagged"
   "tenant that bypassed the interposer flagged")
 if ((!BUILT)); then
   for c in "${ALL_CHECKS[@]}"; do check "$c" FAIL "not run: gpufrac was not built"; done
@@ -97,18 +97,28 @@ fi
 # --- helpers -----------------------------------------------------------------------------------
 
 # A PyTorch tenant: allocates MIB of tensors, touches them, writes a ready file with its pid and
-# torch's figures, then holds them until killed.
+# torch's figures, then holds them until killed; with "spin", it also keeps the GPU busy with
+# 4096x4096 fp16 matmuls meanwhile.
 cat >"$WORK/hold.py" <<'EOF'
 import json, os, sys, time
 import torch
 mib, ready = int(sys.argv[1]), sys.argv[2]
+spin = len(sys.argv) > 3 and sys.argv[3] == "spin"
 x = torch.empty(mib << 20, dtype=torch.uint8, device="cuda")
 x.fill_(1)
+if spin:
+    a = torch.randn(4096, 4096, dtype=torch.float16, device="cuda")
+    b = torch.randn(4096, 4096, dtype=torch.float16, device="cuda")
+    y = a @ b
 torch.cuda.synchronize()
 with open(ready + ".tmp", "w") as f:
     json.dump({"pid": os.getpid(), "allocated": torch.cuda.memory_allocated(),
                "reserved": torch.cuda.memory_reserved()}, f)
 os.rename(ready + ".tmp", ready)
+while spin:
+    for _ in range(10):
+        y = a @ b
+    torch.cuda.synchronize()
 while True:
     time.sleep(60)
 EOF
@@ -198,8 +208,11 @@ note "GET /v1/gpus after start: \`$(tail -n +2 "$WORK/gpus.json" | tr -d '\n')\`
 CARD_TOTAL=${a_total:-$CARD_BYTES}  # NVML's exact total, which fractions are resolved against
 
 # 2. Two PyTorch tenants at 0.5 on GPU 0, then a third that no longer fits.
+# Tenant b also keeps the GPU busy (for the compute-busy check).
 for t in a b; do
-  api POST /v1/tenants "{\"name\": \"torch-$t\", \"memory\": \"0.5\", \"gpu\": 0, \"command\": [\"$PYTHON\", \"$WORK/hold.py\", \"$TENSOR_MIB\", \"$WORK/ready-$t\"]}" >"$WORK/create-$t.json"
+  spin=""
+  [[ $t == b ]] && spin=', "spin"'
+  api POST /v1/tenants "{\"name\": \"torch-$t\", \"memory\": \"0.5\", \"gpu\": 0, \"command\": [\"$PYTHON\", \"$WORK/hold.py\", \"$TENSOR_MIB\", \"$WORK/ready-$t\"$spin]}" >"$WORK/create-$t.json"
 done
 placed=0
 for t in a b; do
@@ -251,6 +264,25 @@ note ""
 note '```'
 grep -E '^gpufrac_(tenant_memory|gpu_memory)' "$WORK/metrics.txt" >>"$NOTES"
 note '```'
+
+# 3b. Compute busy: tenant b's matmul loop keeps GPU 0 busy; the agent's figure (NVML
+#     utilization, in /v1/gpus and /metrics) must show it and agree with nvidia-smi's.
+pairs=()
+verdict=FAIL
+for _ in 1 2 3; do
+  sleep 1
+  api GET /v1/gpus >"$WORK/gpus-busy.json"
+  busy=$(field "$WORK/gpus-busy.json" 'j["gpus"][0]["compute"]["busy"]')
+  smi=$(nvidia-smi --query-gpu=utilization.gpu --format=csv,noheader,nounits -i 0 2>/dev/null | tr -d ' ')
+  pairs+=("agent ${busy:-?} / nvidia-smi ${smi:-?}%")
+  if [[ $busy =~ ^[0-9.]+$ && $smi =~ ^[0-9]+$ ]] && le 0.5 "$busy" &&
+    awk -v a="$busy" -v b="$smi" 'BEGIN { d = a * 100 - b; if (d < 0) d = -d; exit !(d <= 25) }'; then
+    verdict=PASS
+  fi
+done
+busy_metric=$(metric gpufrac_gpu_compute_busy_ratio "gpu=\"0\",uuid=\"$a_uuid\"")
+[[ -n $busy_metric ]] || verdict=FAIL
+check "compute busy of the GPU" $verdict "three readings 1 s apart while torch-b runs 4096x4096 fp16 matmuls: $(IFS=';'; echo "${pairs[*]}"); gpufrac_gpu_compute_busy_ratio ${busy_metric:-absent}; passes when one reading is >= 0.5 and within 25 points of nvidia-smi's utilization.gpu (their sample periods differ)"
 
 # 4. SIGKILL tenant A: reclaimed (state exited, its request released) within the promise.
 api GET /v1/gpus >"$WORK/gpus-before.json"
