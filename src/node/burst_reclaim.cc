@@ -85,8 +85,12 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
             {"deadline_ms", config_.burst_reclaim_deadline_ms}};
         hooks.emplace_back(r.burst_hook, notice.dump());
       }
-      // Notice goes to the command's process only, which decides how to give memory back.
+      // Notice goes to the command's process only, which decides how to give memory back; an
+      // attach-only tenant has no command, so each process that joined it gets it.
       if (r.burst_signal > 0 && ProcessIsAlive(r.pid, r.pid_start)) kill(r.pid, r.burst_signal);
+      for (const auto& [pid, start] : r.attached) {
+        if (r.burst_signal > 0 && ProcessIsAlive(pid, start)) kill(pid, r.burst_signal);
+      }
       LogEvent("tenant.burst_notified",
                {{"id", id},
                 {"gpu", std::to_string(plan.gpu)},

@@ -101,5 +101,29 @@ TEST_F(NodeBurstTest, ABorrowerNotifiedThroughItsHttpHookGivesMemoryBack) {
   EXPECT_EQ(Committed(0), 40 * kGiB);
 }
 
+// An attach-only tenant has no command: the notice goes to the processes that joined it.
+TEST_F(NodeBurstTest, AnAttachOnlyBorrowerIsNotifiedThroughItsMembers) {
+  StartAgent("burst_reclaim_deadline: 3s\n");
+  json t = Create({{"name", "borrower"},
+                   {"memory", "10GiB"},
+                   {"memory_limit", "80GiB"},
+                   {"burst_signal", "SIGUSR1"}});
+  const std::string script = Probe() +
+                             " hold alloc 60GiB & c=$!; trap 'kill $c' USR1; wait $c; "
+                             "while :; do sleep 0.1; done";
+  const pid_t member = StartProcess({Gpufrac(), "run", "--node", socket_, "--token",
+                                     t["token"].get<std::string>(), "--", "sh", "-c", script},
+                                    SimEnv(), TempDir() + "/member.out");
+  tenant_pids_.push_back(member);
+  WaitTenant("borrower", [](const json& b) { return b["memory"]["used"] >= 60 * kGiB; });
+  json n = Create({{"name", "needs"}, {"memory", "30GiB"}, {"command", {"sleep", "30"}}});
+  EXPECT_EQ(n["gpu"], 0);
+  json b = Call("GET", "/v1/tenants/borrower").body;
+  EXPECT_EQ(b["state"], "running");
+  EXPECT_LE(b["memory"]["used"].get<uint64_t>(), 10 * kGiB);
+  EXPECT_EQ(kill(member, 0), 0);  // it gave the memory back and keeps running
+  EXPECT_EQ(Committed(0), 40 * kGiB);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
