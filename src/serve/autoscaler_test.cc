@@ -34,7 +34,7 @@ ScaleInputs At(int64_t now_ms, int current, double ttft, double load) {
   return in;
 }
 
-TEST(AutoscalerTest, ScalesOutWhenTtftNearsTheSla) {
+TEST(ServeAutoscalerTest, ScalesOutWhenTtftNearsTheSla) {
   ScaleState st;
   ScaleDecision d = Decide(Model(), Scaler(), At(0, 1, 420, 1), &st);  // 420 >= 0.8 x 500
   EXPECT_EQ(d.desired, 2);
@@ -45,7 +45,7 @@ TEST(AutoscalerTest, ScalesOutWhenTtftNearsTheSla) {
   EXPECT_EQ(Decide(Model(), Scaler(), At(0, 1, 390, 1), &fresh).desired, 1);
 }
 
-TEST(AutoscalerTest, ScalesOutToWhatTheLoadNeedsWithinMax) {
+TEST(ServeAutoscalerTest, ScalesOutToWhatTheLoadNeedsWithinMax) {
   ScaleState st;
   EXPECT_EQ(Decide(Model(), Scaler(), At(0, 1, -1, 11), &st).desired, 3);  // ceil(11 / 4)
   ScaleState st2;
@@ -54,14 +54,14 @@ TEST(AutoscalerTest, ScalesOutToWhatTheLoadNeedsWithinMax) {
   EXPECT_EQ(Decide(Model(), Scaler(), At(0, 4, 900, 100), &st3).desired, 4);  // already at max
 }
 
-TEST(AutoscalerTest, WaitsForTheScaleOutCooldown) {
+TEST(ServeAutoscalerTest, WaitsForTheScaleOutCooldown) {
   ScaleState st;
   EXPECT_EQ(Decide(Model(), Scaler(), At(0, 1, 450, 1), &st).desired, 2);
   EXPECT_EQ(Decide(Model(), Scaler(), At(500, 2, 450, 1), &st).desired, 2);
   EXPECT_EQ(Decide(Model(), Scaler(), At(1000, 2, 450, 1), &st).desired, 3);
 }
 
-TEST(AutoscalerTest, ScalesInOnlyAfterAStableLowWindowAndOneAtATime) {
+TEST(ServeAutoscalerTest, ScalesInOnlyAfterAStableLowWindowAndOneAtATime) {
   ScaleState st;
   // 3 replicas, load 2: with 2 replicas it would be 1 each, under 0.5 x 4.
   EXPECT_EQ(Decide(Model(), Scaler(), At(10000, 3, 100, 2), &st).desired, 3);
@@ -77,7 +77,7 @@ TEST(AutoscalerTest, ScalesInOnlyAfterAStableLowWindowAndOneAtATime) {
   EXPECT_EQ(Decide(Model(), Scaler(), At(30000, 1, 100, 0), &st).desired, 1);
 }
 
-TEST(AutoscalerTest, HysteresisBandHoldsAndResetsTheStableWindow) {
+TEST(ServeAutoscalerTest, HysteresisBandHoldsAndResetsTheStableWindow) {
   ScaleState st;
   EXPECT_EQ(Decide(Model(), Scaler(), At(0, 2, 100, 1), &st).desired, 2);
   // Between the two thresholds: neither out nor in, and the low window starts over.
@@ -88,7 +88,7 @@ TEST(AutoscalerTest, HysteresisBandHoldsAndResetsTheStableWindow) {
   EXPECT_EQ(Decide(Model(), Scaler(), At(6500, 2, 100, 1), &st).desired, 1);
 }
 
-TEST(AutoscalerTest, NoScaleInWhileReplicasAreStarting) {
+TEST(ServeAutoscalerTest, NoScaleInWhileReplicasAreStarting) {
   ScaleState st;
   ScaleInputs in = At(0, 3, 100, 0);
   in.ready = 2;
@@ -97,7 +97,7 @@ TEST(AutoscalerTest, NoScaleInWhileReplicasAreStarting) {
   EXPECT_EQ(Decide(Model(), Scaler(), in, &st).desired, 3);
 }
 
-TEST(AutoscalerTest, ScalesToZeroWhenIdleAndBackOnDemand) {
+TEST(ServeAutoscalerTest, ScalesToZeroWhenIdleAndBackOnDemand) {
   ModelSpec m = Model();
   m.min_replicas = 0;
   m.scale_to_zero.enabled = true;
@@ -116,7 +116,7 @@ TEST(AutoscalerTest, ScalesToZeroWhenIdleAndBackOnDemand) {
   EXPECT_EQ(Decide(m, Scaler(), cold, &st).desired, 1);
 }
 
-TEST(AutoscalerTest, QueueWaitSlaScalesOut) {
+TEST(ServeAutoscalerTest, QueueWaitSlaScalesOut) {
   ModelSpec m = Model();
   m.sla.max_queue_wait_ms = 1000;
   ScaleState st;
@@ -125,7 +125,7 @@ TEST(AutoscalerTest, QueueWaitSlaScalesOut) {
   EXPECT_EQ(Decide(m, Scaler(), in, &st).desired, 2);
 }
 
-TEST(AutoscalerTest, TargetInflightDefaultsToAShareOfTheAdmissionLimit) {
+TEST(ServeAutoscalerTest, TargetInflightDefaultsToAShareOfTheAdmissionLimit) {
   ModelSpec m = Model();
   m.sla.inflight_per_replica = 0;
   m.admission.max_inflight_per_replica = 10;

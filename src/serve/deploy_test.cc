@@ -33,7 +33,7 @@ std::vector<fs::path> Files(const fs::path& dir) {
 
 const fs::path kData = fs::path(GPUFRAC_SOURCE_DIR) / "tests/serve/deploy";
 
-TEST(DeployFileTest, EveryBadFileIsRefusedWithItsKeyPath) {
+TEST(ServeDeployFileTest, EveryBadFileIsRefusedWithItsKeyPath) {
   const auto files = Files(kData / "bad");
   ASSERT_GE(files.size(), 20u);
   for (const fs::path& file : files) {
@@ -49,7 +49,7 @@ TEST(DeployFileTest, EveryBadFileIsRefusedWithItsKeyPath) {
   }
 }
 
-TEST(DeployFileTest, GoodFilesAndExamplesParse) {
+TEST(ServeDeployFileTest, GoodFilesAndExamplesParse) {
   std::vector<fs::path> files = Files(kData / "good");
   for (const fs::path& p : Files(fs::path(GPUFRAC_SOURCE_DIR) / "examples/serve"))
     files.push_back(p);
@@ -62,7 +62,7 @@ TEST(DeployFileTest, GoodFilesAndExamplesParse) {
   }
 }
 
-TEST(DeployFileTest, ReadsEveryKey) {
+TEST(ServeDeployFileTest, ReadsEveryKey) {
   DeploySpec spec;
   const Status s = LoadDeployFile((kData / "good/full.yaml").string(), &spec);
   ASSERT_TRUE(s.ok()) << s.message();
@@ -119,7 +119,7 @@ TEST(DeployFileTest, ReadsEveryKey) {
   EXPECT_EQ(embed.command, (std::vector<std::string>{"embedder", "--port={port}"}));
 }
 
-TEST(DeployFileTest, ExpandsPlaceholders) {
+TEST(ServeDeployFileTest, ExpandsPlaceholders) {
   const std::vector<std::string> out = ExpandCommand(
       {"srv", "--listen={host}:{port}", "--name", "{model}/{replica}", "--device", "{gpu}"},
       {"127.0.0.1", "chat", "sv1-chat-3", 4321});
@@ -127,7 +127,7 @@ TEST(DeployFileTest, ExpandsPlaceholders) {
                                            "chat/sv1-chat-3", "--device", "0"}));
 }
 
-TEST(DeployFileTest, Durations) {
+TEST(ServeDeployFileTest, Durations) {
   int64_t ms = 0;
   EXPECT_TRUE(ParseDurationMs("250ms", &ms));
   EXPECT_EQ(ms, 250);

@@ -8,7 +8,7 @@
 namespace gpufrac::serve {
 namespace {
 
-TEST(HttpHeadTest, ParsesAHeadBeforeItsBody) {
+TEST(ServeHttpHeadTest, ParsesAHeadBeforeItsBody) {
   const std::string req =
       "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
       "Authorization: Bearer k\r\n\r\nhel";
@@ -23,7 +23,7 @@ TEST(HttpHeadTest, ParsesAHeadBeforeItsBody) {
   EXPECT_EQ(head.head_bytes, req.size() - 3);
 }
 
-TEST(HttpHeadTest, EveryPrefixNeedsMore) {
+TEST(ServeHttpHeadTest, EveryPrefixNeedsMore) {
   const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
   for (size_t n = 0; n < req.size(); ++n) {
     RequestHead head;
@@ -32,7 +32,7 @@ TEST(HttpHeadTest, EveryPrefixNeedsMore) {
   }
 }
 
-TEST(HttpHeadTest, RefusesBrokenHeads) {
+TEST(ServeHttpHeadTest, RefusesBrokenHeads) {
   RequestHead head;
   std::string error;
   EXPECT_EQ(ParseRequestHead("hello\r\n\r\n", 16384, &head, &error), HeadResult::kBad);
@@ -47,7 +47,7 @@ TEST(HttpHeadTest, RefusesBrokenHeads) {
   EXPECT_EQ(ParseRequestHead(std::string(20000, 'a'), 16384, &head, &error), HeadResult::kTooLarge);
 }
 
-TEST(HttpHeadTest, ConnectionClose) {
+TEST(ServeHttpHeadTest, ConnectionClose) {
   RequestHead head;
   std::string error;
   ASSERT_EQ(ParseRequestHead("GET / HTTP/1.1\r\nConnection: close\r\n\r\n", 16384, &head, &error),
@@ -57,7 +57,7 @@ TEST(HttpHeadTest, ConnectionClose) {
   EXPECT_FALSE(head.keep_alive);
 }
 
-TEST(HttpHeadTest, ErrorResponsesAreOpenAiShapedWithRetryAfter) {
+TEST(ServeHttpHeadTest, ErrorResponsesAreOpenAiShapedWithRetryAfter) {
   const std::string r = ErrorResponse(429, "busy", true, 1);
   EXPECT_EQ(r.rfind("HTTP/1.1 429 Too Many Requests\r\n", 0), 0u);
   EXPECT_NE(r.find("Retry-After: 1\r\n"), std::string::npos);

@@ -259,8 +259,9 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_NE(refused.body.find("models[0].max_replicas: below min_replicas"), std::string::npos)
       << refused.body;
   kill(serve_, SIGHUP);
-  EXPECT_TRUE(
-      WaitFor([&] { return ServeLog().find("event=reload.failed") != std::string::npos; }, 5000));
+  EXPECT_TRUE(WaitFor(
+      [&] { return Metric("gpufrac_serve_reloads_total{result=\"refused\"}") == 2; }, 5000));
+  EXPECT_NE(ServeLog().find("event=reload.failed"), std::string::npos);
   // A good one that changes the replica command (replicas are replaced, old ones drained once
   // new ones are ready) and adds a model.
   WriteDeploy(Chat({"--ttft-ms", "6", "--itl-ms", "5"},

@@ -148,7 +148,7 @@ int ServeFixture::StopServe(int sig) {
 
 std::string ServeFixture::Synth(const std::vector<std::string>& args) const {
   std::string out =
-      "[\"" + std::string(GPUFRAC_BUILD_DIR) + "/bin/gpufrac-synth-server\", --port, \"{port}\"";
+      "[\"" + std::string(GPUFRAC_BUILD_DIR) + "/tests/serve_test_replica\", --port, \"{port}\"";
   for (const std::string& a : args) out += ", \"" + a + "\"";
   return out + "]";
 }

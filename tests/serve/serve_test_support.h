@@ -45,7 +45,8 @@ class ServeFixture : public NodeFixture {
   void WriteDeploy(const std::string& models_yaml, const std::string& gateway_extra = "",
                    const std::string& top_extra = "");
   int StopServe(int sig = SIGTERM);
-  // The synthetic server as a YAML command list, with extra arguments.
+  // The synthetic server (unsanitized, see CMakeLists.txt) as a YAML command list, with extra
+  // arguments.
   std::string Synth(const std::vector<std::string>& args = {}) const;
   nlohmann::json Health();
   // Polls /health until model's ready replicas satisfy pred.
