@@ -10,7 +10,7 @@ namespace {
 constexpr int kMaxDevices = 64;
 // Outstanding events at most, and launches between two events: at most about
 // kMarks * kLaunchesPerMark + kLaunchesPerMark launches are queued behind the GPU.
-constexpr int kMarks = 2;
+constexpr int kMarks = 4;
 constexpr unsigned kLaunchesPerMark = 1;
 
 struct EventApi {
