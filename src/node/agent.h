@@ -93,7 +93,8 @@ struct BackstopView {
   BackstopMode mode = BackstopMode::kOff;
   uint32_t interval_ms = 0;
   uint64_t samples = 0;
-  std::string error;  // the last sample's failure, if it failed
+  double last_sample_ms = 0;  // how long the last pass took (NVML calls, /proc reads, judgement)
+  std::string error;          // the last sample's failure, if it failed
   std::vector<BackstopOffender> offenders;
   // Per GPU position, per reason (BackstopReason as index): processes flagged, processes killed.
   std::vector<std::array<uint64_t, 2>> flagged;

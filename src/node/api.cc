@@ -246,6 +246,7 @@ const std::vector<Route>& Routes() {
          return Json(200, {{"mode", BackstopModeName(b.mode)},
                            {"interval_ms", b.interval_ms},
                            {"samples", b.samples},
+                           {"last_sample_ms", b.last_sample_ms},
                            {"error", b.error.empty() ? json(nullptr) : json(b.error)},
                            {"offenders", offenders}});
        }},

@@ -99,6 +99,7 @@ ObservedProcess Agent::AttributeLocked(size_t gpu, const GpuProcess& p) const {
 }
 
 void Agent::SampleBackstop() {
+  const auto started = std::chrono::steady_clock::now();
   std::vector<double> busy(gpus_.size(), -1);
   for (size_t i = 0; i < gpus_.size(); ++i) {
     if (!nvml_->Busy(gpus_[i].uuid, &busy[i]).ok()) busy[i] = -1;
@@ -182,6 +183,8 @@ void Agent::SampleBackstop() {
     it = current.count(it->first) != 0 ? std::next(it) : suspects_.erase(it);
   }
   backstop_.offenders = std::move(offenders);
+  backstop_.last_sample_ms =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
 }
 
 BackstopView Agent::Backstop() {
