@@ -38,6 +38,11 @@ bool Busy(const TenantUsage& u, uint64_t now, const GateSettings& s) {
   return u.waiting.load(std::memory_order_relaxed) > 0 || (demand != 0 && now - demand < s.idle_ns);
 }
 
+bool Launching(const TenantUsage& u, uint64_t now, const GateSettings& s) {
+  return u.waiting.load(std::memory_order_relaxed) > 0 ||
+         now - u.demand_ns.load(std::memory_order_relaxed) < s.holder_idle_ns;
+}
+
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected, uint64_t timeout_ns) {
   timespec ts{static_cast<time_t>(timeout_ns / 1000000000ull),
               static_cast<long>(timeout_ns % 1000000000ull)};
@@ -176,6 +181,11 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
       u.pass.store(pass, std::memory_order_relaxed);
     }
     if (u.not_before_ns.load(std::memory_order_relaxed) > now) continue;  // sitting out
+    // A lease is only of use to a tenant launching now: waiting at the gate, or between two
+    // launches (its thread may be blocked in the driver's full queue). One silent for longer
+    // (between inference bursts, say) still counts as busy for shares, but a lease given to it
+    // would sit idle while others wait. The decider itself is always waiting.
+    if (!Launching(u, now, s)) continue;
     if (spec.priority == Priority::kBatch) {
       if (pass < batch_pass) batch_pass = pass, best_batch = i;
     } else if (pass < inference_pass) {
@@ -201,6 +211,7 @@ void DecideLease(Ledger& ledger, uint64_t now, const GateSettings& s) {
       const TenantSpec& spec = ledger.limits()->tenants[i].spec;
       if (!busy[i] || spec.gang_size < 2 || spec.priority != priority) continue;
       const TenantUsage& u = ledger.usage()->tenants[i];
+      if (!Launching(u, now, s)) continue;
       const uint64_t pass = u.pass.load(std::memory_order_relaxed);
       if (u.not_before_ns.load(std::memory_order_relaxed) > now || pass >= gang_pass) continue;
       const uint64_t end = GangLeaseEnd(ledger, spec, now);

@@ -5,7 +5,8 @@
 // meanwhile. When the lease ends, or its holder goes idle, or an inference tenant arrives while a
 // batch tenant holds it, whichever waiting process gets there first decides the next holder:
 //
-//   - the busy tenant with the least GPU time per unit of weight (its compute request) goes next,
+//   - among tenants launching now (a thread at the gate, or a launch within the holder-idle
+//     time), the one with the least GPU time per unit of weight (its compute request) goes next,
 //     so busy tenants share in proportion to their requests and idle share goes to whoever is
 //     busy (fair mode);
 //   - a tenant waking from idle starts level with the busy ones: no credit is banked while idle;
