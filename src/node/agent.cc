@@ -117,10 +117,17 @@ Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
   agent->backstop_.killed.assign(agent->gpus_.size(), {0, 0});
   agent->backstop_.unattributed.assign(agent->gpus_.size(), 0);
   agent->gpu_busy_.assign(agent->gpus_.size(), -1);
+  agent->gpu_problem_.assign(agent->gpus_.size(), "");
   agent->nvml_ = std::make_unique<NvmlProcesses>();
   if (Status s = agent->nvml_->Open(); !s.ok()) {
     if (config.backstop_mode != BackstopMode::kOff) return s;
-    agent->nvml_.reset();  // the backstop is off: only the compute-busy figures are lost
+    agent->nvml_.reset();  // the backstop is off: only compute busy and health are lost
+  } else {
+    // Before the API serves: nothing may be placed on a GPU already known to be unhealthy.
+    std::vector<std::string> problems;
+    for (const GpuInfo& gpu : agent->gpus_) problems.push_back(agent->nvml_->Problem(gpu.uuid));
+    std::lock_guard lock(agent->mu_);
+    agent->UpdateHealthLocked(problems);
   }
   // Adopt before the first reap: a reap would take the old agent's tenants for orphans.
   agent->Adopt(std::move(records));
@@ -270,7 +277,8 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   std::vector<GpuLoad> loads;
   for (size_t i = 0; i < gpus_.size(); ++i) {
     largest = std::max(largest, gpus_[i].total_bytes);
-    loads.push_back({gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed()});
+    loads.push_back(
+        {gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed(), gpu_problem_[i]});
   }
   for (const GpuInfo& g : gpus_) {
     if (LimitBytes(place, g.total_bytes) < RequestBytes(place, g.total_bytes)) {
@@ -623,6 +631,7 @@ std::vector<GpuView> Agent::Gpus() {
     {
       std::lock_guard lock(mu_);
       v.compute_busy = gpu_busy_[i];
+      v.problem = gpu_problem_[i];
     }
     for (int k = 0; k < kMaxTenants; ++k) {
       if (__atomic_load_n(&ledger.limits()->tenants[k].active, __ATOMIC_ACQUIRE) != 1) continue;

@@ -72,6 +72,7 @@ struct GpuView {
   uint64_t used = 0;         // charged to tenants right now
   int tenants = 0;           // live tenants in the ledger (the agent's and any gpufrac run's)
   double compute_busy = -1;  // NVML's utilization in [0, 1]; < 0: not sampled
+  std::string problem;       // why the GPU is unhealthy (no new tenants); empty: healthy
 };
 
 // What a process needs to run as an attach-only tenant: its environment (the interposer preloaded,
@@ -193,6 +194,9 @@ class Agent {
   BackstopView backstop_;
   std::map<std::string, uint64_t> nvml_used_;  // tenant id -> NVML bytes, last sample
   std::vector<double> gpu_busy_;               // per GPU position, NVML utilization, -1 unknown
+  std::vector<std::string> gpu_problem_;       // per GPU position: why unhealthy; "" healthy
+  // Records each GPU's health as NVML reported it and logs the changes.
+  void UpdateHealthLocked(const std::vector<std::string>& problems);
 
   std::mutex reaper_mu_;
   std::condition_variable reaper_wake_;

@@ -154,6 +154,7 @@ const std::vector<Route>& Routes() {
                   {"free",
                    g.committed < g.info.total_bytes ? g.info.total_bytes - g.committed : 0}}},
                 {"tenants", g.tenants},
+                {"health", g.problem.empty() ? "ok" : "unhealthy: " + g.problem},
                 {"compute",
                  {{"busy", g.compute_busy >= 0 ? json(g.compute_busy) : json(nullptr)}}}});
          }

@@ -101,12 +101,15 @@ ObservedProcess Agent::AttributeLocked(size_t gpu, const GpuProcess& p) const {
 void Agent::SampleBackstop() {
   const auto started = std::chrono::steady_clock::now();
   std::vector<double> busy(gpus_.size(), -1);
+  std::vector<std::string> problems;
   for (size_t i = 0; i < gpus_.size(); ++i) {
     if (!nvml_->Busy(gpus_[i].uuid, &busy[i]).ok()) busy[i] = -1;
+    problems.push_back(nvml_->Problem(gpus_[i].uuid));
   }
   if (config_.backstop_mode == BackstopMode::kOff) {
     std::lock_guard lock(mu_);
     gpu_busy_ = busy;
+    UpdateHealthLocked(problems);
     return;
   }
   std::vector<std::vector<GpuProcess>> seen(gpus_.size());
@@ -116,6 +119,7 @@ void Agent::SampleBackstop() {
   }
   std::lock_guard lock(mu_);
   gpu_busy_ = busy;
+  UpdateHealthLocked(problems);
   ++backstop_.samples;
   if (!error.empty()) {
     if (backstop_.error != error) LogEvent("backstop.error", {{"error", error}});
@@ -185,6 +189,20 @@ void Agent::SampleBackstop() {
   backstop_.offenders = std::move(offenders);
   backstop_.last_sample_ms =
       std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count();
+}
+
+void Agent::UpdateHealthLocked(const std::vector<std::string>& problems) {
+  for (size_t i = 0; i < gpus_.size() && i < problems.size(); ++i) {
+    if (problems[i] == gpu_problem_[i]) continue;
+    if (problems[i].empty()) {
+      LogEvent("gpu.healthy", {{"gpu", std::to_string(gpus_[i].index)}, {"uuid", gpus_[i].uuid}});
+    } else {
+      LogEvent("gpu.unhealthy", {{"gpu", std::to_string(gpus_[i].index)},
+                                 {"uuid", gpus_[i].uuid},
+                                 {"reason", problems[i]}});
+    }
+    gpu_problem_[i] = problems[i];
+  }
 }
 
 BackstopView Agent::Backstop() {

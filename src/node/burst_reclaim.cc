@@ -28,7 +28,7 @@ Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& aske
   uint64_t best_slack = UINT64_MAX;
   for (size_t i = 0; i < gpus_.size(); ++i) {
     const int gpu = gpus_[i].index;
-    if (only_gpu >= 0 && gpu != only_gpu) continue;
+    if ((only_gpu >= 0 && gpu != only_gpu) || !gpu_problem_[i].empty()) continue;
     const uint64_t total = gpus_[i].total_bytes;
     const uint64_t committed = ledgers_[i]->Committed();
     const uint64_t free_bytes = committed < total ? total - committed : 0;

@@ -63,6 +63,14 @@ std::string RenderMetrics(Agent* agent) {
     for (size_t i = 0; i < gpus.size(); ++i) f.Sample(gpu_labels[i], gpus[i].committed);
   }
   {
+    Family f(&out, "gpufrac_gpu_healthy", "gauge",
+             "1 while NVML reports the GPU healthy; 0 (no new tenants) on uncorrected memory "
+             "errors or when it stops answering.");
+    for (size_t i = 0; i < gpus.size(); ++i) {
+      f.Sample(gpu_labels[i], uint64_t{gpus[i].problem.empty() ? 1u : 0u});
+    }
+  }
+  {
     Family f(&out, "gpufrac_gpu_compute_busy_ratio", "gauge",
              "Share of NVML's last sample period in which the GPU ran kernels (0-1).");
     for (size_t i = 0; i < gpus.size(); ++i) {

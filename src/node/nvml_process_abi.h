@@ -26,6 +26,10 @@ typedef struct nvmlProcessInfo_v1_st {
   unsigned long long usedGpuMemory;
 } nvmlProcessInfo_v1_t;
 
+// nvmlDeviceGetTotalEccErrors(device, errorType, counterType, unsigned long long* count): the
+// agent asks for uncorrected errors since the driver loaded, which make a GPU unhealthy.
+enum { NVML_MEMORY_ERROR_TYPE_UNCORRECTED = 1, NVML_VOLATILE_ECC = 0 };
+
 // nvmlDeviceGetUtilizationRates: percent of the last sample period (1/6 s to 1 s, by product)
 // during which a kernel ran (gpu), or device memory was read or written (memory).
 typedef struct nvmlUtilization_st {

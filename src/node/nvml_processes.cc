@@ -29,6 +29,9 @@ Status NvmlProcesses::Open() {
       reinterpret_cast<int (*)(const char*, void**)>(dlsym(lib_, "nvmlDeviceGetHandleByUUID"));
   utilization_ =
       reinterpret_cast<int (*)(void*, void*)>(dlsym(lib_, "nvmlDeviceGetUtilizationRates"));
+  ecc_errors_ = reinterpret_cast<int (*)(void*, int, int, unsigned long long*)>(
+      dlsym(lib_, "nvmlDeviceGetTotalEccErrors"));
+  memory_ = reinterpret_cast<int (*)(void*, void*)>(dlsym(lib_, "nvmlDeviceGetMemoryInfo"));
   for (const char* name :
        {"nvmlDeviceGetComputeRunningProcesses_v3", "nvmlDeviceGetComputeRunningProcesses_v2"}) {
     processes_ = reinterpret_cast<int (*)(void*, unsigned int*, void*)>(dlsym(lib_, name));
@@ -53,6 +56,24 @@ Status NvmlProcesses::Busy(const std::string& uuid, double* busy) {
   }
   *busy = std::min(u.gpu, 100u) / 100.0;
   return Status::Ok();
+}
+
+std::string NvmlProcesses::Problem(const std::string& uuid) {
+  void* device = nullptr;
+  nvmlMemory_t memory{};
+  // A GPU that fell off the bus (NVML_ERROR_GPU_IS_LOST) fails even this simplest query.
+  if (by_uuid_(uuid.c_str(), &device) != NVML_SUCCESS ||
+      (memory_ != nullptr && memory_(device, &memory) != NVML_SUCCESS)) {
+    return "NVML no longer answers for it";
+  }
+  unsigned long long errors = 0;
+  if (ecc_errors_ != nullptr &&
+      ecc_errors_(device, NVML_MEMORY_ERROR_TYPE_UNCORRECTED, NVML_VOLATILE_ECC, &errors) ==
+          NVML_SUCCESS &&
+      errors > 0) {
+    return std::to_string(errors) + " uncorrected ECC errors since the driver loaded";
+  }
+  return "";
 }
 
 Status NvmlProcesses::Read(const std::string& uuid, std::vector<GpuProcess>* out) {

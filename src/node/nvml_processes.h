@@ -33,6 +33,9 @@ class NvmlProcesses {
   Status Read(const std::string& uuid, std::vector<GpuProcess>* out);
   // The share of NVML's last sample period in which the GPU ran kernels, in [0, 1].
   Status Busy(const std::string& uuid, double* busy);
+  // Why the GPU should get no new work ("3 uncorrected ECC errors since the driver loaded", "NVML
+  // no longer answers for it"), or "" when healthy. Counters NVML does not support count as 0.
+  std::string Problem(const std::string& uuid);
 
  private:
   void* lib_ = nullptr;
@@ -41,6 +44,8 @@ class NvmlProcesses {
   int (*by_uuid_)(const char*, void**) = nullptr;
   int (*processes_)(void*, unsigned int*, void*) = nullptr;
   int (*utilization_)(void*, void*) = nullptr;
+  int (*ecc_errors_)(void*, int, int, unsigned long long*) = nullptr;
+  int (*memory_)(void*, void*) = nullptr;
 };
 
 }  // namespace gpufrac::node

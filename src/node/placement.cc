@@ -36,7 +36,9 @@ PlacementResult Place(const PlacementRequest& request, const std::vector<GpuLoad
     const uint64_t free_bytes =
         g.committed_bytes < g.total_bytes ? g.total_bytes - g.committed_bytes : 0;
     std::string why;
-    if (limit > g.total_bytes) {
+    if (!g.unhealthy.empty()) {
+      why = "unhealthy (" + g.unhealthy + ")";
+    } else if (limit > g.total_bytes) {
       why = "limit " + Human(limit) + " exceeds the card's " + Human(g.total_bytes);
     } else if (asked > free_bytes) {
       why = "asked " + Human(asked) + ", free " + Human(free_bytes) + " of " + Human(g.total_bytes);

@@ -6,6 +6,8 @@
 //   spread:             the one with the most free memory.
 //   explicit GPU:       only that one.
 //
+// An unhealthy GPU (NVML reports uncorrected memory errors, or stopped answering) gets nothing.
+//
 // Free means neither promised to nor used by any tenant (total - committed, as the ledger keeps
 // it), so placement never over-commits requests.
 #pragma once
@@ -23,6 +25,7 @@ struct GpuLoad {
   int index = 0;
   uint64_t total_bytes = 0;
   uint64_t committed_bytes = 0;
+  std::string unhealthy;  // why nothing may be placed on it (NVML's health); empty: healthy
 };
 
 struct PlacementRequest {

@@ -16,7 +16,8 @@ PlacementRequest Ask(uint64_t bytes, Placement policy = Placement::kBinPack) {
 
 TEST(PlacementTest, BinPackFillsPartlyUsedGpusFirst) {
   // GPU 1 is partly used: bin-pack puts the new fraction there and keeps GPUs 0 and 2 whole.
-  std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 0}, {1, 80 * kGiB, 40 * kGiB}, {2, 80 * kGiB, 0}};
+  std::vector<GpuLoad> gpus = {
+      {0, 80 * kGiB, 0, ""}, {1, 80 * kGiB, 40 * kGiB, ""}, {2, 80 * kGiB, 0, ""}};
   EXPECT_EQ(Place(Ask(20 * kGiB), gpus).candidates, (std::vector<int>{1, 0, 2}));
   // When it no longer fits on GPU 1, the fullest GPU where it fits comes first.
   EXPECT_EQ(Place(Ask(50 * kGiB), gpus).candidates, (std::vector<int>{0, 2}));
@@ -24,13 +25,13 @@ TEST(PlacementTest, BinPackFillsPartlyUsedGpusFirst) {
 
 TEST(PlacementTest, SpreadPicksTheEmptiestGpu) {
   std::vector<GpuLoad> gpus = {
-      {0, 80 * kGiB, 30 * kGiB}, {1, 80 * kGiB, 10 * kGiB}, {2, 80 * kGiB, 20 * kGiB}};
+      {0, 80 * kGiB, 30 * kGiB, ""}, {1, 80 * kGiB, 10 * kGiB, ""}, {2, 80 * kGiB, 20 * kGiB, ""}};
   EXPECT_EQ(Place(Ask(10 * kGiB, Placement::kSpread), gpus).candidates,
             (std::vector<int>{1, 2, 0}));
 }
 
 TEST(PlacementTest, FractionsResolvePerCard) {
-  std::vector<GpuLoad> gpus = {{0, 40 * kGiB, 20 * kGiB}, {1, 80 * kGiB, 20 * kGiB}};
+  std::vector<GpuLoad> gpus = {{0, 40 * kGiB, 20 * kGiB, ""}, {1, 80 * kGiB, 20 * kGiB, ""}};
   PlacementRequest r;
   r.request = MemoryAmount{.is_fraction = true, .fraction = 0.5, .bytes = 0};
   // Half of GPU 0 is 20 GiB (fits exactly, nothing left); half of GPU 1 is 40 GiB.
@@ -40,7 +41,7 @@ TEST(PlacementTest, FractionsResolvePerCard) {
 }
 
 TEST(PlacementTest, ExplicitGpuIsTheOnlyCandidate) {
-  std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 0}, {1, 80 * kGiB, 70 * kGiB}};
+  std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 0, ""}, {1, 80 * kGiB, 70 * kGiB, ""}};
   PlacementRequest r = Ask(5 * kGiB);
   r.gpu = 1;
   EXPECT_EQ(Place(r, gpus).candidates, (std::vector<int>{1}));
@@ -51,7 +52,7 @@ TEST(PlacementTest, ExplicitGpuIsTheOnlyCandidate) {
 }
 
 TEST(PlacementTest, RefusalNamesEveryGpuAndNeverOverCommits) {
-  std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 61 * kGiB}, {1, 80 * kGiB, 80 * kGiB}};
+  std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 61 * kGiB, ""}, {1, 80 * kGiB, 80 * kGiB, ""}};
   PlacementResult r = Place(Ask(20 * kGiB), gpus);
   EXPECT_TRUE(r.candidates.empty());
   EXPECT_EQ(r.refusal,
@@ -64,7 +65,7 @@ TEST(PlacementTest, RefusalNamesEveryGpuAndNeverOverCommits) {
 TEST(PlacementTest, RefusesALimitLargerThanTheCard) {
   PlacementRequest r = Ask(10 * kGiB);
   r.limit = MemoryAmount{.is_fraction = false, .fraction = 0, .bytes = 100 * kGiB};
-  PlacementResult p = Place(r, {{0, 80 * kGiB, 0}});
+  PlacementResult p = Place(r, {{0, 80 * kGiB, 0, ""}});
   EXPECT_TRUE(p.candidates.empty());
   EXPECT_EQ(p.refusal, "GPU 0: limit 100.0GiB exceeds the card's 80.0GiB");
 }
@@ -73,7 +74,19 @@ TEST(PlacementTest, NoGpus) {
   EXPECT_EQ(Place(Ask(1), {}).refusal, "this host has no GPU");
   PlacementRequest r = Ask(1);
   r.gpu = 3;
-  EXPECT_EQ(Place(r, {{0, kGiB, 0}}).refusal, "GPU 3 does not exist");
+  EXPECT_EQ(Place(r, {{0, kGiB, 0, ""}}).refusal, "GPU 3 does not exist");
+}
+
+TEST(PlacementTest, AnUnhealthyGpuGetsNothingAndSaysWhy) {
+  const std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 0, "2 uncorrected ECC errors"},
+                                     {1, 80 * kGiB, 70 * kGiB, ""}};
+  // Spread would pick the empty GPU 0; it is unhealthy, so only GPU 1 is a candidate.
+  EXPECT_EQ(Place(Ask(5 * kGiB, Placement::kSpread), gpus).candidates, (std::vector<int>{1}));
+  const PlacementResult r = Place(Ask(20 * kGiB), gpus);
+  EXPECT_TRUE(r.candidates.empty());
+  EXPECT_EQ(r.refusal,
+            "GPU 0: unhealthy (2 uncorrected ECC errors); GPU 1: asked 20.0GiB, free 10.0GiB of "
+            "80.0GiB");
 }
 
 }  // namespace

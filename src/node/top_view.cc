@@ -75,6 +75,9 @@ std::string RenderTop(const nlohmann::json& gpus, const nlohmann::json& tenants,
         g["compute"]["busy"].is_number()) {
       out += ", compute busy " + Percent(g["compute"]["busy"].get<double>());
     }
+    if (g.contains("health") && g["health"].is_string() && g["health"] != "ok") {
+      out += ", " + g["health"].get<std::string>();
+    }
     out += "\n";
   }
   if (!legend.empty()) out += "\n" + legend;

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -272,5 +273,30 @@ NVML_EXPORT nvmlReturn_t nvmlDeviceGetUtilizationRates(nvmlDevice_t device,
     utilization->gpu = static_cast<unsigned>(std::clamp(share, 0.0, 1.0) * 100.0 + 0.5);
   }
   last = sample;
+  return NVML_SUCCESS;
+}
+
+// Uncorrected memory errors, for testing what the node agent does with an unhealthy GPU: the
+// simulated cards have none unless GPUFRAC_SIM_ECC_ERRORS lists some ("1:3": device 1 has had 3),
+// as read by the process asking. ECC counting is otherwise supported, as on data-center GPUs.
+NVML_EXPORT nvmlReturn_t nvmlDeviceGetTotalEccErrors(nvmlDevice_t device, int error_type,
+                                                     int counter_type, unsigned long long* count) {
+  SimDevice* d = nullptr;
+  if (nvmlReturn_t r = Device(device, &d); r != NVML_SUCCESS) return r;
+  if (count == nullptr) return NVML_ERROR_INVALID_ARGUMENT;
+  *count = 0;
+  const char* list = getenv("GPUFRAC_SIM_ECC_ERRORS");
+  if (list == nullptr || error_type != NVML_MEMORY_ERROR_TYPE_UNCORRECTED) return NVML_SUCCESS;
+  (void)counter_type;  // volatile and aggregate counts are the same: the simulation never reboots
+  const long index = d - State().shared()->devices;
+  for (const char* p = list; *p != '\0';) {
+    char* end = nullptr;
+    const long device_index = strtol(p, &end, 10);
+    if (end == p || *end != ':') break;
+    const unsigned long long errors = strtoull(end + 1, &end, 10);
+    if (device_index == index) *count = errors;
+    if (*end != ',') break;
+    p = end + 1;
+  }
   return NVML_SUCCESS;
 }

@@ -31,7 +31,7 @@ void NodeFixture::TearDown() {
   SimFixture::TearDown();
 }
 
-void NodeFixture::StartAgent(const std::string& extra_yaml) {
+void NodeFixture::StartAgent(const std::string& extra_yaml, const Env& extra_env) {
   const std::string dir = TempDir();
   socket_ = dir + "/node.sock";
   state_ = dir + "/node.db";
@@ -40,10 +40,12 @@ void NodeFixture::StartAgent(const std::string& extra_yaml) {
       << "/lib/libgpufrac.so\ngrace_period: 2s\n"
       << extra_yaml;
   agent_log_ = dir + "/agent.log";
+  Env env = SimEnv();
+  for (const auto& [k, v] : extra_env) env[k] = v;
   // sh redirects stderr (the event log) and execs, so agent_ is the agent's pid.
   agent_ = StartProcess({"sh", "-c", "exec \"$0\" node --config \"$1\" 2>>\"$2\"", Gpufrac(),
                          dir + "/node.yaml", agent_log_},
-                        SimEnv(), dir + "/agent.out");
+                        env, dir + "/agent.out");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (std::chrono::steady_clock::now() < deadline) {
     int status = 0;

@@ -27,7 +27,7 @@ class NodeFixture : public SimFixture {
 
   // Writes the config (extra YAML lines appended to the test defaults) and starts the agent;
   // returns once it answers /v1/health.
-  void StartAgent(const std::string& extra_yaml = "");
+  void StartAgent(const std::string& extra_yaml = "", const Env& extra_env = {});
   void KillAgent(int sig);  // and waits for it
   ApiReply Call(const std::string& method, const std::string& target, const std::string& body = "");
   // Creates a tenant; expects 201 and remembers its pid for cleanup.
