@@ -146,14 +146,16 @@ void ClientSession::Reply(std::string response, bool close) {
       });
 }
 
-void ClientSession::Write(std::shared_ptr<std::string> data, std::function<void(bool)> done) {
+void ClientSession::Write(const char* data, size_t size, std::shared_ptr<Exchange> exchange) {
   if (!open_) {
-    done(false);
+    exchange->OnClientWritten(false);
     return;
   }
-  asio::async_write(socket_, asio::buffer(*data),
-                    [self = shared_from_this(), data, done = std::move(done)](
-                        const boost::system::error_code& ec, size_t) { done(!ec && self->open_); });
+  asio::async_write(socket_, asio::buffer(data, size),
+                    [self = shared_from_this(), exchange = std::move(exchange)](
+                        const boost::system::error_code& ec, size_t) {
+                      exchange->OnClientWritten(!ec && self->open_);
+                    });
 }
 
 void ClientSession::ExchangeDone(bool close) {

@@ -6,7 +6,6 @@
 #include <array>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <functional>
 #include <memory>
 #include <string>
 
@@ -25,8 +24,9 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
 
   // A whole response from the gateway itself; then the next request (or close).
   void Reply(std::string response, bool close);
-  // Bytes of a proxied response; `done` runs when they are written (false: the client is gone).
-  void Write(std::shared_ptr<std::string> data, std::function<void(bool)> done);
+  // Bytes of a proxied response, owned by `exchange` until it is told they are written
+  // (Exchange::OnClientWritten; false: the client is gone). No copy, no allocation per write.
+  void Write(const char* data, size_t size, std::shared_ptr<Exchange> exchange);
   // The proxied request is over.
   void AttachExchange(std::shared_ptr<Exchange> exchange) { exchange_ = std::move(exchange); }
   void ExchangeDone(bool close);

@@ -5,8 +5,8 @@
 #include <nlohmann/json.hpp>
 
 #include "bench/clock.h"
-#include "bench/openai_protocol.h"
 #include "serve/client_session.h"
+#include "serve/content_scan.h"
 #include "serve/gateway.h"
 
 namespace gpufrac::serve {
@@ -17,7 +17,6 @@ using bench::NowNs;
 
 // Attempts per request: the first, and retries on another replica while nothing was sent back.
 constexpr int kMaxAttempts = 3;
-constexpr size_t kMaxIdlePerReplica = 512;
 
 double Seconds(int64_t ns) { return static_cast<double>(ns) / 1e9; }
 
@@ -41,8 +40,7 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
       timer_(gateway.io()),
       parser_([this](std::string_view d) { OnBody(d); }),
       sse_([this](const bench::SseEvent& e) {
-        const bench::ChunkInfo info = bench::ClassifyStreamEvent(e.data);
-        if (!info.has_content) return;
+        if (!HasContent(e.data)) return;
         ModelMetrics& m = model_->metrics;
         if (first_content_ns_ == 0) {
           first_content_ns_ = read_ns_;
@@ -99,6 +97,7 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
   sse_checked_ = is_sse_ = chunked_ = false;
   received_ = 0;
+  pending_head_.clear();
   if (!replica_->idle.empty()) {
     upstream_ = std::move(replica_->idle.back());
     replica_->idle.pop_back();
@@ -172,7 +171,7 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
     return;
   }
   if (head_sent_) {
-    Forward(std::string(data));
+    Forward(buf_.data(), n);  // buf_ is not read into again before the write completes
     return;
   }
   pending_head_.append(data);
@@ -193,8 +192,7 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
     ++replica_->metrics.errors;
   }
   head_sent_ = true;
-  Forward(std::move(pending_head_));
-  pending_head_.clear();
+  Forward(pending_head_.data(), pending_head_.size());
 }
 
 void Exchange::OnBody(std::string_view data) {
@@ -210,20 +208,27 @@ void Exchange::OnBody(std::string_view data) {
   if (is_sse_) sse_.Feed(data);
 }
 
-void Exchange::Forward(std::string bytes) {
-  auto data = std::make_shared<std::string>(std::move(bytes));
-  client_->Write(data, [self = shared_from_this()](bool ok) {
-    if (self->done_) return;
-    if (!ok) {
-      self->Cancel();
-      return;
-    }
-    if (self->parser_.complete()) {
-      self->Finish(true, !self->parser_.keep_alive());
-    } else {
-      self->Read();
-    }
-  });
+void Exchange::Forward(const char* data, size_t size) {
+  client_->Write(data, size, shared_from_this());
+}
+
+void Exchange::OnClientWritten(bool ok) {
+  if (writing_tail_) {
+    writing_tail_ = false;
+    gateway_.Dispatch(*model_);
+    client_->ExchangeDone(!ok);
+    return;
+  }
+  if (done_) return;
+  if (!ok) {
+    Cancel();
+    return;
+  }
+  if (parser_.complete()) {
+    Finish(true, !parser_.keep_alive());
+  } else {
+    Read();
+  }
 }
 
 void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
@@ -259,12 +264,10 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
   const std::string event = "data: " + ErrorBody(502, message) + "\n";
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", event.size());
-  auto tail = std::make_shared<std::string>(std::string(size) + event + "\r\n0\r\n\r\n");
+  tail_ = std::string(size) + event + "\r\n0\r\n\r\n";
   done_ = true;  // no upstream any more; the write below ends the exchange
-  client_->Write(tail, [self = shared_from_this()](bool ok) {
-    self->gateway_.Dispatch(*self->model_);
-    self->client_->ExchangeDone(!ok);
-  });
+  writing_tail_ = true;
+  client_->Write(tail_.data(), tail_.size(), shared_from_this());
 }
 
 void Exchange::Finish(bool ok, bool close_client) {
@@ -279,7 +282,8 @@ void Exchange::Finish(bool ok, bool close_client) {
     ++model_->metrics.responses_by_code[502];
   }
   if (ok && parser_.keep_alive() && upstream_ && replica_ && replica_->Routable() &&
-      replica_->idle.size() < kMaxIdlePerReplica) {
+      replica_->idle.size() <
+          static_cast<size_t>(model_->spec.admission.max_inflight_per_replica)) {
     replica_->idle.push_back(std::move(upstream_));
   } else if (upstream_) {
     boost::system::error_code ignored;

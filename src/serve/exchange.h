@@ -37,6 +37,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // The client went away: the upstream request is dropped (its connection closed).
   void Cancel();
 
+  // The last bytes handed to ClientSession::Write are written (or the client is gone).
+  void OnClientWritten(bool ok);
+
   bool done() const { return done_; }
   bool queued() const { return queued_; }
   int attempts() const { return attempts_; }
@@ -48,7 +51,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void Read();
   void OnRead(const boost::system::error_code& ec, size_t n);
   void OnBody(std::string_view data);
-  void Forward(std::string bytes);
+  void Forward(const char* data, size_t size);
   void UpstreamFailed(const std::string& why, bool replica_fault);
   void Finish(bool ok, bool close_client);
   void ReleaseReplica();
@@ -67,7 +70,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bench::SseParser sse_;
   bool sse_checked_ = false, is_sse_ = false, chunked_ = false;
   bool head_sent_ = false;
-  std::string pending_head_;
+  std::string pending_head_;  // the response head, until complete, then as sent
+  std::string tail_;          // the error event that ends a stream whose replica failed
+  bool writing_tail_ = false;
   uint64_t received_ = 0;
   int64_t read_ns_ = 0, first_content_ns_ = 0, last_content_ns_ = 0;
   int content_events_ = 0;
