@@ -193,10 +193,12 @@ TEST_F(ComputeSharingTest, InferenceBurstsGoBeforeBatch) {
   const double shared_p50 = static_cast<double>(Field(Output("shared"), "p50_us"));
   EXPECT_LE(shared_p50, 1.15 * alone_p50) << Output("shared");
   EXPECT_LE(shared_p99, 1.6 * alone_p99) << Output("shared") << " alone " << Output("alone");
-  // Batch still got the rest of the GPU, at least its guaranteed half, while inference ran.
+  // Batch still got the rest of the GPU while inference ran: inference needs a quarter of it, so
+  // batch gets well over its guaranteed half (about 75%; leases handed to the inference tenant
+  // between bursts, which sat idle, once held it at 50%).
   auto wb = Windows(Output("batch"));
   ASSERT_GE(wb.size(), 3u);
-  EXPECT_GE(std::next(wb.begin(), 1)->second * kKernelUs / 1e6, 0.5);
+  EXPECT_GE(std::next(wb.begin(), 1)->second * kKernelUs / 1e6, 0.6);
 }
 
 TEST_F(ComputeSharingTest, ADeepLaunchQueueDoesNotDelayInference) {
