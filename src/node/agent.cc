@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 
+#include "node/cuda_attributes.h"
 #include "node/log.h"
 #include "node/placement.h"
 #include "runtime/process_identity.h"
@@ -96,17 +97,23 @@ Status Agent::Start(const NodeConfig& config, std::unique_ptr<Agent>* out) {
     }
   }
   if (Status s = ListGpus(&agent->gpus_); !s.ok()) return s;
+  const std::map<std::string, int> sm_counts = SmCountsByUuid();
   for (const GpuInfo& gpu : agent->gpus_) {
+    const auto sms = sm_counts.find(gpu.uuid);
+    agent->sm_counts_.push_back(sms == sm_counts.end() ? 0 : sms->second);
     auto ledger = std::make_unique<Ledger>();
     if (!ledger->OpenAsOwner(gpu.uuid.c_str(), gpu.total_bytes)) {
       return Status::Error("cannot open the ledger of GPU " + std::to_string(gpu.index) + ": " +
                            strerror(errno));
     }
     agent->ledgers_.push_back(std::move(ledger));
-    LogEvent("gpu.discovered", {{"gpu", std::to_string(gpu.index)},
-                                {"uuid", gpu.uuid},
-                                {"name", gpu.name},
-                                {"memory", Human(gpu.total_bytes)}});
+    LogEvent("gpu.discovered",
+             {{"gpu", std::to_string(gpu.index)},
+              {"uuid", gpu.uuid},
+              {"name", gpu.name},
+              {"memory", Human(gpu.total_bytes)},
+              {"sm_count", agent->sm_counts_.back() > 0 ? std::to_string(agent->sm_counts_.back())
+                                                        : "unknown"}});
   }
   if (Status s = agent->store_.Open(config.state_path); !s.ok()) return s;
   std::vector<TenantRecord> records;
@@ -626,6 +633,7 @@ std::vector<GpuView> Agent::Gpus() {
   for (size_t i = 0; i < gpus_.size(); ++i) {
     GpuView v;
     v.info = gpus_[i];
+    v.sm_count = sm_counts_[i];
     const Ledger& ledger = *ledgers_[i];
     v.committed = ledger.Committed();
     {

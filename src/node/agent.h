@@ -73,6 +73,7 @@ struct GpuView {
   int tenants = 0;           // live tenants in the ledger (the agent's and any gpufrac run's)
   double compute_busy = -1;  // NVML's utilization in [0, 1]; < 0: not sampled
   std::string problem;       // why the GPU is unhealthy (no new tenants); empty: healthy
+  int sm_count = 0;          // from the CUDA driver; 0: unknown
 };
 
 // What a process needs to run as an attach-only tenant: its environment (the interposer preloaded,
@@ -182,6 +183,7 @@ class Agent {
   std::string setsid_;  // setsid(1), to give each tenant its own process group; empty if missing
   std::vector<GpuInfo> gpus_;
   std::vector<std::unique_ptr<Ledger>> ledgers_;  // by GPU position in gpus_
+  std::vector<int> sm_counts_;                    // by GPU position; 0: unknown
 
   std::mutex mu_;
   Store store_;

@@ -155,6 +155,7 @@ const std::vector<Route>& Routes() {
                    g.committed < g.info.total_bytes ? g.info.total_bytes - g.committed : 0}}},
                 {"tenants", g.tenants},
                 {"health", g.problem.empty() ? "ok" : "unhealthy: " + g.problem},
+                {"sm_count", g.sm_count > 0 ? json(g.sm_count) : json(nullptr)},
                 {"compute",
                  {{"busy", g.compute_busy >= 0 ? json(g.compute_busy) : json(nullptr)}}}});
          }

@@ -200,10 +200,12 @@ a_uuid=$(field "$WORK/gpus.json" 'j["gpus"][0]["uuid"]')
 a_name=$(field "$WORK/gpus.json" 'j["gpus"][0]["name"]')
 a_total=$(field "$WORK/gpus.json" 'j["gpus"][0]["memory"]["total"]')
 a_count=$(field "$WORK/gpus.json" 'len(j["gpus"])')
+a_sms=$(field "$WORK/gpus.json" 'j["gpus"][0]["sm_count"]')
+a_health=$(field "$WORK/gpus.json" 'j["gpus"][0]["health"]')
 verdict=FAIL
-[[ $a_uuid == "$GPU_UUID" && $a_name == "$GPU_NAME" ]] && within 0.1 "${a_total:-0}" "$CARD_BYTES" &&
-  verdict=PASS
-check "agent discovers the GPU" $verdict "agent: $a_count GPU(s); GPU 0 $a_name $a_uuid, $(mib "${a_total:-0}"); nvidia-smi: $GPU_NAME $GPU_UUID, $CARD_MIB MiB"
+[[ $a_uuid == "$GPU_UUID" && $a_name == "$GPU_NAME" && $a_health == ok && $a_sms =~ ^[0-9]+$ ]] &&
+  within 0.1 "${a_total:-0}" "$CARD_BYTES" && verdict=PASS
+check "agent discovers the GPU" $verdict "agent: $a_count GPU(s); GPU 0 $a_name $a_uuid, $(mib "${a_total:-0}"), $a_sms SMs (CUDA driver), health $a_health; nvidia-smi: $GPU_NAME $GPU_UUID, $CARD_MIB MiB"
 note "GET /v1/gpus after start: \`$(tail -n +2 "$WORK/gpus.json" | tr -d '\n')\`"
 CARD_TOTAL=${a_total:-$CARD_BYTES}  # NVML's exact total, which fractions are resolved against
 

@@ -700,6 +700,13 @@ TEST_F(NodeApiTest, AnUnhealthyGpuIsReportedAndGetsNoNewTenants) {
   json gpus = Call("GET", "/v1/gpus").body["gpus"];
   EXPECT_EQ(gpus[0]["health"], "unhealthy: 2 uncorrected ECC errors since the driver loaded");
   EXPECT_EQ(gpus[1]["health"], "ok");
+  // The SM count comes from the CUDA driver (the simulated H100 has 132).
+  EXPECT_EQ(gpus[0]["sm_count"], 132);
+  EXPECT_NE(ReadFile(agent_log_)
+                .find("event=gpu.discovered gpu=1 uuid=" + Uuid(1) +
+                      " name=\"NVIDIA H100 (simulated)\" memory=80.0GiB "
+                      "sm_count=132"),
+            std::string::npos);
   // GPU 0 would be the bin-pack and spread choice among two empty cards; it is skipped.
   EXPECT_EQ(Create({{"name", "a"}, {"memory", "10GiB"}, {"command", {"sleep", "30"}}})["gpu"], 1);
   ApiReply r = Call(
