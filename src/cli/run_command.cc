@@ -116,9 +116,17 @@ int Run(const RunFlags& flags) {
   } else if (!flags.priority.empty() && flags.priority != "inference") {
     return Fail("--priority '" + flags.priority + "': expected inference or batch");
   }
-  // Through the agent when asked to, or when one answers at the default socket.
+  // Through the agent when asked to, or when one answers at the default socket. The agent does
+  // not place tensor-parallel gangs (--gpu 0,1): those run without it, beside its tenants in the
+  // same ledgers, unless --node insists.
+  const bool gang = flags.gpu.find(',') != std::string::npos;
+  if (gang && !flags.node.empty()) {
+    return Fail("--gpu " + flags.gpu +
+                ": the agent does not place multi-GPU (tensor-parallel) tenants yet; drop --node "
+                "to run it without the agent");
+  }
   std::string socket = flags.node;
-  if (socket.empty() && !flags.no_node && node::AgentAnswers(node::DefaultAgentSocket())) {
+  if (socket.empty() && !flags.no_node && !gang && node::AgentAnswers(node::DefaultAgentSocket())) {
     socket = node::DefaultAgentSocket();
   }
   if (!socket.empty()) {

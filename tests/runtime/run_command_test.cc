@@ -129,6 +129,9 @@ TEST_F(RunCommandTest, RefusesContradictoryOrUnreachableAgentOptions) {
   ExpectRefused({"run", "--token", "abc", "--fraction", "0.5", "--", "true"},
                 "--fraction cannot be combined with --token");
   ExpectRefused({"run", "--node", TempDir() + "/none.sock", "--token", "abc"}, "no command given");
+  ExpectRefused(
+      {"run", "--node", TempDir() + "/none.sock", "--gpu", "0,1", "--memory", "1GiB", "--", "true"},
+      "--gpu 0,1: the agent does not place multi-GPU (tensor-parallel) tenants yet");
   ProcessResult r =
       RunGpufrac({"run", "--no-node", "--memory", "1GiB", "--", "sh", "-c", "exit 3"});
   EXPECT_EQ(r.exit_code, 3) << r.err;
