@@ -16,40 +16,13 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
-def wait(pred, timeout, what):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if pred():
-                return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    sys.exit(f"overhead.py: timed out waiting for {what}")
-
-
-def health(port):
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
-        return json.load(r)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Deployment, free_port, health, wait  # noqa: E402
 
 
 NGINX_CONF = """
@@ -94,51 +67,28 @@ def main():
     ap.add_argument("--nginx-workers", default="1")
     ap.add_argument("--out", default="/tmp/gpufrac-serve-overhead.json")
     args = ap.parse_args()
-    build = os.path.abspath(args.build)
-    gpufrac = f"{build}/bin/gpufrac"
-    synth = f"{build}/bin/gpufrac-synth-server"
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         sys.exit("overhead.py: nginx is not installed (scripts/setup.sh installs it)")
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-    tmp = tempfile.mkdtemp(prefix="gpufrac-serve-bench-")
-    env = dict(os.environ, LD_LIBRARY_PATH=f"{build}/lib/sim", GPUFRAC_SIM_GPUS="H100:80GiB",
-               GPUFRAC_SIM_ID=f"serve-bench-{os.getpid()}")
-    procs = []
-    try:
-        with open(f"{tmp}/node.yaml", "w") as f:
-            f.write(f"socket: {tmp}/node.sock\nstate: {tmp}/node.db\n"
-                    f"interposer: {build}/lib/libgpufrac.so\n")
-        procs.append(subprocess.Popen([gpufrac, "node", "--config", f"{tmp}/node.yaml"], env=env,
-                                      stderr=open(f"{tmp}/node.log", "w")))
-        wait(lambda: os.path.exists(f"{tmp}/node.sock"), 20, "the node agent")
-        gw_port = free_port()
-        with open(f"{tmp}/deploy.yaml", "w") as f:
-            f.write(f"""node: {{socket: {tmp}/node.sock}}
-gateway: {{listen: "127.0.0.1:{gw_port}"}}
-models:
+    models = f"""models:
   - name: synthetic
-    command: [{synth}, --port, "{{port}}", --model, synthetic, --ttft-ms, "{args.ttft_ms}",
+    command: [SYNTH, --port, "{{port}}", --model, synthetic, --ttft-ms, "{args.ttft_ms}",
               --itl-ms, "{args.itl_ms}"]
     gpu: {{memory: "0.25"}}
     min_replicas: 1
     max_replicas: 1
     sla: {{ttft_p95: 10s}}
     admission: {{max_inflight_per_replica: 100000, max_queue: 0}}
-""")
-        serve_log = f"{tmp}/serve.log"
-        procs.append(subprocess.Popen([gpufrac, "serve", f"{tmp}/deploy.yaml"], env=env,
-                                      stderr=open(serve_log, "w")))
+"""
+    with Deployment(args.build, models) as d:
+        gpufrac, tmp, gw_port = d.gpufrac, d.tmp, d.port
         wait(lambda: health(gw_port)["models"]["synthetic"]["ready"] == 1, 30, "the replica")
-        replica = int(re.search(r"event=replica.ready .* port=(\d+)", open(serve_log).read())[1])
+        replica = int(re.search(r"event=replica.ready .* port=(\d+)", d.log())[1])
         ng_port = free_port()
         with open(f"{tmp}/nginx.conf", "w") as f:
             f.write(NGINX_CONF.format(tmp=tmp, replica=replica, port=ng_port,
                                       workers=args.nginx_workers))
-        procs.append(subprocess.Popen([nginx, "-c", f"{tmp}/nginx.conf", "-p", tmp],
-                                      stderr=open(f"{tmp}/nginx.log", "w")))
+        d.start([nginx, "-c", f"{tmp}/nginx.conf", "-p", tmp], "nginx.log")
         wait(lambda: socket.create_connection(("127.0.0.1", ng_port), 1).close() is None, 10,
              "nginx")
         targets = {"direct": replica, "gateway": gw_port, "nginx": ng_port}
@@ -172,17 +122,6 @@ models:
                 added99 = ("" if name == "direct" else f"{t['p99'] - base['p99']:+.3f}")
                 print(f"| {c} | {name} | {t['p50']:.3f} | {t['p99']:.3f} | {added} | {added99} | "
                       f"{s['requests']['ok']} / {s['requests']['failed']} |")
-    finally:
-        for p in reversed(procs):
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        shutil.rmtree(tmp, ignore_errors=True)
-        for name in os.listdir("/dev/shm"):
-            if env["GPUFRAC_SIM_ID"] in name:
-                os.unlink(f"/dev/shm/{name}")
 
 
 if __name__ == "__main__":
