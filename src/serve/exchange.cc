@@ -46,8 +46,10 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
           first_content_ns_ = read_ns_;
           m.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
           m.ttft_window.Add(read_ns_, static_cast<double>(read_ns_ - arrival_ns_) / 1e6);
+          replica_->metrics.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
         } else {
           m.itl.Observe(Seconds(read_ns_ - last_content_ns_));
+          replica_->metrics.itl.Observe(Seconds(read_ns_ - last_content_ns_));
         }
         last_content_ns_ = read_ns_;
         ++content_events_;

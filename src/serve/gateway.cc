@@ -110,19 +110,20 @@ void Gateway::Handle(const std::shared_ptr<ClientSession>& session, RequestHead 
     return;
   }
   // The one flat route table.
+  enum class Kind { kHealth, kModels, kMetrics, kReload, kProxy };
   struct Route {
     const char* method;
     const char* path;
-    int kind;
+    Kind kind;
   };
   static constexpr Route kRoutes[] = {
-      {"GET", "/health", 0},
-      {"GET", "/v1/models", 1},
-      {"GET", "/metrics", 2},
-      {"POST", "/admin/reload", 3},
-      {"POST", "/v1/chat/completions", 4},
-      {"POST", "/v1/completions", 4},
-      {"POST", "/v1/embeddings", 4},
+      {"GET", "/health", Kind::kHealth},
+      {"GET", "/v1/models", Kind::kModels},
+      {"GET", "/metrics", Kind::kMetrics},
+      {"POST", "/admin/reload", Kind::kReload},
+      {"POST", "/v1/chat/completions", Kind::kProxy},
+      {"POST", "/v1/completions", Kind::kProxy},
+      {"POST", "/v1/embeddings", Kind::kProxy},
   };
   const Route* route = nullptr;
   bool path_known = false;
@@ -137,16 +138,16 @@ void Gateway::Handle(const std::shared_ptr<ClientSession>& session, RequestHead 
     return;
   }
   switch (route->kind) {
-    case 0:
+    case Kind::kHealth:
       session->Reply(Response(200, "application/json", HealthBody(), true), false);
       return;
-    case 1:
+    case Kind::kModels:
       session->Reply(Response(200, "application/json", ModelsBody(), true), false);
       return;
-    case 2:
+    case Kind::kMetrics:
       session->Reply(Response(200, "text/plain; version=0.0.4", MetricsText(), true), false);
       return;
-    case 3: {
+    case Kind::kReload: {
       const Status s = Reload();
       if (!s.ok()) {
         reply(400, "reload refused, the running deployment is unchanged: " + s.message());
@@ -157,7 +158,7 @@ void Gateway::Handle(const std::shared_ptr<ClientSession>& session, RequestHead 
       session->Reply(Response(200, "application/json", ok.dump() + "\n", true), false);
       return;
     }
-    default:
+    case Kind::kProxy:
       Proxy(session, head, std::move(body));
   }
 }

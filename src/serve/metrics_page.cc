@@ -114,6 +114,22 @@ std::string Gateway::MetricsText() const {
       p.Sample("gpufrac_serve_replica_up", l, r->Routable() ? 1 : 0);
     }
   }
+  p.Family("gpufrac_serve_replica_ttft_seconds", "histogram",
+           "Arrival at the gateway to first content event, by replica");
+  for (const auto& [n, m] : models_) {
+    for (const auto& r : m->replicas) {
+      r->metrics.ttft.Render("gpufrac_serve_replica_ttft_seconds",
+                             L(n) + ",replica=\"" + EscapeLabel(r->tenant) + "\"", &p.out());
+    }
+  }
+  p.Family("gpufrac_serve_replica_itl_seconds", "histogram",
+           "Gaps between content events, by replica");
+  for (const auto& [n, m] : models_) {
+    for (const auto& r : m->replicas) {
+      r->metrics.itl.Render("gpufrac_serve_replica_itl_seconds",
+                            L(n) + ",replica=\"" + EscapeLabel(r->tenant) + "\"", &p.out());
+    }
+  }
   p.Family("gpufrac_serve_reloads_total", "counter", "Deployment reloads by result");
   p.Sample("gpufrac_serve_reloads_total", "result=\"ok\"", reloads_);
   p.Sample("gpufrac_serve_reloads_total", "result=\"refused\"", reload_failures_);

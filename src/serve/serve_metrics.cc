@@ -100,6 +100,8 @@ ModelMetrics::ModelMetrics()
       queue_wait(LatencyHistogram()),
       latency(LatencyHistogram()) {}
 
+ReplicaMetrics::ReplicaMetrics() : ttft(LatencyHistogram()), itl(LatencyHistogram()) {}
+
 std::string EscapeLabel(const std::string& value) {
   std::string out;
   for (char c : value) {

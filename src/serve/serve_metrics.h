@@ -68,6 +68,8 @@ struct ModelMetrics {
 };
 
 struct ReplicaMetrics {
+  ReplicaMetrics();
+  Histogram ttft, itl;
   uint64_t requests = 0;
   uint64_t errors = 0;
   uint64_t health_failures = 0;

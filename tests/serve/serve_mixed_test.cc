@@ -46,6 +46,11 @@ TEST_F(ServeMixedTest, ChatAndEmbeddingsAreRoutedAndScaledEachOnItsOwn) {
   EXPECT_EQ(Health()["models"]["embed"]["desired"], 1);
   EXPECT_GE(Metric("gpufrac_serve_requests_total{model=\"embed\"}"), 80);
   EXPECT_GE(Metric("gpufrac_serve_requests_total{model=\"chat\"}"), 80);
+  // Measured per replica too.
+  const std::string first = "{model=\"chat\",replica=\"sv" + std::to_string(serve_) + "-chat-1\"}";
+  EXPECT_GT(Metric("gpufrac_serve_replica_ttft_seconds_count" + first), 10);
+  EXPECT_GT(Metric("gpufrac_serve_replica_itl_seconds_count" + first), 100);
+  EXPECT_GT(Metric("gpufrac_serve_replica_requests_total" + first), 10);
   // Each model's requests went to its own replicas, which answer with their model's name.
   HttpReply chat = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2));
   EXPECT_NE(chat.Header("x-gpufrac-replica").find("-chat-"), std::string::npos);
