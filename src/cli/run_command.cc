@@ -154,7 +154,9 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<RunFlags>();
   CLI::App* run = app.add_subcommand(
       "run", "Run a command on a GPU fraction: gpufrac run (--fraction F | --memory SIZE) -- CMD");
-  run->add_option("--gpu", flags->gpu, "GPU index or UUID (default: the first where it fits)")
+  run->add_option("--gpu", flags->gpu,
+                  "GPU index or UUID, or a comma list for one tenant over several GPUs (default: "
+                  "the first where it fits)")
       ->envname("GPUFRAC_GPU");
   run->add_option("--fraction", flags->fraction,
                   "memory request as a fraction of the card, (0, 1]");
