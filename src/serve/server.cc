@@ -9,6 +9,7 @@
 
 #include "serve/gateway.h"
 #include "serve/node_client.h"
+#include "serve/orphans.h"
 #include "serve/serve_log.h"
 
 namespace gpufrac::serve {
@@ -58,6 +59,14 @@ int RunServe(const ServeOptions& options) {
   if (Status s = NodeClient(spec.node_socket).Health(); !s.ok()) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;
+  }
+  std::vector<std::string> orphans;
+  if (Status s = DeleteOrphanReplicas(NodeClient(spec.node_socket), &orphans); !s.ok()) {
+    LogEvent("agent.unreachable", {{"reason", s.message()}});
+  }
+  for (const std::string& id : orphans) {
+    LogEvent("replica.orphan_deleted",
+             {{"replica", id}, {"reason", "left by a gateway that no longer runs"}});
   }
   // A client or replica that goes away mid-write must not end the process.
   signal(SIGPIPE, SIG_IGN);

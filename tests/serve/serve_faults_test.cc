@@ -292,5 +292,22 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_EQ(Metric("gpufrac_serve_reloads_total{result=\"refused\"}"), 2);
 }
 
+TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
+  StartAgent();
+  const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
+  StartServe(models);
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  const std::string old_prefix = "sv" + std::to_string(serve_) + "-";
+  EXPECT_EQ(StopServe(SIGKILL), 128 + SIGKILL);
+  ASSERT_EQ(TenantPids(old_prefix).size(), 1u) << "its replica outlives it";
+  StartServe(models);
+  EXPECT_TRUE(TenantPids(old_prefix).empty());
+  EXPECT_NE(ServeLog().find("event=replica.orphan_deleted replica=" + old_prefix + "chat-1"),
+            std::string::npos)
+      << ServeLog();
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  EXPECT_EQ(TenantPids("-chat-").size(), 1u);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
