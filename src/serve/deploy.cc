@@ -219,8 +219,9 @@ bool ValidModelName(const std::string& name) {
 }
 
 Status ParseModel(const Map& m, ModelSpec* model) {
-  if (Status s = m.Check({"name", "command", "health", "start_timeout", "drain_grace", "gpu",
-                          "min_replicas", "max_replicas", "sla", "admission", "scale_to_zero"});
+  if (Status s =
+          m.Check({"name", "command", "health", "start_timeout", "drain_grace", "upstream_timeout",
+                   "gpu", "min_replicas", "max_replicas", "sla", "admission", "scale_to_zero"});
       !s.ok())
     return s;
   if (Status s = m.String("name", &model->name, true); !s.ok()) return s;
@@ -242,6 +243,10 @@ Status ParseModel(const Map& m, ModelSpec* model) {
   if (Status s = m.Duration("start_timeout", 100, kHourMs, &model->start_timeout_ms); !s.ok())
     return s;
   if (Status s = m.Duration("drain_grace", 0, kHourMs, &model->drain_grace_ms); !s.ok()) return s;
+  if (Status s = m.Duration("upstream_timeout", 100, kHourMs, &model->upstream_timeout_ms);
+      !s.ok()) {
+    return s;
+  }
   if (!m.Has("gpu")) return Bad(m.Child("gpu"), "required (the GPU share of one replica)");
   if (Status s = ParseShare(Map(m.Get("gpu"), m.Child("gpu")), &model->share); !s.ok()) return s;
   if (Status s = m.Int("min_replicas", 0, kMaxReplicas, &model->min_replicas); !s.ok()) return s;

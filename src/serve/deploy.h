@@ -54,6 +54,9 @@ struct ModelSpec {
   HealthCheck health;
   int64_t start_timeout_ms = 300000;
   int64_t drain_grace_ms = 30000;
+  // A request whose replica sends nothing for this long fails (error event, or a retry elsewhere
+  // if nothing was sent to the client yet) instead of hanging; the replica is then probed.
+  int64_t upstream_timeout_ms = 300000;
   GpuShare share;
   int min_replicas = 1;
   int max_replicas = 1;

@@ -93,6 +93,7 @@ TEST(ServeDeployFileTest, ReadsEveryKey) {
   EXPECT_EQ(chat.health.failures, 3);
   EXPECT_EQ(chat.start_timeout_ms, 120000);
   EXPECT_EQ(chat.drain_grace_ms, 7000);
+  EXPECT_EQ(chat.upstream_timeout_ms, 90000);
   EXPECT_EQ(chat.share.memory, "0.25");
   EXPECT_EQ(chat.share.memory_limit, "0.5");
   EXPECT_DOUBLE_EQ(chat.share.compute, 0.3);

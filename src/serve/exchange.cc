@@ -38,6 +38,7 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
       body_(std::move(body)),
       arrival_ns_(arrival_ns),
       timer_(gateway.io()),
+      watchdog_(gateway.io()),
       parser_([this](std::string_view d) { OnBody(d); }),
       sse_([this](const bench::SseEvent& e) {
         if (!HasContent(e.data)) return;
@@ -95,7 +96,8 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
   ++model_->in_flight;
   holding_slot_ = true;
   ++attempts_;
-  dispatch_ns_ = NowNs();
+  dispatch_ns_ = read_ns_ = NowNs();
+  WatchUpstream(attempts_, model_->spec.upstream_timeout_ms * 1'000'000);
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
   sse_checked_ = is_sse_ = chunked_ = false;
   received_ = 0;
@@ -211,10 +213,27 @@ void Exchange::OnBody(std::string_view data) {
 }
 
 void Exchange::Forward(const char* data, size_t size) {
+  waiting_client_ = true;
   client_->Write(data, size, shared_from_this());
 }
 
+void Exchange::WatchUpstream(int attempt, int64_t wait_ns) {
+  watchdog_.expires_after(std::chrono::nanoseconds(wait_ns));
+  watchdog_.async_wait([self = shared_from_this(), attempt](const boost::system::error_code& ec) {
+    if (ec || self->done_ || self->attempts_ != attempt) return;
+    const int64_t timeout = self->model_->spec.upstream_timeout_ms * 1'000'000;
+    const int64_t quiet = NowNs() - self->read_ns_;
+    if (self->waiting_client_ || quiet < timeout) {
+      self->WatchUpstream(attempt, self->waiting_client_ ? timeout : timeout - quiet);
+      return;
+    }
+    self->UpstreamFailed(
+        "sent nothing for " + std::to_string(self->model_->spec.upstream_timeout_ms) + "ms", true);
+  });
+}
+
 void Exchange::OnClientWritten(bool ok) {
+  waiting_client_ = false;
   if (writing_tail_) {
     writing_tail_ = false;
     gateway_.Dispatch(*model_);
@@ -235,6 +254,7 @@ void Exchange::OnClientWritten(bool ok) {
 
 void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
   if (done_) return;
+  watchdog_.cancel();
   boost::system::error_code ignored;
   if (upstream_) upstream_->close(ignored);
   upstream_.reset();
@@ -276,6 +296,7 @@ void Exchange::Finish(bool ok, bool close_client) {
   if (done_) return;
   done_ = true;
   timer_.cancel();
+  watchdog_.cancel();
   const int64_t now = NowNs();
   if (ok) {
     model_->metrics.latency.Observe(Seconds(now - arrival_ns_));
@@ -301,6 +322,7 @@ void Exchange::Cancel() {
   done_ = true;
   queued_ = false;
   timer_.cancel();
+  watchdog_.cancel();
   ++model_->metrics.errors[ErrorKind::kClientCancelled];
   if (upstream_) {
     boost::system::error_code ignored;

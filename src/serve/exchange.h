@@ -52,6 +52,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void OnRead(const boost::system::error_code& ec, size_t n);
   void OnBody(std::string_view data);
   void Forward(const char* data, size_t size);
+  // Fails the attempt when the replica has sent nothing for the model's upstream_timeout (time
+  // spent waiting for a slow client does not count).
+  void WatchUpstream(int attempt, int64_t wait_ns);
   void UpstreamFailed(const std::string& why, bool replica_fault);
   void Finish(bool ok, bool close_client);
   void ReleaseReplica();
@@ -62,7 +65,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::shared_ptr<Replica> replica_;
   std::string path_, forwarded_headers_, body_;
   int64_t arrival_ns_ = 0, dispatch_ns_ = 0;
-  boost::asio::steady_timer timer_;
+  boost::asio::steady_timer timer_;  // the queue timeout
+  boost::asio::steady_timer watchdog_;
   std::unique_ptr<boost::asio::ip::tcp::socket> upstream_;
   bool reused_ = false;  // the connection came from the idle pool
   std::array<char, 16384> buf_;
@@ -73,6 +77,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::string pending_head_;  // the response head, until complete, then as sent
   std::string tail_;          // the error event that ends a stream whose replica failed
   bool writing_tail_ = false;
+  bool waiting_client_ = false;
   uint64_t received_ = 0;
   int64_t read_ns_ = 0, first_content_ns_ = 0, last_content_ns_ = 0;
   int content_events_ = 0;

@@ -292,6 +292,25 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_EQ(Metric("gpufrac_serve_reloads_total{result=\"refused\"}"), 2);
 }
 
+TEST_F(ServeFaultsTest, AStalledReplicaFailsTheRequestInsteadOfHangingAndIsProbed) {
+  StartAgent();
+  // Headers and the role chunk come at once, then nothing for 5 s: past upstream_timeout.
+  StartServe(
+      Chat({"--ttft-ms", "5000"}, "    upstream_timeout: 500ms\n    sla: {ttft_p95: 10s}\n"));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_TRUE(r.complete);
+  EXPECT_LT(r.ms, 3000) << "ended by the timeout, not by the replica";
+  EXPECT_NE(r.body.find("sent nothing for 500ms"), std::string::npos) << r.body;
+  // The replica still answers its health check: back in rotation, not replaced.
+  EXPECT_TRUE(WaitFor(
+      [&] { return ServeLog().find("event=replica.recovered model=chat") != std::string::npos; },
+      5000))
+      << ServeLog();
+  EXPECT_EQ(ServeLog().find("event=replica.failed"), std::string::npos);
+}
+
 TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
   StartAgent();
   const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
