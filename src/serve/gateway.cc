@@ -85,6 +85,22 @@ void Gateway::Shutdown() {
   if (manager_) manager_->StopAll();
 }
 
+void Gateway::StopAccepting() {
+  draining_ = true;
+  boost::system::error_code ignored;
+  acceptor_.close(ignored);
+}
+
+bool Gateway::Busy() const {
+  for (const auto& [name, m] : models_) {
+    if (m->in_flight > 0) return true;
+    for (const auto& ex : m->queue) {
+      if (!ex->done()) return true;
+    }
+  }
+  return false;
+}
+
 bool Gateway::Authorized(const RequestHead& head) const {
   if (spec_.gateway.api_keys.empty()) return true;
   const std::string auth = head.Header("authorization");
@@ -159,6 +175,12 @@ void Gateway::Handle(const std::shared_ptr<ClientSession>& session, RequestHead 
       return;
     }
     case Kind::kProxy:
+      if (draining_) {
+        ++local_responses_[503];
+        session->Reply(ErrorResponse(503, "the gateway is shutting down", false, kRetryAfterS),
+                       true);
+        return;
+      }
       Proxy(session, head, std::move(body));
   }
 }

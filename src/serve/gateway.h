@@ -32,6 +32,10 @@ class Gateway {
   // Stops accepting and closes client connections; then deletes every replica's tenant (blocking
   // this thread, so call it after the loop has stopped).
   void Shutdown();
+  // Graceful stop, first step: no new connections, new requests get 503; in-flight ones go on.
+  void StopAccepting();
+  // Requests in flight or queued, in any model.
+  bool Busy() const;
   // Re-reads the deployment file; on error keeps everything as it was.
   Status Reload();
 
@@ -68,6 +72,7 @@ class Gateway {
   std::unique_ptr<ReplicaManager> manager_;
   std::vector<std::weak_ptr<ClientSession>> sessions_;
   uint64_t reloads_ = 0, reload_failures_ = 0;
+  bool draining_ = false;
   std::map<int, uint64_t> local_responses_;  // answered by the gateway itself, by status
   friend class ReplicaManager;
 };

@@ -2,6 +2,8 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
@@ -17,17 +19,42 @@ namespace {
 
 namespace asio = boost::asio;
 
-void WaitSignals(asio::signal_set& signals, asio::io_context& io, Gateway& gateway) {
-  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
-    if (ec) return;
-    if (sig == SIGHUP) {
-      gateway.Reload();  // logs its result; a bad file changes nothing
-      WaitSignals(signals, io, gateway);
-      return;
-    }
-    LogEvent("gateway.stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"}});
+// In-flight requests get this long to finish after SIGTERM/SIGINT; a second signal stops at once.
+constexpr auto kShutdownGrace = std::chrono::seconds(30);
+constexpr auto kShutdownPoll = std::chrono::milliseconds(50);
+
+void DrainThenStop(asio::steady_timer& timer, asio::io_context& io, Gateway& gateway,
+                   std::chrono::steady_clock::time_point deadline) {
+  if (!gateway.Busy() || std::chrono::steady_clock::now() >= deadline) {
     io.stop();
+    return;
+  }
+  timer.expires_after(kShutdownPoll);
+  timer.async_wait([&timer, &io, &gateway, deadline](const boost::system::error_code& ec) {
+    if (!ec) DrainThenStop(timer, io, gateway, deadline);
   });
+}
+
+void WaitSignals(asio::signal_set& signals, asio::steady_timer& timer, asio::io_context& io,
+                 Gateway& gateway, bool stopping) {
+  signals.async_wait(
+      [&signals, &timer, &io, &gateway, stopping](const boost::system::error_code& ec, int sig) {
+        if (ec) return;
+        if (sig == SIGHUP) {
+          gateway.Reload();  // logs its result; a bad file changes nothing
+          WaitSignals(signals, timer, io, gateway, stopping);
+          return;
+        }
+        if (stopping) {
+          io.stop();
+          return;
+        }
+        LogEvent("gateway.stopping", {{"signal", sig == SIGINT ? "SIGINT" : "SIGTERM"},
+                                      {"grace_s", std::to_string(kShutdownGrace.count())}});
+        gateway.StopAccepting();
+        DrainThenStop(timer, io, gateway, std::chrono::steady_clock::now() + kShutdownGrace);
+        WaitSignals(signals, timer, io, gateway, true);
+      });
 }
 
 }  // namespace
@@ -77,7 +104,8 @@ int RunServe(const ServeOptions& options) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;
   }
-  WaitSignals(signals, io, gateway);
+  asio::steady_timer shutdown_timer(io);
+  WaitSignals(signals, shutdown_timer, io, gateway, false);
   io.run();
   gateway.Shutdown();
   LogEvent("gateway.stopped", {});

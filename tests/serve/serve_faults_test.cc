@@ -311,6 +311,28 @@ TEST_F(ServeFaultsTest, AStalledReplicaFailsTheRequestInsteadOfHangingAndIsProbe
   EXPECT_EQ(ServeLog().find("event=replica.failed"), std::string::npos);
 }
 
+TEST_F(ServeFaultsTest, SigtermLetsInFlightStreamsFinishThenDeletesTheReplicas) {
+  StartAgent();
+  StartServe(Chat({"--ttft-ms", "10", "--itl-ms", "20"}, "    sla: {ttft_p95: 1s}\n"));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  HttpReply stream;
+  std::thread client([&] {
+    stream = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 50));  // 1 s
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  kill(serve_, SIGTERM);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_EQ(HttpRequest(port_, "GET", "/health", "", "", 1000).status, 0) << "no longer accepting";
+  client.join();
+  EXPECT_EQ(stream.status, 200);
+  EXPECT_TRUE(stream.complete);
+  EXPECT_NE(stream.body.find("[DONE]"), std::string::npos) << stream.body;
+  EXPECT_EQ(WaitProcess(serve_, std::chrono::seconds(20)), 0);
+  serve_ = -1;
+  EXPECT_TRUE(TenantPids("-chat-").empty());
+  EXPECT_NE(ServeLog().find("event=gateway.stopped"), std::string::npos);
+}
+
 TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
   StartAgent();
   const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
