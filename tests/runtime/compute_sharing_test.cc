@@ -241,7 +241,7 @@ TEST_F(ComputeSharingTest, ATensorParallelTenantRunsItsRanksTogether) {
   // every 1 ms step, next to a saturating single-GPU tenant with the same request on each GPU.
   // With aligned leases the ranks hold their GPUs at the same time and the gang keeps half its
   // pace alone (50% in every run measured); with independent leases (GPUFRAC_COMPUTE_GANG=off) a
-  // rank often waits a whole slice at the barrier for the other, and the gang kept 27-45% of its
+  // rank often waits a whole slice at the barrier for the other, and the gang kept 16-45% of its
   // pace, depending on how the two GPUs' slices happened to fall (bench/runtime has the figures).
   auto iterations = [&](bool neighbours, const std::string& tag) {
     Env env = SimEnv();
