@@ -31,6 +31,10 @@ TenantInfo FromJson(const json& t) {
   info.created_ms = t.value("created_ms", int64_t{0});
   info.pid = t.contains("pid") && t["pid"].is_number() ? t["pid"].get<int>() : 0;
   info.reason = t.value("reason", "");
+  if (t.contains("memory") && t["memory"].is_object()) {
+    info.committed =
+        std::max(t["memory"].value("used", uint64_t{0}), t["memory"].value("request", uint64_t{0}));
+  }
   if (t.contains("compute") && t["compute"].is_object()) {
     info.batch = t["compute"].value("priority", "") == "batch";
   }
@@ -93,6 +97,28 @@ Status NodeClient::ListTenants(std::vector<TenantInfo>* tenants) const {
   return Status::Ok();
 }
 
+Status NodeClient::ListGpus(std::vector<GpuRoom>* gpus) const {
+  int status = 0;
+  std::string body;
+  Status s = node::HttpCall(socket_, "GET", "/v1/gpus", "", &status, &body, kCallTimeoutMs);
+  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  json j = json::parse(body, nullptr, false);
+  if (status != 200 || !j.is_object() || !j.contains("gpus") || !j["gpus"].is_array()) {
+    return Status::Error("listing GPUs: " + ErrorText(status, body));
+  }
+  gpus->clear();
+  for (const json& g : j["gpus"]) {
+    GpuRoom room;
+    room.index = g.value("index", -1);
+    if (g.contains("memory") && g["memory"].is_object()) {
+      room.total = g["memory"].value("total", uint64_t{0});
+      room.free = g["memory"].value("free", uint64_t{0});
+    }
+    gpus->push_back(room);
+  }
+  return Status::Ok();
+}
+
 Status NodeClient::Health() const {
   int status = 0;
   std::string body;
@@ -101,30 +127,6 @@ Status NodeClient::Health() const {
   if (status != 200)
     return Status::Error("node agent at " + socket_ + ": HTTP " + std::to_string(status));
   return Status::Ok();
-}
-
-Status CreateWithPreemption(const NodeClient& node, const std::string& name,
-                            const std::vector<std::string>& command, const GpuShare& share,
-                            bool allow_preemption, int64_t preempt_grace_ms,
-                            PreemptionResult* result) {
-  bool conflict = false;
-  Status s = node.CreateTenant(name, command, share, &result->created, &conflict);
-  if (s.ok() || !conflict || share.batch || !allow_preemption) return s;
-  std::vector<TenantInfo> tenants;
-  if (Status l = node.ListTenants(&tenants); !l.ok()) return s;
-  std::vector<TenantInfo> victims;
-  for (const TenantInfo& t : tenants) {
-    if (t.batch && t.state == "running") victims.push_back(t);
-  }
-  std::sort(victims.begin(), victims.end(),
-            [](const TenantInfo& a, const TenantInfo& b) { return a.created_ms > b.created_ms; });
-  for (const TenantInfo& victim : victims) {
-    if (Status d = node.DeleteTenant(victim.id, preempt_grace_ms); !d.ok()) continue;
-    result->preempted.push_back(victim.id);
-    s = node.CreateTenant(name, command, share, &result->created, &conflict);
-    if (s.ok() || !conflict) return s;
-  }
-  return s;
 }
 
 }  // namespace gpufrac::serve

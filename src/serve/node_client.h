@@ -20,6 +20,13 @@ struct TenantInfo {
   int64_t created_ms = 0;
   int pid = 0;
   std::string reason;
+  uint64_t committed = 0;  // memory the GPU has promised it: max(used, request)
+};
+
+struct GpuRoom {
+  int index = -1;
+  uint64_t total = 0;
+  uint64_t free = 0;  // total - committed: what placement may still give out
 };
 
 class NodeClient {
@@ -33,6 +40,7 @@ class NodeClient {
   // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error.
   Status DeleteTenant(const std::string& name, int64_t grace_ms) const;
   Status ListTenants(std::vector<TenantInfo>* tenants) const;
+  Status ListGpus(std::vector<GpuRoom>* gpus) const;
   Status Health() const;
 
   const std::string& socket() const { return socket_; }
@@ -40,18 +48,5 @@ class NodeClient {
  private:
   std::string socket_;
 };
-
-// Batch preemption: the documented policy (docs/serve.md). Creates an inference tenant; when it
-// does not fit, deletes running batch tenants of the host one at a time, youngest first (the
-// least work lost), retrying after each, until it fits or no batch tenant is left. Inference
-// tenants are never deleted to make room, and batch tenants never preempt anything.
-struct PreemptionResult {
-  TenantInfo created;
-  std::vector<std::string> preempted;  // tenants deleted to make room
-};
-Status CreateWithPreemption(const NodeClient& node, const std::string& name,
-                            const std::vector<std::string>& command, const GpuShare& share,
-                            bool allow_preemption, int64_t preempt_grace_ms,
-                            PreemptionResult* result);
 
 }  // namespace gpufrac::serve

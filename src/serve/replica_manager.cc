@@ -12,6 +12,7 @@
 #include "bench/clock.h"
 #include "serve/gateway.h"
 #include "serve/health_probe.h"
+#include "serve/preemption.h"
 #include "serve/serve_log.h"
 
 namespace gpufrac::serve {
@@ -267,7 +268,7 @@ void ReplicaManager::StartReplica(Model& model) {
         LogEvent("preemption", {{"model", model_name},
                                 {"replica", replica->tenant},
                                 {"preempted", victim},
-                                {"policy", "batch tenants, youngest first"}});
+                                {"policy", "batch tenants: fewest on one GPU, youngest first"}});
         if (owner) ++owner->preemptions;
         for (auto& [n, m] : models) {
           const std::vector<std::shared_ptr<Replica>> replicas = m->replicas;

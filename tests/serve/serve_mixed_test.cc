@@ -130,5 +130,45 @@ TEST_F(ServeMixedTest, BatchReplicasArePreemptedForInferenceNeverTheReverse) {
   EXPECT_EQ(Call("GET", "/v1/tenants/etl").body["state"], "running");
 }
 
+TEST_F(ServeMixedTest, PreemptionPicksTheGpuWhereDeletingBatchWorkMakesRoom) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  StartAgent();
+  // GPU 0: inference 0.75; GPU 1: batch 0.5. Then chat's first replica (0.5) fills GPU 1.
+  Create({{"name", "inf0"}, {"memory", "0.75"}, {"gpu", 0}, {"command", {"sleep", "600"}}});
+  Create({{"name", "b1"},
+          {"memory", "0.5"},
+          {"gpu", 1},
+          {"priority", "batch"},
+          {"command", {"sleep", "600"}}});
+  StartServe("models:\n  - name: chat\n    command: " +
+                 Synth({"--model", "{model}", "--ttft-ms", "20", "--itl-ms", "10"}) +
+                 "\n    health: {interval: 200ms}\n    gpu: {memory: \"0.5\"}\n"
+                 "    min_replicas: 1\n    max_replicas: 2\n"
+                 "    sla: {ttft_p95: 2s, inflight_per_replica: 2}\n",
+             "", "preemption: {enabled: true, grace: 500ms}\n");
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  // The youngest batch tenant is on GPU 0, but deleting it (0.25) cannot make room for 0.5 there.
+  Create({{"name", "b0"},
+          {"memory", "0.25"},
+          {"gpu", 0},
+          {"priority", "batch"},
+          {"command", {"sleep", "600"}}});
+  ProcessResult bench =
+      RunProcess({Gpufrac(), "bench", "--url", "http://127.0.0.1:" + std::to_string(port_),
+                  "--model", "chat", "--concurrency", "6", "--duration", "3s",
+                  "--output-tokens-mean", "20", "--json", "--no-progress"},
+                 {}, std::chrono::seconds(60));
+  ASSERT_EQ(bench.exit_code, 0) << bench.out << bench.err;
+  ASSERT_TRUE(WaitReplicas(
+      "chat", [](int n) { return n == 2; }, 10000))
+      << ServeLog();
+  const std::string log = ServeLog();
+  EXPECT_NE(log.find("preempted=b1 "), std::string::npos) << log;
+  EXPECT_EQ(log.find("preempted=b0 "), std::string::npos) << log;
+  EXPECT_EQ(Call("GET", "/v1/tenants/b0").body["state"], "running");
+  EXPECT_EQ(Call("GET", "/v1/tenants/inf0").body["state"], "running");
+  EXPECT_EQ(Call("GET", "/v1/tenants/b1").status, 404);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing

@@ -1,0 +1,83 @@
+#include "serve/preemption.h"
+
+#include <algorithm>
+
+#include "common/quantity.h"
+
+namespace gpufrac::serve {
+namespace {
+
+bool Running(const TenantInfo& t) { return t.batch && t.state == "running"; }
+
+bool Younger(const TenantInfo& a, const TenantInfo& b) { return a.created_ms > b.created_ms; }
+
+}  // namespace
+
+std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector<GpuRoom>& gpus,
+                                        const std::vector<TenantInfo>& tenants) {
+  MemoryAmount amount;
+  if (ParseMemoryAmount(share.memory.c_str(), &amount) != ParseError::kNone) return {};
+  const bool pinned =
+      !share.gpu.empty() && share.gpu.find_first_not_of("0123456789") == std::string::npos;
+  std::vector<std::string> best;
+  bool found = false;
+  for (const GpuRoom& gpu : gpus) {
+    if (pinned && gpu.index != std::stoi(share.gpu)) continue;
+    const uint64_t need = amount.Resolve(gpu.total);
+    if (need <= gpu.free) continue;  // memory is not what stops it here
+    std::vector<TenantInfo> on_gpu;
+    for (const TenantInfo& t : tenants) {
+      if (Running(t) && t.gpu == gpu.index) on_gpu.push_back(t);
+    }
+    std::sort(on_gpu.begin(), on_gpu.end(), Younger);
+    uint64_t room = gpu.free;
+    std::vector<std::string> victims;
+    for (const TenantInfo& t : on_gpu) {
+      if (room >= need) break;
+      room += t.committed;
+      victims.push_back(t.id);
+    }
+    if (room < need) continue;
+    if (!found || victims.size() < best.size()) {
+      best = victims;
+      found = true;
+    }
+  }
+  return best;
+}
+
+Status CreateWithPreemption(const NodeClient& node, const std::string& name,
+                            const std::vector<std::string>& command, const GpuShare& share,
+                            bool allow_preemption, int64_t preempt_grace_ms,
+                            PreemptionResult* result) {
+  bool conflict = false;
+  Status s = node.CreateTenant(name, command, share, &result->created, &conflict);
+  if (s.ok() || !conflict || share.batch || !allow_preemption) return s;
+  std::vector<TenantInfo> tenants;
+  std::vector<GpuRoom> gpus;
+  if (!node.ListTenants(&tenants).ok() || !node.ListGpus(&gpus).ok()) return s;
+  const std::vector<std::string> plan = PlanPreemption(share, gpus, tenants);
+  if (!plan.empty()) {
+    for (const std::string& id : plan) {
+      if (node.DeleteTenant(id, preempt_grace_ms).ok()) result->preempted.push_back(id);
+    }
+    s = node.CreateTenant(name, command, share, &result->created, &conflict);
+    if (s.ok() || !conflict) return s;
+  }
+  // Memory alone could not tell: youngest batch tenant first, retrying after each.
+  std::vector<TenantInfo> victims;
+  for (const TenantInfo& t : tenants) {
+    const bool gone = std::find(plan.begin(), plan.end(), t.id) != plan.end();
+    if (Running(t) && !gone) victims.push_back(t);
+  }
+  std::sort(victims.begin(), victims.end(), Younger);
+  for (const TenantInfo& victim : victims) {
+    if (!node.DeleteTenant(victim.id, preempt_grace_ms).ok()) continue;
+    result->preempted.push_back(victim.id);
+    s = node.CreateTenant(name, command, share, &result->created, &conflict);
+    if (s.ok() || !conflict) return s;
+  }
+  return s;
+}
+
+}  // namespace gpufrac::serve
