@@ -263,6 +263,13 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
   if (replica_fault) {
     ++replica->metrics.errors;
     gateway_.MarkSuspect(*replica, why);
+  } else if (reused_) {
+    // A kept-alive connection the replica had closed (servers drop idle ones, uvicorn after 5 s):
+    // its pool-mates are as old, so drop them too, and do not count this as an attempt.
+    boost::system::error_code ignored_close;
+    for (auto& idle : replica->idle) idle->close(ignored_close);
+    replica->idle.clear();
+    --attempts_;
   }
   if (!head_sent_ && attempts_ < kMaxAttempts && client_->open()) {
     gateway_.Requeue(shared_from_this(), *model_);

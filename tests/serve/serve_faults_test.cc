@@ -333,6 +333,33 @@ TEST_F(ServeFaultsTest, SigtermLetsInFlightStreamsFinishThenDeletesTheReplicas) 
   EXPECT_NE(ServeLog().find("event=gateway.stopped"), std::string::npos);
 }
 
+TEST_F(ServeFaultsTest, KeptAliveConnectionsTheReplicaClosedAreNotErrors) {
+  StartAgent();
+  // Closes idle connections after 300 ms, answers after 200 ms.
+  StartServe("models:\n  - name: chat\n    command: [python3, \"" +
+             std::string(GPUFRAC_SOURCE_DIR) +
+             "/tests/serve/idle_closing_replica.py\", \"{port}\", \"0.3\", \"0.2\"]\n"
+             "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n");
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  // Ten at once leave ten kept-alive connections in the pool; the replica then closes them all.
+  auto burst = [&](int n) {
+    std::vector<HttpReply> replies(n);
+    std::vector<std::thread> clients;
+    for (int i = 0; i < n; ++i) {
+      clients.emplace_back([&, i] {
+        replies[i] = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2, false));
+      });
+    }
+    for (auto& t : clients) t.join();
+    return replies;
+  };
+  for (const HttpReply& r : burst(10)) EXPECT_EQ(r.status, 200) << r.body;
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  for (const HttpReply& r : burst(2)) EXPECT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(Metric("gpufrac_serve_errors_total{model=\"chat\",kind=\"upstream_failed\"}"), -1);
+  EXPECT_EQ(ServeLog().find("replica.suspect"), std::string::npos) << ServeLog();
+}
+
 TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
   StartAgent();
   const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
