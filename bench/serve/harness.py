@@ -34,6 +34,19 @@ def wait(pred, timeout, what):
     sys.exit(f"timed out waiting for {what}")
 
 
+def agent_gpu_uuids(socket_path):
+    """The node agent's GPU UUIDs (GET /v1/gpus over its unix socket): the ledgers' names."""
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(socket_path)
+    s.sendall(b"GET /v1/gpus HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    body = data.split(b"\r\n\r\n", 1)[1]
+    return [g["uuid"] for g in json.loads(body)["gpus"]]
+
+
 def health(port):
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as r:
         return json.load(r)
@@ -49,6 +62,7 @@ class Deployment:
         self.models_yaml = models_yaml
         self.extra_yaml = extra_yaml
         self.procs = []
+        self.uuids = []
 
     def __enter__(self):
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -62,6 +76,7 @@ class Deployment:
                     f"interposer: {self.build}/lib/libgpufrac.so\n")
         self.start([self.gpufrac, "node", "--config", f"{self.tmp}/node.yaml"], "node.log")
         wait(lambda: os.path.exists(f"{self.tmp}/node.sock"), 20, "the node agent")
+        self.uuids = agent_gpu_uuids(f"{self.tmp}/node.sock")
         self.port = free_port()
         with open(f"{self.tmp}/deploy.yaml", "w") as f:
             f.write(f"node: {{socket: {self.tmp}/node.sock}}\n"
@@ -87,6 +102,7 @@ class Deployment:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(self.tmp, ignore_errors=True)
+        # The simulation's state and the GPUs' ledgers (named by UUID).
         for name in os.listdir("/dev/shm"):
-            if self.env["GPUFRAC_SIM_ID"] in name:
+            if self.env["GPUFRAC_SIM_ID"] in name or any(u in name for u in self.uuids):
                 os.unlink(f"/dev/shm/{name}")
