@@ -39,6 +39,9 @@ class HttpResponseParser {
   const std::vector<HttpHeader>& headers() const { return headers_; }
   const std::string& error() const { return error_; }
   size_t consumed() const { return consumed_; }
+  // Whether the bytes fed so far end a chunk of a chunked body (more may follow): a proxy may then
+  // append chunks of its own without breaking the framing.
+  bool between_chunks() const { return state_ == State::kChunkSize && line_.empty(); }
 
  private:
   enum class State {

@@ -24,6 +24,10 @@ class SseParser {
   // browsers are not, because some servers end the last event with a single newline).
   void Finish();
   size_t comments() const { return comments_; }
+  // Whether the bytes fed so far end an event (or a comment): nothing is pending.
+  bool between_events() const {
+    return line_.empty() && !has_data_ && pending_.event.empty() && pending_.data.empty();
+  }
 
  private:
   void OnLine(std::string_view line);

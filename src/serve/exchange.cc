@@ -99,7 +99,7 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
   dispatch_ns_ = read_ns_ = NowNs();
   WatchUpstream(attempts_, model_->spec.upstream_timeout_ms * 1'000'000);
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
-  sse_checked_ = is_sse_ = chunked_ = false;
+  sse_checked_ = is_sse_ = chunked_ = ended_between_chunks_ = false;
   received_ = 0;
   pending_head_.clear();
   if (!replica_->idle.empty()) {
@@ -157,6 +157,8 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
   if (done_) return;
   read_ns_ = NowNs();
   if (ec) {
+    // Where the stream stood when the replica went away (FeedEof below marks a cut body failed).
+    ended_between_chunks_ = parser_.between_chunks();
     if (ec == asio::error::eof && parser_.FeedEof() && parser_.complete()) {
       Finish(true, true);  // a close-delimited body ended
       return;
@@ -285,11 +287,15 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
     client_->Reply(ErrorResponse(502, message, true), false);
     return;
   }
-  if (!chunked_) {
-    Finish(false, true);  // the body's length was promised: only closing tells the client
+  const bool between_chunks = parser_.between_chunks() || ended_between_chunks_;
+  if (!chunked_ || !is_sse_ || !between_chunks || !sse_.between_events()) {
+    // The body's length was promised, or the replica died inside a chunk or an event: anything
+    // appended would be read as part of it. Closing cuts the response short, which every client
+    // reports, and an SSE client drops the unfinished event.
+    Finish(false, true);
     return;
   }
-  // An SSE error event in the stream's own chunked framing, then the end of the stream.
+  // Between events: an SSE error event in the stream's own chunked framing, then its end.
   const std::string event = "data: " + ErrorBody(502, message) + "\n";
   char size[32];
   std::snprintf(size, sizeof size, "%zx\r\n", event.size());

@@ -73,6 +73,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bench::HttpResponseParser parser_;
   bench::SseParser sse_;
   bool sse_checked_ = false, is_sse_ = false, chunked_ = false;
+  bool ended_between_chunks_ = false;  // the replica's connection ended right after a whole chunk
   bool head_sent_ = false;
   std::string pending_head_;  // the response head, until complete, then as sent
   std::string tail_;          // the error event that ends a stream whose replica failed

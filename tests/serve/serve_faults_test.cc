@@ -360,6 +360,21 @@ TEST_F(ServeFaultsTest, KeptAliveConnectionsTheReplicaClosedAreNotErrors) {
   EXPECT_EQ(ServeLog().find("replica.suspect"), std::string::npos) << ServeLog();
 }
 
+TEST_F(ServeFaultsTest, AReplicaThatDiesInsideAnEventCutsTheStreamShortInsteadOfCorruptingIt) {
+  StartAgent();
+  // One whole event, then half of the next inside a chunk, then the replica exits.
+  StartServe("models:\n  - name: chat\n    command: [python3, \"" +
+             std::string(GPUFRAC_SOURCE_DIR) + "/tests/serve/dying_replica.py\", \"{port}\"]\n" +
+             "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n");
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 5), "", 5000);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_FALSE(r.complete) << "an event appended inside the replica's chunk would look whole";
+  EXPECT_LT(r.ms, 4000) << "cut short at once, not left hanging";
+  EXPECT_NE(r.body.find("\"hi\""), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << "appended to half an event: " << r.body;
+}
+
 TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
   StartAgent();
   const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
