@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/human_bytes.h"
 #include "common/quantity.h"
 #include "node/config.h"
 #include "node/http_server.h"
@@ -16,12 +17,6 @@ struct PsFlags {
   std::string socket = node::NodeConfig{}.socket_path;
   bool json = false;
 };
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
-}
 
 std::string Age(double seconds) {
   const auto s = static_cast<long long>(seconds);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <random>
 
+#include "common/human_bytes.h"
 #include "node/cuda_attributes.h"
 #include "node/log.h"
 #include "node/placement.h"
@@ -30,12 +31,6 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
 }
 
 bool ValidName(const std::string& name) {

@@ -2,19 +2,10 @@
 
 #include <map>
 
+#include "common/human_bytes.h"
 #include "common/quantity.h"
 
 namespace gpufrac::node {
-namespace {
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
-}
-
-}  // namespace
-
 const char* BackstopReasonName(BackstopReason r) {
   return r == BackstopReason::kOverLimit ? "over_limit" : "no_tenant";
 }

@@ -13,6 +13,7 @@
 #include <set>
 #include <sstream>
 
+#include "common/human_bytes.h"
 #include "common/quantity.h"
 #include "node/agent.h"
 #include "node/log.h"
@@ -28,12 +29,6 @@ int64_t NowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::system_clock::now().time_since_epoch())
       .count();
-}
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
 }
 
 // Parent and session of `pid` from /proc/PID/stat (fields 4 and 6, after the command's ')').

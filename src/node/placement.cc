@@ -2,17 +2,9 @@
 
 #include <algorithm>
 
+#include "common/human_bytes.h"
+
 namespace gpufrac::node {
-namespace {
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
-}
-
-}  // namespace
-
 uint64_t RequestBytes(const PlacementRequest& r, uint64_t total_bytes) {
   return r.request.Resolve(total_bytes);
 }

@@ -4,16 +4,11 @@
 #include <cstdio>
 #include <vector>
 
+#include "common/human_bytes.h"
 #include "common/quantity.h"
 
 namespace gpufrac::node {
 namespace {
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
-}
 
 // Cells for `bytes` of a card of `total`, rounded to nearest, so that segments add up sensibly.
 int Cells(uint64_t bytes, uint64_t total, int width) {

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "common/human_bytes.h"
 #include "runtime/gpu_inventory.h"
 #include "runtime/ledger.h"
 #include "runtime/tenant_process.h"
@@ -26,12 +27,6 @@ namespace {
 constexpr auto kReapInterval = std::chrono::milliseconds(100);
 
 std::atomic<pid_t> g_child{0};
-
-std::string Human(uint64_t bytes) {
-  char buf[32];
-  FormatBytes(bytes, buf, sizeof buf);
-  return buf;
-}
 
 // The tenant admitted on one GPU's ledger.
 struct Registration {

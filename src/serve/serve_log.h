@@ -1,14 +1,12 @@
-// One logfmt line per event on stderr, like the node agent's:
-//   ts=2026-11-25T03:01:02.345Z event=replica.ready model=chat replica=sv-chat-1 port=40123
+// gpufrac serve logs the way the node agent does: one logfmt line per event on stderr
+// (node/log.h), e.g. ts=2026-11-25T03:01:02.345Z event=replica.ready model=chat port=40123
 #pragma once
 
-#include <string>
-#include <utility>
-#include <vector>
+#include "node/log.h"
 
 namespace gpufrac::serve {
 
-using LogFields = std::vector<std::pair<std::string, std::string>>;
-void LogEvent(const std::string& event, const LogFields& fields);
+using node::LogEvent;
+using node::LogFields;
 
 }  // namespace gpufrac::serve
