@@ -345,10 +345,10 @@ void GateLaunch(CUstream stream) {
   const bool inference =
       target.ledger->limits()->tenants[target.tenant].spec.priority == Priority::kInference;
   const bool bound =
-      inference ? usage.compute.busy_inference.load(std::memory_order_relaxed) > 1
-                : usage.compute.live_inference.load(std::memory_order_relaxed) > 0 ||
-                      usage.tenants[target.tenant].share_permille.load(std::memory_order_relaxed) <
-                          1000;
+      inference
+          ? usage.compute.busy_inference.load(std::memory_order_relaxed) > 1
+          : usage.compute.live_inference.load(std::memory_order_relaxed) > 0 ||
+                usage.tenants[target.tenant].share_permille.load(std::memory_order_relaxed) < 1000;
   if (bound) BoundInflight(CurrentOrdinal(), stream);
 }
 

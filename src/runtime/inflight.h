@@ -6,8 +6,8 @@
 // on every burst. So a tenant whose queue could delay a latency-sensitive neighbour (the compute
 // gate decides who) records an event on the launch's stream at each launch and, once a couple of
 // events are outstanding, waits for the oldest before queuing more. That bounds the work it has in
-// flight to a few launches, measured by the GPU itself, without knowing how long kernels take. Skipped while a stream capture is
-// open (an event recorded then would become part of the graph).
+// flight to a few launches, measured by the GPU itself, without knowing how long kernels take.
+// Skipped while a stream capture is open (an event recorded then would become part of the graph).
 #pragma once
 
 #include "runtime/cuda_abi.h"
