@@ -8,7 +8,9 @@
   perf.py all       the three above
 
 Options: --build DIR (default build), --out DIR (default /tmp/gpufrac-bench-perf), --quick
-(shorter runs). Prints a Markdown table per scenario and writes results.json into --out.
+(shorter runs), --streams N[,N...] (overhead: the concurrencies, default 1,100,1000),
+--busy-poll none|client|server|both (who runs with --busy-poll; default none). Prints a Markdown
+table per scenario and writes results.json into --out.
 """
 import argparse
 import json
@@ -28,7 +30,7 @@ class SynthServer:
         self.truth = os.path.join(out, name + ".truth.jsonl")
         self.log = open(os.path.join(out, name + ".synth.log"), "w")
         cmd = [os.path.join(build, "bin", "gpufrac-synth-server"), "--port", "0",
-               "--ground-truth", self.truth] + flags
+               "--ground-truth", self.truth] + server_flags() + flags
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self.log, text=True)
         line = self.proc.stdout.readline()
         if "listening on" not in line:
@@ -41,17 +43,34 @@ class SynthServer:
         self.log.close()
 
 
+BUSY_POLL = "none"  # set from --busy-poll
+
+
+def server_flags():
+    return ["--busy-poll"] if BUSY_POLL in ("server", "both") else []
+
+
+def client_flags():
+    return ["--busy-poll"] if BUSY_POLL in ("client", "both") else []
+
+
 def bench(build, out, name, args):
     run_dir = os.path.join(out, name)
     cmd = [os.path.join(build, "bin", "gpufrac"), "bench", "--no-progress", "--output-dir",
-           run_dir] + args
+           run_dir] + client_flags() + args
     started = time.time()
+    cpu_before = os.times()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode not in (0, 1):
         raise SystemExit(f"gpufrac bench failed ({proc.returncode}): {proc.stderr}")
+    cpu_after = os.times()
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
     summary["_wall_s"] = time.time() - started
+    # CPU the client used (user + system), as a share of one core over its wall time.
+    cpu = (cpu_after.children_user - cpu_before.children_user
+           + cpu_after.children_system - cpu_before.children_system)
+    summary["_client_cpu_pct"] = 100 * cpu / summary["_wall_s"]
     return summary, os.path.join(run_dir, "requests.jsonl")
 
 
@@ -79,10 +98,10 @@ def split(requests, truth, ttft_ms):
             (("added_ttft", added), ("server_lateness", lateness), ("client_overhead", overhead))}
 
 
-def overhead(build, out, quick):
+def overhead(build, out, quick, streams=(1, 100, 1000)):
     ttft_ms, itl_ms, tokens = 200, 100, 10
     rows = []
-    for users in (1, 100, 1000):
+    for users in streams:
         name = f"overhead-c{users}"
         server = SynthServer(build, out, name, ["--ttft-ms", str(ttft_ms), "--itl-ms", str(itl_ms)])
         request_s = (ttft_ms + itl_ms * (tokens - 1)) / 1000
@@ -96,15 +115,17 @@ def overhead(build, out, quick):
         rows.append({"concurrency": users, "ok": summary["requests"]["ok"],
                      "failed": summary["requests"]["failed"],
                      "ttft_p50_ms": summary["metrics"]["time_to_first_token_ms"]["p50"],
-                     "ttft_p99_ms": summary["metrics"]["time_to_first_token_ms"]["p99"], **parts})
-    print("\n### Added client TTFT (configured TTFT 200 ms, ITL 100 ms, 10 tokens)\n")
+                     "ttft_p99_ms": summary["metrics"]["time_to_first_token_ms"]["p99"],
+                     "client_cpu_pct": summary["_client_cpu_pct"], **parts})
+    print(f"\n### Added client TTFT (configured TTFT 200 ms, ITL 100 ms, 10 tokens; "
+          f"busy-poll: {BUSY_POLL})\n")
     print("| streams | requests | added TTFT p50 / p99 (us) | server lateness p50 / p99 (us) "
-          "| client overhead p50 / p99 (us) |")
-    print("|---:|---:|---:|---:|---:|")
+          "| client overhead p50 / p99 (us) | client CPU |")
+    print("|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         f = lambda k: f"{r[k]['p50_us']:.0f} / {r[k]['p99_us']:.0f}"  # noqa: E731
         print(f"| {r['concurrency']} | {r['ok']} | {f('added_ttft')} | {f('server_lateness')} "
-              f"| {f('client_overhead')} |")
+              f"| {f('client_overhead')} | {r['client_cpu_pct']:.0f}% |")
     return rows
 
 
@@ -180,12 +201,21 @@ def main():
     parser.add_argument("--build", default=os.path.join(HERE, "..", "..", "build"))
     parser.add_argument("--out", default="/tmp/gpufrac-bench-perf")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--streams", default="1,100,1000")
+    parser.add_argument("--busy-poll", default="none", choices=["none", "client", "server", "both"])
     a = parser.parse_args()
+    global BUSY_POLL
+    BUSY_POLL = a.busy_poll
     os.makedirs(a.out, exist_ok=True)
-    results = {}
+    results = {"busy_poll": a.busy_poll, "load_average_before": os.getloadavg()}
+    streams = tuple(int(n) for n in a.streams.split(","))
     for name, fn in (("overhead", overhead), ("scale", scale), ("rate", rate)):
         if a.scenario in (name, "all"):
-            results[name] = fn(os.path.abspath(a.build), a.out, a.quick)
+            build = os.path.abspath(a.build)
+            if name == "overhead":
+                results[name] = fn(build, a.out, a.quick, streams)
+            else:
+                results[name] = fn(build, a.out, a.quick)
     with open(os.path.join(a.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
 

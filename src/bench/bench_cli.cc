@@ -47,6 +47,7 @@ struct Flags {
   std::string grace = "30s";
   uint64_t seed = 1;
   bool progress = false, no_progress = false;
+  bool busy_poll = false;
 };
 
 [[noreturn]] void UsageError(const std::string& message) {
@@ -209,6 +210,7 @@ int Run(const Flags& f) {
   RunOptions options;
   options.seed = f.seed;
   options.grace_s = DurationOrDie("--grace", f.grace);
+  options.busy_poll = f.busy_poll;
   Outputs outputs(f);
   bool streaming = base.front().request.stream;
   bool every_request_failed = false;  // in some run: nothing was measured, exit 1
@@ -342,6 +344,9 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--seed", f.seed, "Random seed for prompts and arrivals");
   cmd->add_flag("--progress", f.progress, "Always show the progress line");
   cmd->add_flag("--no-progress", f.no_progress, "Never show the progress line");
+  cmd->add_flag("--busy-poll", f.busy_poll,
+                "Spin on the sockets instead of sleeping: timestamps without a wake-up's delay, "
+                "for one full core");
   cmd->callback([flags, exit_code] { *exit_code = Run(*flags); });
   return cmd;
 }

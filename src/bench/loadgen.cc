@@ -341,7 +341,7 @@ Status ValidateWorkload(const Workload& w) {
 
 RunResult RunLoad(const std::vector<Workload>& workloads, const RunOptions& options) {
   RunResult result;
-  EventLoop loop;
+  EventLoop loop(options.busy_poll);
   std::vector<std::unique_ptr<WorkloadRunner>> runners;
   size_t finished = 0;
   for (size_t i = 0; i < workloads.size(); ++i) {

@@ -55,6 +55,9 @@ struct RunOptions {
   uint64_t seed = 1;
   double grace_s = 30;    // how long to wait for requests in flight after the last was sent
   bool progress = false;  // a live progress line on stderr
+  // Spin on the event loop instead of sleeping in epoll_wait (see EventLoop): reads are timestamped
+  // without a wake-up's delay, at the cost of one full core while the run lasts.
+  bool busy_poll = false;
 };
 
 struct RunResult {

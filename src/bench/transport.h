@@ -19,7 +19,10 @@ namespace gpufrac::bench {
 
 class EventLoop {
  public:
-  EventLoop();
+  // busy_poll: Run() spins on non-blocking polls instead of sleeping in epoll_wait, so that bytes
+  // are read (and timestamped) the moment they arrive, without a thread wake-up in between. It
+  // costs a whole core for the length of the run.
+  explicit EventLoop(bool busy_poll = false);
   ~EventLoop();
   EventLoop(const EventLoop&) = delete;
   EventLoop& operator=(const EventLoop&) = delete;
@@ -27,7 +30,7 @@ class EventLoop {
   // Runs fn at monotonic time at_ns (NowNs() clock), or soon if that has passed.
   void RunAt(int64_t at_ns, std::function<void()> fn);
   void Post(std::function<void()> fn);
-  // Runs until Stop() is called.
+  // Runs until Stop() is called (spinning when busy_poll was asked).
   void Run();
   void Stop();
   void* native();  // the asio::io_context, for transport.cc

@@ -19,7 +19,7 @@ int64_t MsToNs(double ms) { return static_cast<int64_t>(ms * 1e6); }
 int main(int argc, char** argv) {
   using gpufrac::bench::SynthConfig;
   SynthConfig config;
-  double ttft_ms = 20, itl_ms = 5, slowdown_ms = 0, split_delay_ms = 0.3;
+  double ttft_ms = 20, itl_ms = 5, slowdown_ms = 0, split_delay_ms = 0.3, spin_window_us = 200;
   std::string ground_truth_path;
   CLI::App app{"gpufrac-synth-server: a synthetic OpenAI-compatible server with exact timings"};
   app.add_option("--host", config.host, "Address to listen on")->envname("SYNTH_HOST");
@@ -61,6 +61,14 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--http-error-every", config.http_error_every, "Every Nth request gets HTTP 500")
       ->check(CLI::NonNegativeNumber);
+  CLI::Option* busy_poll =
+      app.add_flag("--busy-poll", config.busy_poll,
+                   "Spin instead of sleeping within --spin-window-us of each planned write (writes "
+                   "leave on time; costs CPU)");
+  app.add_option("--spin-window-us", spin_window_us,
+                 "Busy-poll: how long before a planned write to stop sleeping and spin")
+      ->check(CLI::NonNegativeNumber)
+      ->needs(busy_poll);
   app.add_option("--ground-truth", ground_truth_path,
                  "Write what the server did for each request to this JSONL file on exit");
   try {
@@ -75,6 +83,7 @@ int main(int argc, char** argv) {
   config.itl_ns = MsToNs(itl_ms);
   config.slowdown_ns_per_stream = MsToNs(slowdown_ms);
   config.split_delay_ns = MsToNs(split_delay_ms);
+  config.spin_window_ns = static_cast<int64_t>(spin_window_us * 1e3);
   config.record_ground_truth = !ground_truth_path.empty();
 
   // Block the stop signals before any thread starts, then wait for one on this thread.

@@ -5,7 +5,9 @@
 #include <atomic>
 #include <boost/asio.hpp>
 #include <chrono>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <queue>
 #include <thread>
 
 #include "bench/clock.h"
@@ -85,11 +87,39 @@ std::string TokenText(int first_token, int count) {
   return text;
 }
 
+class Session;
+
+constexpr int64_t kNever = std::numeric_limits<int64_t>::max();
+
+// A session's next planned write. token tells a stale entry (its session closed) from a live one.
+struct Due {
+  int64_t at_ns;
+  uint64_t token;
+  std::shared_ptr<Session> session;
+  bool operator>(const Due& other) const { return at_ns > other.at_ns; }
+};
+
 }  // namespace
 
+// One event loop. Its sessions' planned writes wait in one heap, with one timer armed for the
+// earliest (instead of a timer per session): due writes go out in one pass, and in busy-poll mode
+// the loop knows how long it may sleep before it must spin.
 struct Worker {
+  Worker(const SynthConfig& config)
+      : busy_poll(config.busy_poll), spin_window_ns(config.busy_poll ? config.spin_window_ns : 0) {}
+  void Schedule(int64_t at_ns, uint64_t token, std::shared_ptr<Session> session);
+  void FireDue();
+  void Arm();
+  void RunBusy();
+
+  const bool busy_poll;
+  const int64_t spin_window_ns;
   asio::io_context io{1};
   tcp::acceptor acceptor{io};
+  asio::steady_timer wake{io};
+  int64_t wake_at = kNever;  // when `wake` is armed to fire; kNever: not armed
+  // Declared after io: destroying it closes the sessions' sockets while io still exists.
+  std::priority_queue<Due, std::vector<Due>, std::greater<Due>> due;
   std::thread thread;
 };
 
@@ -118,8 +148,13 @@ namespace {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket socket, SynthServer::Impl* server)
-      : socket_(std::move(socket)), timer_(socket_.get_executor()), server_(server) {}
+  Session(tcp::socket socket, SynthServer::Impl* server, Worker* worker)
+      : socket_(std::move(socket)), server_(server), worker_(worker) {}
+
+  // The worker's heap says this session's planned write is due.
+  void OnDue(uint64_t token) {
+    if (token == due_token_ && !closed_) Step();
+  }
 
   void Start() {
     boost::system::error_code ignored;
@@ -385,12 +420,7 @@ class Session : public std::enable_shared_from_this<Session> {
       if (closed_) return;
     }
     if (next_ < plan_.size()) {
-      timer_.expires_at(
-          asio::steady_timer::time_point(std::chrono::nanoseconds(plan_[next_].at_ns)));
-      auto self = shared_from_this();
-      timer_.async_wait([self](const boost::system::error_code& ec) {
-        if (!ec) self->Step();
-      });
+      worker_->Schedule(plan_[next_].at_ns, ++due_token_, shared_from_this());
       return;
     }
     EndResponse();
@@ -463,14 +493,15 @@ class Session : public std::enable_shared_from_this<Session> {
     if (counted_stream_) --server_->active_streams;
     counted_stream_ = false;
     boost::system::error_code ignored;
-    timer_.cancel();
+    ++due_token_;  // a pending entry in the worker's heap is now stale
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
   tcp::socket socket_;
-  asio::steady_timer timer_;
   SynthServer::Impl* server_;
+  Worker* worker_;
+  uint64_t due_token_ = 0;
   std::array<char, 16 * 1024> in_{};
   HttpRequestParser parser_;
   std::vector<PlannedWrite> plan_;
@@ -485,11 +516,58 @@ class Session : public std::enable_shared_from_this<Session> {
 
 }  // namespace
 
+void Worker::Schedule(int64_t at_ns, uint64_t token, std::shared_ptr<Session> session) {
+  due.push(Due{at_ns, token, std::move(session)});
+  Arm();
+}
+
+void Worker::FireDue() {
+  // The clock is read again after each write: writes that fell due meanwhile go in this pass.
+  while (!due.empty() && due.top().at_ns <= NowNs()) {
+    Due next = due.top();
+    due.pop();
+    next.session->OnDue(next.token);
+  }
+}
+
+// Arms the timer for the earliest planned write (in busy-poll mode: for the start of the spin
+// before it) unless it is already armed for that time or earlier. An early wake-up only re-arms.
+void Worker::Arm() {
+  if (due.empty()) return;
+  const int64_t at = due.top().at_ns - spin_window_ns;
+  if (at >= wake_at) return;
+  wake_at = at;
+  wake.expires_at(asio::steady_timer::time_point(std::chrono::nanoseconds(at)));
+  wake.async_wait([this](const boost::system::error_code& ec) {
+    if (ec) return;  // re-armed for an earlier time, or stopped
+    wake_at = kNever;
+    if (busy_poll) return;  // RunBusy's loop takes it from here
+    FireDue();
+    Arm();
+  });
+}
+
+// Sleeps in epoll (run_one) while the next planned write is more than the spin window away, and
+// spins with non-blocking polls inside the window, firing each write as soon as it is due.
+void Worker::RunBusy() {
+  auto guard = asio::make_work_guard(io);
+  while (!io.stopped()) {
+    FireDue();
+    const int64_t next = due.empty() ? kNever : due.top().at_ns;
+    if (next - NowNs() <= spin_window_ns) {
+      io.poll();
+      continue;
+    }
+    Arm();
+    io.run_one();
+  }
+}
+
 void SynthServer::Impl::Accept(Worker* worker) {
   worker->acceptor.async_accept(
       [this, worker](const boost::system::error_code& ec, tcp::socket socket) {
         if (ec == asio::error::operation_aborted || !worker->acceptor.is_open()) return;
-        if (!ec) std::make_shared<Session>(std::move(socket), this)->Start();
+        if (!ec) std::make_shared<Session>(std::move(socket), this, worker)->Start();
         Accept(worker);
       });
 }
@@ -505,7 +583,7 @@ Status SynthServer::Start() {
   if (ec) return Status::Error("bad listen address '" + s.config.host + "'");
   uint16_t port = s.config.port;
   for (int i = 0; i < std::max(1, s.config.threads); ++i) {
-    auto worker = std::make_unique<Worker>();
+    auto worker = std::make_unique<Worker>(s.config);
     tcp::endpoint endpoint(address, port);
     worker->acceptor.open(endpoint.protocol(), ec);
     if (!ec) worker->acceptor.set_option(tcp::acceptor::reuse_address(true), ec);
@@ -526,7 +604,11 @@ Status SynthServer::Start() {
     w->thread = std::thread([w] {
       // Token timers fire at their planned time, not up to 50 us later (the default slack).
       prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
-      w->io.run();
+      if (w->busy_poll) {
+        w->RunBusy();
+      } else {
+        w->io.run();
+      }
     });
   }
   s.running = true;

@@ -38,6 +38,12 @@ struct SynthConfig {
   int stream_error_after = 1;  // ... after this many content events
   int http_error_every = 0;    // every Nth request gets a 500 at once
   bool record_ground_truth = false;
+  // Busy-poll: instead of sleeping until each planned write, a worker sleeps only until
+  // spin_window_ns before the next one and spins (non-blocking polls) from there, so writes leave
+  // on time instead of a timer wake-up later, and requests are read as they arrive while it spins.
+  // Costs up to a core per worker when writes are closer together than the window.
+  bool busy_poll = false;
+  int64_t spin_window_ns = 200'000;
 };
 
 // What the server did for one request, in NowNs() time.
