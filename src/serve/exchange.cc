@@ -48,6 +48,7 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
           m.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
           m.ttft_window.Add(read_ns_, static_cast<double>(read_ns_ - arrival_ns_) / 1e6);
           replica_->metrics.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
+          EndAwaiting();
         } else {
           m.itl.Observe(Seconds(read_ns_ - last_content_ns_));
           replica_->metrics.itl.Observe(Seconds(read_ns_ - last_content_ns_));
@@ -58,6 +59,7 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
 
 void Exchange::Enqueue(int64_t timeout_ms, int status) {
   queued_ = true;
+  queued_ns_ = NowNs();
   timer_.expires_after(std::chrono::milliseconds(timeout_ms));
   timer_.async_wait(
       [self = shared_from_this(), timeout_ms, status](const boost::system::error_code& ec) {
@@ -88,11 +90,15 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
       model_->metrics.queue_wait_window.Add(NowNs(), static_cast<double>(waited) / 1e6);
     }
   }
+  const int64_t queue_wait = queued_ ? NowNs() - queued_ns_ : 0;
   queued_ = false;
   timer_.cancel();
   replica_ = std::move(replica);
   ++replica_->outstanding;
+  ++replica_->pending;
+  awaiting_first_ = true;
   ++replica_->metrics.requests;
+  replica_->metrics.queue_wait.Observe(Seconds(queue_wait));
   ++model_->in_flight;
   holding_slot_ = true;
   ++attempts_;
@@ -193,6 +199,9 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
       chunked_ = true;
     }
   }
+  CheckSse();
+  // A whole response (embeddings, non-streamed completions) is ready when its head comes.
+  if (!is_sse_) EndAwaiting();
   if (parser_.status() >= 500) {
     ++model_->metrics.errors[ErrorKind::kUpstreamStatus];
     ++replica_->metrics.errors;
@@ -201,16 +210,19 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
   Forward(pending_head_.data(), pending_head_.size());
 }
 
-void Exchange::OnBody(std::string_view data) {
-  if (!sse_checked_) {
-    sse_checked_ = true;
-    for (const bench::HttpHeader& h : parser_.headers()) {
-      if (h.name == "content-type" &&
-          Lower(h.value).find("text/event-stream") != std::string::npos) {
-        is_sse_ = true;
-      }
+void Exchange::CheckSse() {
+  if (sse_checked_) return;
+  sse_checked_ = true;
+  for (const bench::HttpHeader& h : parser_.headers()) {
+    if (h.name == "content-type" && Lower(h.value).find("text/event-stream") != std::string::npos) {
+      is_sse_ = true;
     }
   }
+}
+
+// Runs inside parser_.Feed, which may reach the body before OnRead sees the head complete.
+void Exchange::OnBody(std::string_view data) {
+  CheckSse();
   if (is_sse_) sse_.Feed(data);
 }
 
@@ -345,8 +357,15 @@ void Exchange::Cancel() {
   gateway_.Dispatch(*model_);
 }
 
+void Exchange::EndAwaiting() {
+  if (!awaiting_first_) return;
+  awaiting_first_ = false;
+  --replica_->pending;
+}
+
 void Exchange::ReleaseReplica() {
   if (!holding_slot_) return;
+  EndAwaiting();
   holding_slot_ = false;
   --replica_->outstanding;
   --model_->in_flight;

@@ -58,6 +58,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void UpstreamFailed(const std::string& why, bool replica_fault);
   void Finish(bool ok, bool close_client);
   void ReleaseReplica();
+  // Whether the response is an event stream (known once its head is parsed).
+  void CheckSse();
+  // The replica has started answering (first content event, or the head of a response that is
+  // not an event stream) or the request left it: it no longer counts in Replica::pending.
+  void EndAwaiting();
 
   Gateway& gateway_;
   std::shared_ptr<ClientSession> client_;
@@ -65,6 +70,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   std::shared_ptr<Replica> replica_;
   std::string path_, forwarded_headers_, body_;
   int64_t arrival_ns_ = 0, dispatch_ns_ = 0;
+  int64_t queued_ns_ = 0;            // when it last entered the model's queue
   boost::asio::steady_timer timer_;  // the queue timeout
   boost::asio::steady_timer watchdog_;
   std::unique_ptr<boost::asio::ip::tcp::socket> upstream_;
@@ -84,6 +90,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   int content_events_ = 0;
   int attempts_ = 0;
   bool queued_ = false, done_ = false, holding_slot_ = false;
+  bool awaiting_first_ = false;  // counted in replica_->pending
 };
 
 }  // namespace gpufrac::serve

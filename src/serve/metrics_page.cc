@@ -101,33 +101,55 @@ std::string Gateway::MetricsText() const {
   for (const auto& [n, m] : models_) {
     p.Sample("gpufrac_serve_replica_failures_total", L(n), m->replicas_failed);
   }
-  p.Family("gpufrac_serve_replica_in_flight", "gauge", "Requests on a replica");
-  p.Family("gpufrac_serve_replica_requests_total", "counter", "Requests sent to a replica");
-  p.Family("gpufrac_serve_replica_errors_total", "counter", "Broken or 5xx responses of a replica");
-  p.Family("gpufrac_serve_replica_up", "gauge", "1 while the replica is in rotation");
-  for (const auto& [n, m] : models_) {
-    for (const auto& r : m->replicas) {
-      const std::string l = L(n) + ",replica=\"" + EscapeLabel(r->tenant) + "\"";
-      p.Sample("gpufrac_serve_replica_in_flight", l, r->outstanding);
-      p.Sample("gpufrac_serve_replica_requests_total", l, r->metrics.requests);
-      p.Sample("gpufrac_serve_replica_errors_total", l, r->metrics.errors);
-      p.Sample("gpufrac_serve_replica_up", l, r->Routable() ? 1 : 0);
+  // Per replica. Each family's samples form one group, as the text format requires.
+  auto replica_label = [](const std::string& model, const Replica& r) {
+    return L(model) + ",replica=\"" + EscapeLabel(r.tenant) + "\"";
+  };
+  struct Gauge {
+    const char* name;
+    const char* type;
+    const char* help;
+    double (*value)(const Replica&);
+  };
+  const Gauge gauges[] = {
+      {"gpufrac_serve_replica_in_flight", "gauge", "Requests on a replica",
+       [](const Replica& r) { return double(r.outstanding); }},
+      {"gpufrac_serve_replica_pending_requests", "gauge",
+       "Requests on a replica still waiting for their first content event (its own queue)",
+       [](const Replica& r) { return double(r.pending); }},
+      {"gpufrac_serve_replica_requests_total", "counter", "Requests sent to a replica",
+       [](const Replica& r) { return double(r.metrics.requests); }},
+      {"gpufrac_serve_replica_errors_total", "counter", "Broken or 5xx responses of a replica",
+       [](const Replica& r) { return double(r.metrics.errors); }},
+      {"gpufrac_serve_replica_up", "gauge", "1 while the replica is in rotation",
+       [](const Replica& r) { return r.Routable() ? 1.0 : 0.0; }},
+  };
+  for (const Gauge& g : gauges) {
+    p.Family(g.name, g.type, g.help);
+    for (const auto& [n, m] : models_) {
+      for (const auto& r : m->replicas) p.Sample(g.name, replica_label(n, *r), g.value(*r));
     }
   }
-  p.Family("gpufrac_serve_replica_ttft_seconds", "histogram",
-           "Arrival at the gateway to first content event, by replica");
-  for (const auto& [n, m] : models_) {
-    for (const auto& r : m->replicas) {
-      r->metrics.ttft.Render("gpufrac_serve_replica_ttft_seconds",
-                             L(n) + ",replica=\"" + EscapeLabel(r->tenant) + "\"", &p.out());
-    }
-  }
-  p.Family("gpufrac_serve_replica_itl_seconds", "histogram",
-           "Gaps between content events, by replica");
-  for (const auto& [n, m] : models_) {
-    for (const auto& r : m->replicas) {
-      r->metrics.itl.Render("gpufrac_serve_replica_itl_seconds",
-                            L(n) + ",replica=\"" + EscapeLabel(r->tenant) + "\"", &p.out());
+  struct ReplicaHist {
+    const char* name;
+    const char* help;
+    const Histogram ReplicaMetrics::*field;
+  };
+  const ReplicaHist replica_hists[] = {
+      {"gpufrac_serve_replica_ttft_seconds",
+       "Arrival at the gateway to first content event, by replica", &ReplicaMetrics::ttft},
+      {"gpufrac_serve_replica_itl_seconds", "Gaps between content events, by replica",
+       &ReplicaMetrics::itl},
+      {"gpufrac_serve_replica_queue_wait_seconds",
+       "Time in the gateway queue of each request sent to the replica (0: sent at once)",
+       &ReplicaMetrics::queue_wait},
+  };
+  for (const ReplicaHist& h : replica_hists) {
+    p.Family(h.name, "histogram", h.help);
+    for (const auto& [n, m] : models_) {
+      for (const auto& r : m->replicas) {
+        (r->metrics.*h.field).Render(h.name, replica_label(n, *r), &p.out());
+      }
     }
   }
   p.Family("gpufrac_serve_reloads_total", "counter", "Deployment reloads by result");

@@ -40,6 +40,9 @@ struct Replica {
   bool suspect = false;  // a request on it broke; out of rotation until a probe passes
   int health_failures = 0;
   int outstanding = 0;  // requests dispatched to it and not finished
+  // Of those, the ones still waiting for their first content event (or, for a response that is
+  // not an event stream, its head): the replica's own queue as the gateway can see it.
+  int pending = 0;
   int64_t created_ns = 0, ready_ns = 0, state_since_ns = 0, next_probe_ns = 0;
   std::vector<std::unique_ptr<boost::asio::ip::tcp::socket>> idle;  // keep-alive connections
   ReplicaMetrics metrics;

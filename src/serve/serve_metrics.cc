@@ -100,7 +100,8 @@ ModelMetrics::ModelMetrics()
       queue_wait(LatencyHistogram()),
       latency(LatencyHistogram()) {}
 
-ReplicaMetrics::ReplicaMetrics() : ttft(LatencyHistogram()), itl(LatencyHistogram()) {}
+ReplicaMetrics::ReplicaMetrics()
+    : ttft(LatencyHistogram()), itl(LatencyHistogram()), queue_wait(LatencyHistogram()) {}
 
 std::string EscapeLabel(const std::string& value) {
   std::string out;

@@ -70,6 +70,8 @@ struct ModelMetrics {
 struct ReplicaMetrics {
   ReplicaMetrics();
   Histogram ttft, itl;
+  // Time each request sent here spent in the model's gateway queue just before (0: sent at once).
+  Histogram queue_wait;
   uint64_t requests = 0;
   uint64_t errors = 0;
   uint64_t health_failures = 0;
