@@ -75,7 +75,9 @@ def bench(build, out, name, args):
 
 
 def split(requests, truth, ttft_ms):
-    added, lateness, overhead = [], [], []
+    # client overhead = request delivery (client write -> server read, which includes the server's
+    # wake-up) + response delivery (server send() -> client parse); one clock (CLOCK_MONOTONIC).
+    added, lateness, overhead, request_delivery, response_delivery = [], [], [], [], []
     truths = {}
     with open(truth) as f:
         for line in f:
@@ -94,8 +96,11 @@ def split(requests, truth, ttft_ms):
             added.append((measured - ttft_ms * 1e6) / 1e3)
             lateness.append((server - ttft_ms * 1e6) / 1e3)
             overhead.append((measured - server) / 1e3)
+            request_delivery.append((t["received_ns"] - r["start_ns"]) / 1e3)
+            response_delivery.append((r["content_ns"][0] - t["content_ns"][0]) / 1e3)
     return {k: groundtruth.describe(v) for k, v in
-            (("added_ttft", added), ("server_lateness", lateness), ("client_overhead", overhead))}
+            (("added_ttft", added), ("server_lateness", lateness), ("client_overhead", overhead),
+             ("request_delivery", request_delivery), ("response_delivery", response_delivery))}
 
 
 def overhead(build, out, quick, streams=(1, 100, 1000)):
@@ -120,12 +125,14 @@ def overhead(build, out, quick, streams=(1, 100, 1000)):
     print(f"\n### Added client TTFT (configured TTFT 200 ms, ITL 100 ms, 10 tokens; "
           f"busy-poll: {BUSY_POLL})\n")
     print("| streams | requests | added TTFT p50 / p99 (us) | server lateness p50 / p99 (us) "
-          "| client overhead p50 / p99 (us) | client CPU |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "| client overhead p50 / p99 (us) | of which request delivery | response delivery "
+          "| client CPU |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         f = lambda k: f"{r[k]['p50_us']:.0f} / {r[k]['p99_us']:.0f}"  # noqa: E731
         print(f"| {r['concurrency']} | {r['ok']} | {f('added_ttft')} | {f('server_lateness')} "
-              f"| {f('client_overhead')} | {r['client_cpu_pct']:.0f}% |")
+              f"| {f('client_overhead')} | {f('request_delivery')} | {f('response_delivery')} "
+              f"| {r['client_cpu_pct']:.0f}% |")
     return rows
 
 

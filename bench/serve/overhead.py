@@ -5,9 +5,11 @@ side with nginx as a reverse proxy, in the same run on the same replica.
 One replica (gpufrac-synth-server with fixed timings) runs as a tenant of a real `gpufrac node` on
 the simulated driver, started by a real `gpufrac serve`. nginx (Debian package) proxies to the same
 replica with buffering off and kept-alive upstream connections. `gpufrac bench` measures each path
-at each concurrency in turn (direct, gateway, nginx), so drift hits all three alike.
+at each concurrency in turn (direct, gateway, nginx), so drift hits all three alike. With --rounds R
+the three are measured R times, interleaved in a rotating order; each round's added TTFT is taken
+against that round's direct run, and the table reports the median over rounds.
 
-  bench/serve/overhead.py [--build build] [--concurrency 1,100,1000] [--duration 10]
+  bench/serve/overhead.py [--build build] [--concurrency 1,100,1000] [--duration 10] [--rounds 1]
 
 Prints a Markdown table (added TTFT median and p99 per path and concurrency) and writes the raw
 summaries as JSON next to it (--out, default /tmp/gpufrac-serve-overhead.json).
@@ -18,6 +20,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 
@@ -60,6 +63,8 @@ def main():
     ap.add_argument("--build", default="build")
     ap.add_argument("--concurrency", default="1,100,1000")
     ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="measure each path this many times per concurrency, interleaved")
     ap.add_argument("--warmup", type=float, default=3)
     ap.add_argument("--ttft-ms", default="50")
     ap.add_argument("--itl-ms", default="100")
@@ -92,37 +97,63 @@ def main():
         wait(lambda: socket.create_connection(("127.0.0.1", ng_port), 1).close() is None, 10,
              "nginx")
         targets = {"direct": replica, "gateway": gw_port, "nginx": ng_port}
-        results = {}
-        for c in [int(x) for x in args.concurrency.split(",")]:
-            for name, port in targets.items():
-                cmd = [gpufrac, "bench", "--url", f"http://127.0.0.1:{port}", "--model",
-                       "synthetic", "--concurrency", str(c), "--duration", f"{args.duration}s",
-                       "--warmup", f"{args.warmup}s", "--ramp-up", f"{min(2.0, c / 500)}s",
-                       "--input-tokens-mean", "32", "--output-tokens-mean", args.output_tokens,
-                       "--json", "--no-progress"]
-                r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-                summary = json.loads(r.stdout) if r.stdout.strip() else {}
-                ttft = summary.get("metrics", {}).get("time_to_first_token_ms", {})
-                results[f"{name}@{c}"] = summary
-                print(f"{name:8s} c={c:5d}: ttft p50 {ttft.get('p50', float('nan')):8.3f} ms  "
-                      f"p99 {ttft.get('p99', float('nan')):8.3f} ms  "
-                      f"ok {summary.get('requests', {}).get('ok')} "
-                      f"failed {summary.get('requests', {}).get('failed')}", file=sys.stderr)
+        concurrencies = [int(x) for x in args.concurrency.split(",")]
+        runs = {}  # (path, concurrency) -> [summary per round]
+        for c in concurrencies:
+            for rnd in range(args.rounds):
+                # Rotate the order each round so that no path always runs first (or last).
+                order = list(targets)[rnd % 3:] + list(targets)[:rnd % 3]
+                for name in order:
+                    summary = measure(gpufrac, targets[name], c, args)
+                    runs.setdefault((name, c), []).append(summary)
+                    ttft = summary.get("metrics", {}).get("time_to_first_token_ms", {})
+                    print(f"round {rnd + 1} {name:8s} c={c:5d}: "
+                          f"ttft p50 {ttft.get('p50', float('nan')):8.3f} ms  "
+                          f"p99 {ttft.get('p99', float('nan')):8.3f} ms  "
+                          f"ok {summary.get('requests', {}).get('ok')} "
+                          f"failed {summary.get('requests', {}).get('failed')}", file=sys.stderr)
         with open(args.out, "w") as f:
-            json.dump(results, f, indent=1)
-        print("| concurrent streams | path | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | "
-              "added p99 (ms) | requests ok / failed |")
-        print("| ---: | --- | ---: | ---: | ---: | ---: | ---: |")
-        for c in [int(x) for x in args.concurrency.split(",")]:
-            base = results[f"direct@{c}"]["metrics"]["time_to_first_token_ms"]
-            for name in targets:
-                s = results[f"{name}@{c}"]
-                t = s["metrics"]["time_to_first_token_ms"]
-                added = ("" if name == "direct" else f"{t['p50'] - base['p50']:+.3f}")
-                added99 = ("" if name == "direct" else f"{t['p99'] - base['p99']:+.3f}")
-                print(f"| {c} | {name} | {t['p50']:.3f} | {t['p99']:.3f} | {added} | {added99} | "
-                      f"{s['requests']['ok']} / {s['requests']['failed']} |")
+            json.dump({f"{name}@{c}": v for (name, c), v in runs.items()}, f, indent=1)
+        report(runs, targets, concurrencies, args.rounds)
 
+
+def measure(gpufrac, port, c, args):
+    cmd = [gpufrac, "bench", "--url", f"http://127.0.0.1:{port}", "--model",
+           "synthetic", "--concurrency", str(c), "--duration", f"{args.duration}s",
+           "--warmup", f"{args.warmup}s", "--ramp-up", f"{min(2.0, c / 500)}s",
+           "--input-tokens-mean", "32", "--output-tokens-mean", args.output_tokens,
+           "--json", "--no-progress"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    return json.loads(r.stdout) if r.stdout.strip() else {}
+
+
+def ttft(summary, stat):
+    return summary.get("metrics", {}).get("time_to_first_token_ms", {}).get(stat, float("nan"))
+
+
+def report(runs, targets, concurrencies, rounds):
+    """Per round, added = path - direct of that same round; the table gives the median over rounds
+    (and the range), so that one noisy round cannot make or break a figure."""
+    print(f"| concurrent streams | path | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | "
+          f"added p99 (ms) | added p99 range over {rounds} rounds | requests ok / failed |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for c in concurrencies:
+        base = runs[("direct", c)]
+        for name in targets:
+            mine = runs[(name, c)]
+            p50 = statistics.median(ttft(s, "p50") for s in mine)
+            p99 = statistics.median(ttft(s, "p99") for s in mine)
+            ok = sum(s.get("requests", {}).get("ok", 0) for s in mine)
+            failed = sum(s.get("requests", {}).get("failed", 0) for s in mine)
+            added50 = added99 = spread = ""
+            if name != "direct":
+                d50 = [ttft(m, "p50") - ttft(b, "p50") for m, b in zip(mine, base)]
+                d99 = [ttft(m, "p99") - ttft(b, "p99") for m, b in zip(mine, base)]
+                added50 = f"{statistics.median(d50):+.3f}"
+                added99 = f"{statistics.median(d99):+.3f}"
+                spread = f"{min(d99):+.3f} .. {max(d99):+.3f}"
+            print(f"| {c} | {name} | {p50:.3f} | {p99:.3f} | {added50} | {added99} | {spread} | "
+                  f"{ok} / {failed} |")
 
 if __name__ == "__main__":
     main()

@@ -393,5 +393,26 @@ TEST(LoadGen, MultiThreadedServerServesTheSameTruth) {
   ExpectMatchesGroundTruth(result, fx.TruthById(), 32);
 }
 
+// --busy-poll on both sides: the server keeps its planned writes in a heap and spins before each,
+// the client spins on its sockets. Timings must stay exact, split events and keep-alive comments
+// must still parse, and the server must never write early.
+TEST(LoadGen, BusyPollingClientAndServerMatchGroundTruth) {
+  SynthConfig config;
+  config.busy_poll = true;
+  config.spin_window_ns = 200'000;
+  config.ttft_ns = 4 * kMs;
+  config.itl_ns = 1 * kMs;
+  config.split_every = 3;
+  config.keepalive_comments = true;
+  SynthFixture fx(config);
+  RunOptions options;
+  options.busy_poll = true;
+  RunResult result = RunLoad({Warmed(fx.MakeWorkload(6, 30, 5))}, options);
+  ExpectMatchesGroundTruth(result, fx.TruthById(), 30);
+  MetricsSummary s = Summarize(result.records, {});
+  EXPECT_EQ(s.output_tokens.min, 5);
+  EXPECT_EQ(s.output_tokens.max, 5);
+}
+
 }  // namespace
 }  // namespace gpufrac::bench

@@ -177,6 +177,27 @@ TEST(SynthServerProcess, RejectsBadFlags) {
   EXPECT_NE(ReadFile(dir.path() / "e").find("--ttft-ms"), std::string::npos);
 }
 
+// The --busy-poll flags of both programs, end to end; --spin-window-us alone is a usage error.
+TEST(SynthServerProcess, BusyPollOnBothSidesServesEveryRequest) {
+  TempDir dir;
+  SynthProcess synth(dir,
+                     {"--ttft-ms", "2", "--itl-ms", "1", "--busy-poll", "--spin-window-us", "100"});
+  Result r =
+      RunBench(dir, {"--url", synth.url(), "--model", "m", "--concurrency", "3", "--requests", "9",
+                     "--output-tokens-mean", "4", "--busy-poll", "--json"});
+  ASSERT_EQ(r.code, 0) << r.err;
+  auto summary = nlohmann::json::parse(r.out);
+  EXPECT_EQ(summary["requests"]["ok"], 9);
+  EXPECT_EQ(summary["metrics"]["output_sequence_length"]["avg"], 4.0);
+  EXPECT_GE(summary["metrics"]["time_to_first_token_ms"]["min"].get<double>(), 2.0);
+  EXPECT_EQ(synth.Stop(), 0);
+
+  pid_t pid = Spawn({kBin + "gpufrac-synth-server", "--spin-window-us", "50"}, dir.path() / "o",
+                    dir.path() / "e");
+  EXPECT_EQ(WaitFor(pid, std::chrono::seconds(10)), 2);
+  EXPECT_NE(ReadFile(dir.path() / "e").find("--busy-poll"), std::string::npos);
+}
+
 TEST(BenchCommand, WritesSummaryCsvAndEveryRequest) {
   TempDir dir;
   SynthProcess synth(dir, {"--ttft-ms", "3", "--itl-ms", "1"});
