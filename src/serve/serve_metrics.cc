@@ -64,14 +64,20 @@ size_t SlidingWindow::Count(int64_t now_ns, int64_t window_ns) {
 double SlidingWindow::Percentile(int64_t now_ns, int64_t window_ns, double p) {
   Expire(now_ns, window_ns);
   if (samples_.empty()) return -1;
-  std::vector<double> v;
-  v.reserve(samples_.size());
-  for (const auto& s : samples_) v.push_back(s.second);
-  std::sort(v.begin(), v.end());
-  const double rank = p / 100.0 * static_cast<double>(v.size() - 1);
+  // This runs on the gateway's event loop every autoscaler tick over up to kMaxWindowSamples
+  // values: a full sort stalled every stream in flight for milliseconds, so select the two
+  // closest ranks in linear time instead, in a buffer kept between calls.
+  scratch_.clear();
+  for (const auto& s : samples_) scratch_.push_back(s.second);
+  const double rank = p / 100.0 * static_cast<double>(scratch_.size() - 1);
   const size_t lo = static_cast<size_t>(std::floor(rank));
-  const size_t hi = std::min(lo + 1, v.size() - 1);
-  return v[lo] + (v[hi] - v[lo]) * (rank - static_cast<double>(lo));
+  auto lo_it = scratch_.begin() + static_cast<std::ptrdiff_t>(lo);
+  std::nth_element(scratch_.begin(), lo_it, scratch_.end());
+  const double lo_value = *lo_it;
+  // Everything after lo_it is >= it, so the next rank is the smallest of those.
+  const double hi_value =
+      lo_it + 1 == scratch_.end() ? lo_value : *std::min_element(lo_it + 1, scratch_.end());
+  return lo_value + (hi_value - lo_value) * (rank - static_cast<double>(lo));
 }
 
 const char* ErrorKindName(ErrorKind kind) {

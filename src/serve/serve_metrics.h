@@ -43,6 +43,7 @@ class SlidingWindow {
  private:
   void Expire(int64_t now_ns, int64_t window_ns);
   std::deque<std::pair<int64_t, double>> samples_;
+  std::vector<double> scratch_;  // reused by Percentile: no allocation per tick
 };
 
 // Error kinds the gateway counts (label "kind").
