@@ -14,10 +14,12 @@ namespace gpufrac::bench::testing {
 
 inline constexpr int64_t kMs = 1'000'000;
 
-// Client timestamps must match the server's to within this (the "1 ms per request");
-// sanitized builds run several times slower, so they get more room.
+// Client timestamps must match the server's to within this (the "1 ms per request").
+// Sanitized builds are Debug and several times slower: with the server's threads and the client
+// sharing two cores, their medians reached 6-15 ms on a busy host (2026-12-04). They check memory
+// and causality; the 1 ms bound is the normal build's to check.
 #if defined(__SANITIZE_ADDRESS__)
-inline constexpr int64_t kToleranceNs = 5 * kMs;
+inline constexpr int64_t kToleranceNs = 30 * kMs;
 #else
 inline constexpr int64_t kToleranceNs = 1 * kMs;
 #endif
