@@ -141,6 +141,23 @@ TEST(SimulatorTest, ChurnKeepsInvariantsAndMeasures) {
   EXPECT_EQ(r.samples[0].queue_gpu.size(), 2u);
 }
 
+// A gang of 8-16 whole GPUs is about 2% of the training queue's 384-GPU share here, so the queue
+// can be held within the 5% target; on the 64-GPU gangs scenario one gang alone is more than 5%.
+TEST(SimulatorTest, GangQueueStaysWithinFivePercentOfItsFairShareWhenGangsAreSmallAgainstIt) {
+  Scenario s;
+  ASSERT_TRUE(
+      LoadScenarioFile(std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/gangs-large.yaml", &s)
+          .ok());
+  s.sim.duration = 3 * 3600;
+  s.scheduler.check_invariants = true;
+  SimReport r;
+  ASSERT_TRUE(RunSimulation(s, &r).ok());
+  EXPECT_EQ(r.invariant_failures, 0) << r.first_invariant_failure;
+  EXPECT_GT(r.completed, 1000);
+  EXPECT_GT(r.mean_gpu_allocated, 0.95);
+  EXPECT_LE(r.fair_share_deviation, 0.05);
+}
+
 TEST(SimulatorTest, ReplaysACsvTrace) {
   Scenario s;
   const Status st =
