@@ -196,10 +196,11 @@ TEST_F(MemoryIsolationTest, SixtyFourProcessesOfTwoTenantsCannotRacePastTheLimit
 
 TEST_F(MemoryIsolationTest, SigkilledProcessIsReclaimedWithinOneSecond) {
   const std::string dir = TempDir();
-  const pid_t run = StartProcess(
-      {Gpufrac(), "run", "--memory", "4GiB", "--tenant", "victim", "--", "sh", "-c",
-       Probe() + " hold alloc 2GiB & echo $! > " + dir + "/pid; wait; echo survived; sleep 30"},
-      SimEnv(), dir + "/run.out");
+  const pid_t run =
+      StartProcess({Gpufrac(), "run", "--memory", "4GiB", "--tenant", "victim", "--", "sh", "-c",
+                    Probe() + " hold alloc 2GiB & echo $! > " + dir +
+                        "/pid; wait; echo survived; exec sleep 30"},
+                   SimEnv(), dir + "/run.out");
   std::string pid_text;
   for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
   for (int t = 0; t < 1000 && TenantUsed("victim") < static_cast<int64_t>(2 * kGiB); ++t) {
