@@ -121,17 +121,25 @@ generator:
   EXPECT_EQ(r1.completed, r2.completed);
 }
 
-TEST(SimulatorTest, ChurnKeepsInvariantsAndMeasures) {
+// Runs examples/sched/NAME for duration_s simulated seconds with the invariants checked every
+// cycle, and expects none to fail.
+SimReport RunExample(const std::string& name, double duration_s, double warmup_s = -1) {
   Scenario s;
-  ASSERT_TRUE(LoadScenarioFile(
-                  std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/fractional-churn.yaml", &s)
-                  .ok());
-  s.sim.duration = 2 * 3600;
-  s.sim.warmup = 1800;
+  const Status loaded =
+      LoadScenarioFile(std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/" + name, &s);
+  EXPECT_TRUE(loaded.ok()) << loaded.message();
+  s.sim.duration = duration_s;
+  if (warmup_s >= 0) s.sim.warmup = warmup_s;
   s.scheduler.check_invariants = true;
   SimReport r;
-  ASSERT_TRUE(RunSimulation(s, &r).ok());
+  const Status ran = RunSimulation(s, &r);
+  EXPECT_TRUE(ran.ok()) << ran.message();
   EXPECT_EQ(r.invariant_failures, 0) << r.first_invariant_failure;
+  return r;
+}
+
+TEST(SimulatorTest, ChurnKeepsInvariantsAndMeasures) {
+  const SimReport r = RunExample("fractional-churn.yaml", 2 * 3600, 1800);
   EXPECT_GT(r.completed, 100);
   EXPECT_GT(r.mean_gpu_allocated, 0.5);
   EXPECT_LT(r.mean_stranded, 0.2);
@@ -144,15 +152,7 @@ TEST(SimulatorTest, ChurnKeepsInvariantsAndMeasures) {
 // A gang of 8-16 whole GPUs is about 2% of the training queue's 384-GPU share here, so the queue
 // can be held within the 5% target; on the 64-GPU gangs scenario one gang alone is more than 5%.
 TEST(SimulatorTest, GangQueueStaysWithinFivePercentOfItsFairShareWhenGangsAreSmallAgainstIt) {
-  Scenario s;
-  ASSERT_TRUE(
-      LoadScenarioFile(std::string(GPUFRAC_SOURCE_DIR) + "/examples/sched/gangs-large.yaml", &s)
-          .ok());
-  s.sim.duration = 3 * 3600;
-  s.scheduler.check_invariants = true;
-  SimReport r;
-  ASSERT_TRUE(RunSimulation(s, &r).ok());
-  EXPECT_EQ(r.invariant_failures, 0) << r.first_invariant_failure;
+  const SimReport r = RunExample("gangs-large.yaml", 3 * 3600);
   EXPECT_GT(r.completed, 1000);
   EXPECT_GT(r.mean_gpu_allocated, 0.95);
   EXPECT_LE(r.fair_share_deviation, 0.05);
