@@ -274,7 +274,14 @@ TEST_F(ComputeSharingTest, AGangIsAdmittedOnEveryGpuOrNone) {
   const pid_t holder = StartProcess({Gpufrac(), "run", "--gpu", "1", "--fraction", "0.75", "--",
                                      Probe(), "fill", "alloc", "1GiB", barrier},
                                     env, TempDir() + "/holder");
-  usleep(300'000);
+  // The holder's share is taken once it has filled it (a sanitized build starts slowly).
+  for (int i = 0; i < 3000 && Output("holder").find("filled=") == std::string::npos; ++i) {
+    usleep(10'000);
+  }
+  if (Output("holder").find("filled=") == std::string::npos) {
+    ASSERT_EQ(system(("touch " + barrier).c_str()), 0);
+    FAIL() << "the holder never filled its share: " << Output("holder");
+  }
   ProcessResult refused = RunProcess(
       {Gpufrac(), "run", "--gpu", "0,1", "--fraction", "0.5", "--", Probe(), "info"}, env);
   EXPECT_NE(refused.exit_code, 0) << refused.err;
@@ -320,20 +327,32 @@ TEST_F(ComputeSharingTest, BadComputeFlagsAreRefused) {
 }
 
 TEST_F(ComputeSharingTest, TheLedgerExposesGpuTimeShareAndThrottling) {
-  const std::string barrier = TempDir() + "/go";
-  const pid_t a = Start({"--fraction", "0.5", "--tenant", "a"}, {"spin", "1.5", "1000"}, "a");
-  const pid_t b = Start({"--fraction", "0.5", "--tenant", "b"}, {"spin", "1.5", "1000"}, "b");
-  usleep(1'000'000);
+  // Both tenants spin long enough for a slow (sanitized) start; the ledger is polled until each
+  // has used and waited for GPU time, instead of being read once after a fixed sleep.
+  const pid_t a = Start({"--fraction", "0.5", "--tenant", "a"}, {"spin", "4", "1000"}, "a");
+  const pid_t b = Start({"--fraction", "0.5", "--tenant", "b"}, {"spin", "4", "1000"}, "b");
   Ledger ledger;
   ASSERT_TRUE(ledger.OpenAsTenant(Uuid(0).c_str()));
-  for (const char* name : {"a", "b"}) {
+  auto usage = [&ledger](const char* name) -> const TenantUsage* {
     uint64_t generation = 0;
     const int i = ledger.FindTenant(name, &generation);
-    ASSERT_GE(i, 0) << name;
-    const TenantUsage& u = ledger.usage()->tenants[i];
-    EXPECT_GT(u.gpu_time_ns.load(), 200'000'000u) << name;
-    EXPECT_GT(u.throttled_ns.load(), 100'000'000u) << name;
-    EXPECT_NEAR(u.share_permille.load(), 500u, 10u) << name;
+    return i < 0 ? nullptr : &ledger.usage()->tenants[i];
+  };
+  auto ready = [&usage](const char* name) {
+    const TenantUsage* u = usage(name);
+    return u != nullptr && u->gpu_time_ns.load() > 200'000'000u &&
+           u->throttled_ns.load() > 100'000'000u;
+  };
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!(ready("a") && ready("b")) && std::chrono::steady_clock::now() < deadline) {
+    usleep(20'000);
+  }
+  for (const char* name : {"a", "b"}) {
+    const TenantUsage* u = usage(name);
+    ASSERT_NE(u, nullptr) << name << " never appeared in the ledger";
+    EXPECT_GT(u->gpu_time_ns.load(), 200'000'000u) << name;
+    EXPECT_GT(u->throttled_ns.load(), 100'000'000u) << name;
+    EXPECT_NEAR(u->share_permille.load(), 500u, 10u) << name;
   }
   EXPECT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0);
   EXPECT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0);
