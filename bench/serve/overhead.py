@@ -94,6 +94,9 @@ def main():
             f.write(NGINX_CONF.format(tmp=tmp, replica=replica, port=ng_port,
                                       workers=args.nginx_workers))
         d.start([nginx, "-c", f"{tmp}/nginx.conf", "-p", tmp], "nginx.log")
+        # Whose CPU time each path costs: the gateway is the serve process, nginx its master and
+        # workers; the direct path has no proxy.
+        proxies = {"gateway": d.procs[1].pid, "nginx": d.procs[-1].pid}
         wait(lambda: socket.create_connection(("127.0.0.1", ng_port), 1).close() is None, 10,
              "nginx")
         targets = {"direct": replica, "gateway": gw_port, "nginx": ng_port}
@@ -104,7 +107,9 @@ def main():
                 # Rotate the order each round so that no path always runs first (or last).
                 order = list(targets)[rnd % 3:] + list(targets)[:rnd % 3]
                 for name in order:
+                    before = tree_cpu_seconds(proxies.get(name))
                     summary = measure(gpufrac, targets[name], c, args)
+                    summary["proxy_cpu_s"] = tree_cpu_seconds(proxies.get(name)) - before
                     runs.setdefault((name, c), []).append(summary)
                     ttft = summary.get("metrics", {}).get("time_to_first_token_ms", {})
                     print(f"round {rnd + 1} {name:8s} c={c:5d}: "
@@ -127,6 +132,33 @@ def measure(gpufrac, port, c, args):
     return json.loads(r.stdout) if r.stdout.strip() else {}
 
 
+def tree_cpu_seconds(pid):
+    """User + system CPU seconds of a process and its children (nginx's workers), from /proc."""
+    if pid is None:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        # After the command: state, ppid, ..., utime and stime are the 12th and 13th.
+        if int(entry) == pid or int(fields[1]) == pid:
+            total += int(fields[11]) + int(fields[12])
+    return total / tick
+
+
+def cpu_us_per_request(summary):
+    """Proxy CPU per request over the whole measured run (warm-up included in both)."""
+    requests = summary.get("requests", {})
+    n = requests.get("ok", 0) + requests.get("failed", 0)
+    return summary.get("proxy_cpu_s", 0.0) * 1e6 / n if n else float("nan")
+
+
 def ttft(summary, stat):
     return summary.get("metrics", {}).get("time_to_first_token_ms", {}).get(stat, float("nan"))
 
@@ -135,8 +167,9 @@ def report(runs, targets, concurrencies, rounds):
     """Per round, added = path - direct of that same round; the table gives the median over rounds
     (and the range), so that one noisy round cannot make or break a figure."""
     print(f"| concurrent streams | path | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | "
-          f"added p99 (ms) | added p99 range over {rounds} rounds | requests ok / failed |")
-    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+          f"added p99 (ms) | added p99 range over {rounds} rounds | proxy CPU per request (us) | "
+          f"requests ok / failed |")
+    print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for c in concurrencies:
         base = runs[("direct", c)]
         for name in targets:
@@ -145,15 +178,16 @@ def report(runs, targets, concurrencies, rounds):
             p99 = statistics.median(ttft(s, "p99") for s in mine)
             ok = sum(s.get("requests", {}).get("ok", 0) for s in mine)
             failed = sum(s.get("requests", {}).get("failed", 0) for s in mine)
-            added50 = added99 = spread = ""
+            added50 = added99 = spread = cpu = ""
             if name != "direct":
                 d50 = [ttft(m, "p50") - ttft(b, "p50") for m, b in zip(mine, base)]
                 d99 = [ttft(m, "p99") - ttft(b, "p99") for m, b in zip(mine, base)]
                 added50 = f"{statistics.median(d50):+.3f}"
                 added99 = f"{statistics.median(d99):+.3f}"
                 spread = f"{min(d99):+.3f} .. {max(d99):+.3f}"
+                cpu = f"{statistics.median(cpu_us_per_request(s) for s in mine):.0f}"
             print(f"| {c} | {name} | {p50:.3f} | {p99:.3f} | {added50} | {added99} | {spread} | "
-                  f"{ok} / {failed} |")
+                  f"{cpu} | {ok} / {failed} |")
 
 if __name__ == "__main__":
     main()

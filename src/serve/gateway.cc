@@ -7,6 +7,7 @@
 #include "serve/client_session.h"
 #include "serve/exchange.h"
 #include "serve/replica_manager.h"
+#include "serve/request_model.h"
 #include "serve/serve_log.h"
 
 namespace gpufrac::serve {
@@ -192,21 +193,20 @@ void Gateway::Proxy(const std::shared_ptr<ClientSession>& session, const Request
     ++local_responses_[status];
     session->Reply(ErrorResponse(status, message, true), false);
   };
-  const json request = json::parse(body, nullptr, /*allow_exceptions=*/false);
-  if (request.is_discarded()) {
-    reply(400, "request body is not valid JSON");
-    return;
+  std::string name;
+  switch (FindRequestModel(body, &name)) {
+    case RequestModel::kNotJson:
+      reply(400, "request body is not valid JSON");
+      return;
+    case RequestModel::kNotObject:
+      reply(400, "request body must be a JSON object");
+      return;
+    case RequestModel::kMissing:
+      reply(400, "missing 'model': the name of a served model, a string");
+      return;
+    case RequestModel::kFound:
+      break;
   }
-  if (!request.is_object()) {
-    reply(400, "request body must be a JSON object");
-    return;
-  }
-  auto model_field = request.find("model");
-  if (model_field == request.end() || !model_field->is_string()) {
-    reply(400, "missing 'model': the name of a served model, a string");
-    return;
-  }
-  const std::string name = model_field->get<std::string>();
   auto it = models_.find(name);
   if (it == models_.end() || it->second->removed) {
     std::string served;
