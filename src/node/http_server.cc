@@ -343,9 +343,11 @@ void HttpServer::Stop() {
   unlink(s.options.socket_path.c_str());
 }
 
-Status HttpCall(const std::string& socket_path, const std::string& method,
-                const std::string& target, const std::string& body, int* status,
-                std::string* response_body, uint32_t timeout_ms) {
+namespace {
+
+Status HttpCallOnce(const std::string& socket_path, const std::string& method,
+                    const std::string& target, const std::string& body, int* status,
+                    std::string* response_body, uint32_t timeout_ms) {
   asio::io_context ioc;
   Local::socket socket(ioc);
   beast::error_code ec;
@@ -371,6 +373,20 @@ Status HttpCall(const std::string& socket_path, const std::string& method,
   *status = parser.get().result_int();
   *response_body = parser.get().body();
   return Status::Ok();
+}
+
+}  // namespace
+
+// A caller out of file descriptors (a gateway at its limit) gets an error, not an exception from
+// the io_context's constructor ending its process.
+Status HttpCall(const std::string& socket_path, const std::string& method,
+                const std::string& target, const std::string& body, int* status,
+                std::string* response_body, uint32_t timeout_ms) {
+  try {
+    return HttpCallOnce(socket_path, method, target, body, status, response_body, timeout_ms);
+  } catch (const std::exception& e) {
+    return Status::Error("cannot reach the agent at '" + socket_path + "': " + e.what());
+  }
 }
 
 }  // namespace gpufrac::node

@@ -20,6 +20,8 @@ using nlohmann::json;
 // Headers a replica may want from the client; everything else (keys included) stays here.
 constexpr const char* kForwardedHeaders[] = {"accept", "x-gpufrac-request-id", "x-request-id"};
 constexpr int kRetryAfterS = 1;
+// After a failed accept (out of file descriptors), how long before the next try.
+constexpr int kAcceptPauseMs = 100;
 
 std::shared_ptr<Model> NewModel(const ModelSpec& spec) {
   auto model = std::make_shared<Model>();
@@ -33,7 +35,11 @@ std::shared_ptr<Model> NewModel(const ModelSpec& spec) {
 }  // namespace
 
 Gateway::Gateway(asio::io_context& io, DeploySpec spec, std::string deploy_path)
-    : io_(io), spec_(std::move(spec)), deploy_path_(std::move(deploy_path)), acceptor_(io) {}
+    : io_(io),
+      spec_(std::move(spec)),
+      deploy_path_(std::move(deploy_path)),
+      acceptor_(io),
+      accept_pause_(io) {}
 
 Gateway::~Gateway() = default;
 
@@ -64,14 +70,32 @@ Status Gateway::Start() {
 void Gateway::Accept() {
   acceptor_.async_accept([this](const boost::system::error_code& ec, asio::ip::tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
-    if (!ec) {
-      auto session = std::make_shared<ClientSession>(*this, std::move(socket));
-      if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
-        std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+    if (ec) {
+      // Out of descriptors (EMFILE/ENFILE) or memory: the connection stays in the backlog and
+      // accept fails again at once, so retrying now would spin the event loop that every stream
+      // in flight depends on. Pause; the backlog holds the clients meanwhile.
+      ++accept_failures_;
+      if (!accept_paused_) {
+        LogEvent("gateway.accept_failed",
+                 {{"reason", ec.message()}, {"retry_in_ms", std::to_string(kAcceptPauseMs)}});
       }
-      sessions_.push_back(session);
-      session->Start();
+      accept_paused_ = true;
+      accept_pause_.expires_after(std::chrono::milliseconds(kAcceptPauseMs));
+      accept_pause_.async_wait([this](const boost::system::error_code& wait_ec) {
+        if (!wait_ec) Accept();
+      });
+      return;
     }
+    if (accept_paused_) {
+      accept_paused_ = false;
+      LogEvent("gateway.accept_resumed", {{"failures", std::to_string(accept_failures_)}});
+    }
+    auto session = std::make_shared<ClientSession>(*this, std::move(socket));
+    if (sessions_.size() > 1024 && sessions_.size() % 1024 == 0) {
+      std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
+    }
+    sessions_.push_back(session);
+    session->Start();
     Accept();
   });
 }
@@ -79,6 +103,7 @@ void Gateway::Accept() {
 void Gateway::Shutdown() {
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  accept_pause_.cancel();
   for (auto& weak : sessions_) {
     if (auto s = weak.lock()) s->Close();
   }
@@ -90,6 +115,7 @@ void Gateway::StopAccepting() {
   draining_ = true;
   boost::system::error_code ignored;
   acceptor_.close(ignored);
+  accept_pause_.cancel();
 }
 
 bool Gateway::Busy() const {

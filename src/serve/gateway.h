@@ -6,6 +6,7 @@
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <map>
 #include <memory>
 #include <string>
@@ -67,6 +68,9 @@ class Gateway {
   DeploySpec spec_;
   std::string deploy_path_;
   boost::asio::ip::tcp::acceptor acceptor_;
+  boost::asio::steady_timer accept_pause_;  // after a failed accept
+  bool accept_paused_ = false;
+  uint64_t accept_failures_ = 0;
   uint16_t port_ = 0;
   std::map<std::string, std::shared_ptr<Model>> models_;
   std::unique_ptr<ReplicaManager> manager_;

@@ -16,7 +16,8 @@ class Page {
   void Sample(const char* name, const std::string& labels, double value) {
     char buf[32];
     std::snprintf(buf, sizeof buf, "%.9g", value);
-    out_ += std::string(name) + "{" + labels + "} " + buf + "\n";
+    out_ += labels.empty() ? std::string(name) + " " + buf + "\n"
+                           : std::string(name) + "{" + labels + "} " + buf + "\n";
   }
   std::string& out() { return out_; }
 
@@ -155,6 +156,10 @@ std::string Gateway::MetricsText() const {
   p.Family("gpufrac_serve_reloads_total", "counter", "Deployment reloads by result");
   p.Sample("gpufrac_serve_reloads_total", "result=\"ok\"", reloads_);
   p.Sample("gpufrac_serve_reloads_total", "result=\"refused\"", reload_failures_);
+  p.Family(
+      "gpufrac_serve_accept_failures_total", "counter",
+      "Connections the gateway could not accept (out of file descriptors), each retried later");
+  p.Sample("gpufrac_serve_accept_failures_total", "", accept_failures_);
   p.Family("gpufrac_serve_gateway_errors_total", "counter",
            "Errors the gateway answered itself before routing, by status");
   for (const auto& [code, count] : local_responses_) {

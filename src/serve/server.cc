@@ -1,5 +1,7 @@
 #include "serve/server.h"
 
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -57,6 +59,22 @@ void WaitSignals(asio::signal_set& signals, asio::steady_timer& timer, asio::io_
       });
 }
 
+// Each stream holds two descriptors (client and replica) and the usual soft limit is 1,024, so
+// thousands of streams need the soft limit raised to the hard one.
+void RaiseFileLimit() {
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return;
+  const rlim_t before = limit.rlim_cur;
+  if (limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = before;
+  }
+  LogEvent("gateway.file_limit",
+           {{"open_files",
+             limit.rlim_cur == RLIM_INFINITY ? "unlimited" : std::to_string(limit.rlim_cur)},
+            {"was", std::to_string(before)}});
+}
+
 }  // namespace
 
 int RunServe(const ServeOptions& options) {
@@ -95,6 +113,7 @@ int RunServe(const ServeOptions& options) {
     LogEvent("replica.orphan_deleted",
              {{"replica", id}, {"reason", "left by a gateway that no longer runs"}});
   }
+  RaiseFileLimit();
   // A client or replica that goes away mid-write must not end the process.
   signal(SIGPIPE, SIG_IGN);
   asio::io_context io(1);

@@ -61,6 +61,7 @@ class ServeFixture : public NodeFixture {
 
   int port_ = 0;
   pid_t serve_ = -1;
+  std::string serve_shell_prefix_;  // shell commands run before exec'ing gpufrac serve (ulimit)
   std::string deploy_path_, serve_log_;
 };
 
