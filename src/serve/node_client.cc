@@ -110,6 +110,7 @@ Status NodeClient::ListGpus(std::vector<GpuRoom>* gpus) const {
   for (const json& g : j["gpus"]) {
     GpuRoom room;
     room.index = g.value("index", -1);
+    room.uuid = g.value("uuid", "");
     if (g.contains("memory") && g["memory"].is_object()) {
       room.total = g["memory"].value("total", uint64_t{0});
       room.free = g["memory"].value("free", uint64_t{0});

@@ -25,6 +25,7 @@ struct TenantInfo {
 
 struct GpuRoom {
   int index = -1;
+  std::string uuid;
   uint64_t total = 0;
   uint64_t free = 0;  // total - committed: what placement may still give out
 };

@@ -11,18 +11,26 @@ bool Running(const TenantInfo& t) { return t.batch && t.state == "running"; }
 
 bool Younger(const TenantInfo& a, const TenantInfo& b) { return a.created_ms > b.created_ms; }
 
+// Whether a replica with this share may land on `gpu`: any GPU unless pinned by index or by UUID
+// prefix (the agent's own selector rules).
+bool MayUse(const GpuShare& share, const GpuRoom& gpu) {
+  if (share.gpu.empty()) return true;
+  if (share.gpu.find_first_not_of("0123456789") == std::string::npos) {
+    return gpu.index == std::stoi(share.gpu);
+  }
+  return !gpu.uuid.empty() && gpu.uuid.rfind(share.gpu, 0) == 0;
+}
+
 }  // namespace
 
 std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector<GpuRoom>& gpus,
                                         const std::vector<TenantInfo>& tenants) {
   MemoryAmount amount;
   if (ParseMemoryAmount(share.memory.c_str(), &amount) != ParseError::kNone) return {};
-  const bool pinned =
-      !share.gpu.empty() && share.gpu.find_first_not_of("0123456789") == std::string::npos;
   std::vector<std::string> best;
   bool found = false;
   for (const GpuRoom& gpu : gpus) {
-    if (pinned && gpu.index != std::stoi(share.gpu)) continue;
+    if (!MayUse(share, gpu)) continue;
     const uint64_t need = amount.Resolve(gpu.total);
     if (need <= gpu.free) continue;  // memory is not what stops it here
     std::vector<TenantInfo> on_gpu;
@@ -46,6 +54,23 @@ std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector
   return best;
 }
 
+std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vector<GpuRoom>& gpus,
+                                         const std::vector<TenantInfo>& tenants,
+                                         const std::vector<std::string>& skip) {
+  std::vector<TenantInfo> victims;
+  for (const TenantInfo& t : tenants) {
+    if (!Running(t) || std::find(skip.begin(), skip.end(), t.id) != skip.end()) continue;
+    const bool usable = std::any_of(gpus.begin(), gpus.end(), [&](const GpuRoom& g) {
+      return g.index == t.gpu && MayUse(share, g);
+    });
+    if (usable) victims.push_back(t);
+  }
+  std::sort(victims.begin(), victims.end(), Younger);
+  std::vector<std::string> ids;
+  for (const TenantInfo& t : victims) ids.push_back(t.id);
+  return ids;
+}
+
 Status CreateWithPreemption(const NodeClient& node, const std::string& name,
                             const std::vector<std::string>& command, const GpuShare& share,
                             bool allow_preemption, int64_t preempt_grace_ms,
@@ -65,15 +90,9 @@ Status CreateWithPreemption(const NodeClient& node, const std::string& name,
     if (s.ok() || !conflict) return s;
   }
   // Memory alone could not tell: youngest batch tenant first, retrying after each.
-  std::vector<TenantInfo> victims;
-  for (const TenantInfo& t : tenants) {
-    const bool gone = std::find(plan.begin(), plan.end(), t.id) != plan.end();
-    if (Running(t) && !gone) victims.push_back(t);
-  }
-  std::sort(victims.begin(), victims.end(), Younger);
-  for (const TenantInfo& victim : victims) {
-    if (!node.DeleteTenant(victim.id, preempt_grace_ms).ok()) continue;
-    result->preempted.push_back(victim.id);
+  for (const std::string& victim : FallbackVictims(share, gpus, tenants, plan)) {
+    if (!node.DeleteTenant(victim, preempt_grace_ms).ok()) continue;
+    result->preempted.push_back(victim);
     s = node.CreateTenant(name, command, share, &result->created, &conflict);
     if (s.ok() || !conflict) return s;
   }

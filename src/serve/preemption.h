@@ -4,7 +4,10 @@
 //      lost) that together free enough memory; the GPU needing the fewest victims wins (ties: the
 //      lower index). Only those are deleted, then the create is retried once.
 //   2. When no GPU can be freed by memory alone (the refusal was about compute, or the figures
-//      moved), batch tenants are deleted youngest first, one at a time, retrying after each.
+//      moved), batch tenants on the GPUs the replica may use are deleted youngest first, one at a
+//      time, retrying after each.
+// A replica pinned to a GPU (`gpu:` index or UUID prefix) may use only that one: batch work on
+// other GPUs is never deleted for it.
 // Inference tenants are never deleted to make room, and batch replicas never preempt anything.
 #pragma once
 
@@ -21,6 +24,11 @@ namespace gpufrac::serve {
 // Step 1 as a pure function: the victims' ids, or none when memory alone cannot make room.
 std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector<GpuRoom>& gpus,
                                         const std::vector<TenantInfo>& tenants);
+
+// Step 2's order: running batch tenants on GPUs the share may use, youngest first, less `skip`.
+std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vector<GpuRoom>& gpus,
+                                         const std::vector<TenantInfo>& tenants,
+                                         const std::vector<std::string>& skip);
 
 struct PreemptionResult {
   TenantInfo created;

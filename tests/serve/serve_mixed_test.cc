@@ -46,6 +46,10 @@ TEST_F(ServeMixedTest, ChatAndEmbeddingsAreRoutedAndScaledEachOnItsOwn) {
   EXPECT_EQ(Health()["models"]["embed"]["desired"], 1);
   EXPECT_GE(Metric("gpufrac_serve_requests_total{model=\"embed\"}"), 80);
   EXPECT_GE(Metric("gpufrac_serve_requests_total{model=\"chat\"}"), 80);
+  // A whole (non-streamed) answer counts as its first token, so the embedding model's SLA has
+  // samples to act on.
+  EXPECT_GE(Metric("gpufrac_serve_ttft_seconds_count{model=\"embed\"}"), 80);
+  EXPECT_GE(Metric("gpufrac_serve_ttft_p95_seconds{model=\"embed\"}"), 0);
   // Measured per replica too.
   const std::string first = "{model=\"chat\",replica=\"sv" + std::to_string(serve_) + "-chat-1\"}";
   EXPECT_GT(Metric("gpufrac_serve_replica_ttft_seconds_count" + first), 10);
