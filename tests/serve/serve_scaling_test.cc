@@ -132,5 +132,54 @@ TEST_F(ServeScalingTest, ScaleToZeroHoldsRequestsDuringColdStartAndRefusesBeyond
   EXPECT_EQ(again.status, 200) << again.body;
 }
 
+TEST_F(ServeScalingTest, ScaleInDrainsTheStreamsInFlightOnTheReplicaItRemoves) {
+  StartAgent();
+  auto deploy = [&](int replicas) {
+    const std::string n = std::to_string(replicas);
+    return "models:\n  - name: chat\n    command: " +
+           Synth({"--ttft-ms", "50", "--itl-ms", "100"}) +
+           "\n    health: {interval: 200ms}\n    gpu: {memory: \"0.1\"}\n    min_replicas: " + n +
+           "\n    max_replicas: " + n + "\n    sla: {ttft_p95: 5s}\n";
+  };
+  StartServe(deploy(2));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 2; }));
+  // Four 3-second streams, two on each replica (least outstanding requests).
+  std::vector<HttpReply> replies(4);
+  std::vector<std::thread> clients;
+  for (size_t i = 0; i < replies.size(); ++i) {
+    clients.emplace_back([&, i] {
+      replies[i] = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 30));
+    });
+  }
+  ASSERT_TRUE(WaitFor([&] { return Health()["models"]["chat"]["in_flight"] == 4; }, 5000));
+  // One replica fewer, same replica spec: one is drained while its two streams are mid-way.
+  WriteDeploy(deploy(1));
+  kill(serve_, SIGHUP);
+  ASSERT_TRUE(
+      WaitFor([&] { return ServeLog().find("event=replica.draining") != std::string::npos; }, 5000))
+      << ServeLog();
+  for (auto& t : clients) t.join();
+  for (const HttpReply& r : replies) {
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.complete);
+    EXPECT_NE(r.body.find("[DONE]"), std::string::npos) << r.body;
+    EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << r.body;
+  }
+  ASSERT_TRUE(
+      WaitFor([&] { return ServeLog().find("event=replica.stopped") != std::string::npos; }, 10000))
+      << ServeLog();
+  const std::string log = ServeLog();
+  // It was drained with streams in flight, and stopped only once they had finished.
+  const size_t draining = log.find("event=replica.draining");
+  const std::string draining_line = log.substr(draining, log.find('\n', draining) - draining);
+  EXPECT_NE(draining_line.find("in_flight=2"), std::string::npos) << draining_line;
+  const size_t stopping = log.find("event=replica.stopping");
+  ASSERT_NE(stopping, std::string::npos) << log;
+  EXPECT_GT(stopping, draining);
+  const std::string stopping_line = log.substr(stopping, log.find('\n', stopping) - stopping);
+  EXPECT_NE(stopping_line.find("in_flight=0"), std::string::npos) << stopping_line;
+  EXPECT_EQ(Health()["models"]["chat"]["ready"], 1);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
