@@ -174,5 +174,52 @@ TEST_F(ServeMixedTest, PreemptionPicksTheGpuWhereDeletingBatchWorkMakesRoom) {
   EXPECT_EQ(Call("GET", "/v1/tenants/b1").status, 404);
 }
 
+TEST_F(ServeMixedTest, EveryOpenAiRouteIsServedStreamedAndWhole) {
+  StartAgent();
+  StartServe("models:\n  - name: chat\n    command: " +
+             Synth({"--model", "{model}", "--ttft-ms", "5", "--itl-ms", "2"}) +
+             "\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n"
+             "  - name: embed\n    command: " +
+             Synth({"--model", "{model}"}) +
+             "\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n");
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  ASSERT_TRUE(WaitReplicas("embed", [](int n) { return n == 1; }));
+  // GET /v1/models: OpenAI's list, both models.
+  HttpReply models = HttpRequest(port_, "GET", "/v1/models");
+  ASSERT_EQ(models.status, 200);
+  json list = json::parse(models.body, nullptr, false);
+  ASSERT_TRUE(list.is_object()) << models.body;
+  EXPECT_EQ(list["object"], "list");
+  std::vector<std::string> ids;
+  for (const json& m : list["data"]) {
+    EXPECT_EQ(m["object"], "model");
+    ids.push_back(m["id"]);
+  }
+  std::sort(ids.begin(), ids.end());
+  EXPECT_EQ(ids, (std::vector<std::string>{"chat", "embed"}));
+  // Legacy completions, streamed: an event stream ending in [DONE].
+  HttpReply streamed = HttpRequest(port_, "POST", "/v1/completions",
+                                   R"({"model": "chat", "prompt": "hi", "max_tokens": 3,)"
+                                   R"( "stream": true})");
+  EXPECT_EQ(streamed.status, 200);
+  EXPECT_NE(streamed.Header("content-type").find("text/event-stream"), std::string::npos);
+  EXPECT_NE(streamed.body.find("[DONE]"), std::string::npos) << streamed.body;
+  // Whole answers: completions and chat with stream false come back as one JSON body.
+  for (const char* path : {"/v1/completions", "/v1/chat/completions"}) {
+    const std::string body =
+        std::string(path) == "/v1/completions"
+            ? R"({"model": "chat", "prompt": "hi", "max_tokens": 3, "stream": false})"
+            : R"({"model": "chat", "messages": [{"role": "user", "content": "hi"}],)"
+              R"( "max_tokens": 3, "stream": false})";
+    HttpReply whole = HttpRequest(port_, "POST", path, body);
+    EXPECT_EQ(whole.status, 200) << path;
+    json answer = json::parse(whole.body, nullptr, false);
+    ASSERT_TRUE(answer.is_object()) << path << ": " << whole.body;
+    EXPECT_TRUE(answer["choices"].is_array()) << whole.body;
+  }
+  // Each counted against the chat model's TTFT (whole answers at their head).
+  EXPECT_EQ(Metric("gpufrac_serve_ttft_seconds_count{model=\"chat\"}"), 3);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
