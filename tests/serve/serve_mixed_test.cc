@@ -2,6 +2,8 @@
 // batch replicas preempted (through the agent) when an inference model needs room, never the
 // reverse.
 #include <gtest/gtest.h>
+#include <poll.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <thread>
@@ -219,6 +221,46 @@ TEST_F(ServeMixedTest, EveryOpenAiRouteIsServedStreamedAndWhole) {
   }
   // Each counted against the chat model's TTFT (whole answers at their head).
   EXPECT_EQ(Metric("gpufrac_serve_ttft_seconds_count{model=\"chat\"}"), 3);
+}
+
+TEST_F(ServeMixedTest, EventsReachTheClientAsTheReplicaSendsThem) {
+  // Five tokens 200 ms apart: a gateway that buffered the answer would deliver the first event
+  // with the last, 800 ms late.
+  StartAgent();
+  StartServe(
+      "models:\n  - name: chat\n    command: " + Synth({"--ttft-ms", "10", "--itl-ms", "200"}) +
+      "\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n");
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  const std::string body = ChatBody("chat", 5);
+  const int fd = SendRaw(port_,
+                         "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                         "Content-Type: application/json\r\nContent-Length: " +
+                             std::to_string(body.size()) + "\r\n\r\n" + body);
+  ASSERT_GE(fd, 0);
+  std::string received;
+  const auto start = std::chrono::steady_clock::now();
+  std::chrono::steady_clock::time_point first_event{}, done{};
+  char buf[4096];
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(10)) {
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, 100) <= 0) continue;
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    received.append(buf, static_cast<size_t>(n));
+    const auto now = std::chrono::steady_clock::now();
+    if (first_event == decltype(first_event){} &&
+        received.find("\"content\":\"w") != std::string::npos) {
+      first_event = now;
+    }
+    if (received.find("[DONE]") != std::string::npos) {
+      done = now;
+      break;
+    }
+  }
+  close(fd);
+  ASSERT_NE(first_event, decltype(first_event){}) << received;
+  ASSERT_NE(done, decltype(done){}) << received;
+  EXPECT_GE(done - first_event, std::chrono::milliseconds(600)) << received;
 }
 
 }  // namespace

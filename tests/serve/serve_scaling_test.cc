@@ -82,6 +82,10 @@ TEST_F(ServeScalingTest, RampScalesOutThenInWithoutAFailedRequest) {
   EXPECT_NE(after.find("event=replica.draining model=chat"), std::string::npos);
   EXPECT_NE(after.find("event=replica.stopped model=chat"), std::string::npos);
   EXPECT_EQ(after.find("event=replica.failed"), std::string::npos) << after;
+  // No request was ever sent to a replica that could not take it (one not yet listening, or
+  // stopped): that would have marked it suspect or counted a failed connect, even when retried.
+  EXPECT_EQ(after.find("event=replica.suspect"), std::string::npos) << after;
+  EXPECT_EQ(Metric("gpufrac_serve_errors_total{model=\"chat\",kind=\"upstream_connect\"}"), -1);
   EXPECT_EQ(Metric("gpufrac_serve_errors_total{model=\"chat\",kind=\"upstream_failed\"}"), -1);
   // Scaled-in replicas' tenants are gone from the agent.
   EXPECT_TRUE(WaitFor([&] { return TenantPids("chat").size() == 1; }, 10000));
