@@ -343,52 +343,6 @@ void HttpServer::Stop() {
   unlink(s.options.socket_path.c_str());
 }
 
-namespace {
-
-Status HttpCallOnce(const std::string& socket_path, const std::string& method,
-                    const std::string& target, const std::string& body, int* status,
-                    std::string* response_body, uint32_t timeout_ms) {
-  asio::io_context ioc;
-  Local::socket socket(ioc);
-  beast::error_code ec;
-  socket.connect(Local::endpoint(socket_path), ec);
-  if (ec) return Status::Error("cannot reach the agent at '" + socket_path + "': " + ec.message());
-  timeval tv{static_cast<time_t>(timeout_ms / 1000),
-             static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
-  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  http::request<http::string_body> req{http::string_to_verb(method), target, 11};
-  req.set(http::field::host, "localhost");
-  req.set(http::field::connection, "close");
-  if (!body.empty()) req.set(http::field::content_type, "application/json");
-  req.body() = body;
-  req.prepare_payload();
-  http::write(socket, req, ec);
-  if (ec) return Status::Error("sending to the agent: " + ec.message());
-  beast::flat_buffer buffer;
-  http::response_parser<http::string_body> parser;
-  parser.body_limit(256ull << 20);
-  http::read(socket, buffer, parser, ec);
-  if (ec) return Status::Error("reading the agent's answer: " + ec.message());
-  *status = parser.get().result_int();
-  *response_body = parser.get().body();
-  return Status::Ok();
-}
-
-}  // namespace
-
-// A caller out of file descriptors (a gateway at its limit) gets an error, not an exception from
-// the io_context's constructor ending its process.
-Status HttpCall(const std::string& socket_path, const std::string& method,
-                const std::string& target, const std::string& body, int* status,
-                std::string* response_body, uint32_t timeout_ms) {
-  try {
-    return HttpCallOnce(socket_path, method, target, body, status, response_body, timeout_ms);
-  } catch (const std::exception& e) {
-    return Status::Error("cannot reach the agent at '" + socket_path + "': " + e.what());
-  }
-}
-
 }  // namespace gpufrac::node
 
 namespace gpufrac::node {

@@ -71,7 +71,9 @@ bool ValidHookUrl(const std::string& url);
 Status HttpPostUrl(const std::string& url, const std::string& body, uint32_t timeout_ms,
                    int* status);
 
-// A blocking client call over a unix socket, for the CLI and tests.
+// A blocking client call over a unix socket, for the CLI, gpufrac serve's worker threads and tests
+// (http_call.cc). Plain POSIX calls: one descriptor, no event loop, and nothing thrown when the
+// process is out of descriptors (an error Status instead).
 Status HttpCall(const std::string& socket_path, const std::string& method,
                 const std::string& target, const std::string& body, int* status,
                 std::string* response_body, uint32_t timeout_ms = 30000);

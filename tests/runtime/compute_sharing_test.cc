@@ -331,7 +331,12 @@ TEST_F(ComputeSharingTest, TheLedgerExposesGpuTimeShareAndThrottling) {
   // has used and waited for GPU time, instead of being read once after a fixed sleep.
   const pid_t a = Start({"--fraction", "0.5", "--tenant", "a"}, {"spin", "4", "1000"}, "a");
   const pid_t b = Start({"--fraction", "0.5", "--tenant", "b"}, {"spin", "4", "1000"}, "b");
+  // The ledger exists once the first `gpufrac run` has created it.
   Ledger ledger;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (!ledger.OpenAsTenant(Uuid(0).c_str()) && std::chrono::steady_clock::now() < deadline) {
+    usleep(20'000);
+  }
   ASSERT_TRUE(ledger.OpenAsTenant(Uuid(0).c_str()));
   auto usage = [&ledger](const char* name) -> const TenantUsage* {
     uint64_t generation = 0;
@@ -343,7 +348,6 @@ TEST_F(ComputeSharingTest, TheLedgerExposesGpuTimeShareAndThrottling) {
     return u != nullptr && u->gpu_time_ns.load() > 200'000'000u &&
            u->throttled_ns.load() > 100'000'000u;
   };
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (!(ready("a") && ready("b")) && std::chrono::steady_clock::now() < deadline) {
     usleep(20'000);
   }
