@@ -40,6 +40,12 @@ class ServeLimitsTest : public ServeFixture {
 };
 
 TEST_F(ServeLimitsTest, OutOfFileDescriptorsItPausesAcceptingInsteadOfSpinningThenServesAgain) {
+#if defined(__SANITIZE_ADDRESS__)
+  // UBSan's dynamic type check needs a descriptor of its own to inspect memory; out of them it
+  // reports every virtual call (error_category::message, here) as a bad one and, with recovery
+  // off, ends the process. The normal build runs this test.
+  GTEST_SKIP() << "sanitizer runtimes cannot work in a process out of file descriptors";
+#endif
   StartAgent();
   serve_shell_prefix_ = "ulimit -n 64 && ";
   StartServe(Chat({"--ttft-ms", "5", "--itl-ms", "5"}, ""));
