@@ -59,13 +59,15 @@ Status HttpCall(const std::string& socket_path, const std::string& method,
   std::memcpy(addr.sun_path, socket_path.data(), socket_path.size());
   const Descriptor fd(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (fd.get() < 0) return Status::Error(unreachable + Errno());
-  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
-    return Status::Error(unreachable + Errno());
-  }
+  // Before connect: a blocking connect to an agent whose backlog is full waits this long too.
   timeval tv{static_cast<time_t>(timeout_ms / 1000),
              static_cast<suseconds_t>((timeout_ms % 1000) * 1000)};
   setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   setsockopt(fd.get(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const std::string timed_out = "timed out after " + std::to_string(timeout_ms) + " ms";
+  if (connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof addr) != 0) {
+    return Status::Error(unreachable + (errno == EAGAIN ? timed_out : Errno()));
+  }
 
   http::request<http::string_body> req{http::string_to_verb(method), target, 11};
   req.set(http::field::host, "localhost");
@@ -75,7 +77,10 @@ Status HttpCall(const std::string& socket_path, const std::string& method,
   req.prepare_payload();
   std::ostringstream wire;
   wire << req;
-  if (!SendAll(fd.get(), wire.str())) return Status::Error("sending to the agent: " + Errno());
+  if (!SendAll(fd.get(), wire.str())) {
+    return Status::Error("sending to the agent: " +
+                         (errno == EAGAIN || errno == EWOULDBLOCK ? timed_out : Errno()));
+  }
 
   http::response_parser<http::string_body> parser;
   parser.body_limit(256ull << 20);
@@ -85,8 +90,14 @@ Status HttpCall(const std::string& socket_path, const std::string& method,
   while (!parser.is_done()) {
     const ssize_t n = recv(fd.get(), chunk, sizeof chunk, 0);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return Status::Error("reading the agent's answer: " + Errno());
+    if (n < 0) {
+      return Status::Error("reading the agent's answer: " +
+                           (errno == EAGAIN || errno == EWOULDBLOCK ? timed_out : Errno()));
+    }
     if (n == 0) {
+      if (!parser.got_some() && pending.empty()) {
+        return Status::Error("reading the agent's answer: end of stream");
+      }
       parser.put_eof(ec);  // a body delimited by the close ends here; anything else is cut
       if (ec) return Status::Error("reading the agent's answer: " + ec.message());
       break;

@@ -204,11 +204,12 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
     }
   }
   CheckSse();
-  // A whole response (embeddings, non-streamed completions) is ready when its head comes: that
-  // is its time to first token, as GenAI-Perf counts it, and what an embedding model's SLA is
-  // held to. Error statuses are not answers.
+  // A whole response is ready when its head comes. For embeddings that is their time to first
+  // token (as GenAI-Perf counts it) and what an embedding model's SLA is held to. A non-streamed
+  // chat or completion answer is a whole generation: counted as TTFT it would make a chat model
+  // look in breach of its SLA, so only its latency is recorded. Error statuses are not answers.
   if (!is_sse_) {
-    if (parser_.status() < 400) ObserveContent();
+    if (parser_.status() < 400 && path_ == "/v1/embeddings") ObserveContent();
     EndAwaiting();
   }
   if (parser_.status() >= 500) {

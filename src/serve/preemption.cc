@@ -60,9 +60,11 @@ std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vecto
   std::vector<TenantInfo> victims;
   for (const TenantInfo& t : tenants) {
     if (!Running(t) || std::find(skip.begin(), skip.end(), t.id) != skip.end()) continue;
-    const bool usable = std::any_of(gpus.begin(), gpus.end(), [&](const GpuRoom& g) {
-      return g.index == t.gpu && MayUse(share, g);
-    });
+    // Unpinned, any batch tenant may go, whatever GPU the listing says it is on.
+    const bool usable =
+        share.gpu.empty() || std::any_of(gpus.begin(), gpus.end(), [&](const GpuRoom& g) {
+          return g.index == t.gpu && MayUse(share, g);
+        });
     if (usable) victims.push_back(t);
   }
   std::sort(victims.begin(), victims.end(), Younger);

@@ -81,6 +81,13 @@ TEST(ServePreemptionTest, APinnedReplicaOnlyEverPreemptsOnItsOwnGpu) {
   // Unpinned: every GPU's batch tenants, youngest first; inference never.
   EXPECT_EQ(FallbackVictims(Memory("10GiB"), gpus, tenants, {}),
             (std::vector<std::string>{"b1-young", "b0-young", "b0-old"}));
+  // Unpinned, a batch tenant the listing puts on no known GPU may go too; pinned, it may not.
+  std::vector<TenantInfo> with_unknown = tenants;
+  with_unknown.push_back(T("b-unknown", -1, true, 3, 10));
+  EXPECT_EQ(FallbackVictims(Memory("10GiB"), gpus, with_unknown, {}),
+            (std::vector<std::string>{"b1-young", "b0-young", "b-unknown", "b0-old"}));
+  EXPECT_EQ(FallbackVictims(Memory("10GiB", "0"), gpus, with_unknown, {}),
+            (std::vector<std::string>{"b0-young", "b0-old"}));
 }
 
 }  // namespace

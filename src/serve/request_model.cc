@@ -87,6 +87,9 @@ RequestModel FindBySax(std::string_view body, std::string* model) {
 bool FindBySimd(std::string_view body, std::string* model, RequestModel* result) {
   // One parser for the gateway's thread: its buffers grow to the largest body and are reused.
   thread_local simdjson::dom::parser parser;
+  // Its buffers are several times the largest body parsed; after a large one, start small again.
+  constexpr size_t kKeptCapacity = 8 << 20;
+  if (parser.capacity() > kKeptCapacity) parser = simdjson::dom::parser{};
   simdjson::dom::element doc;
   if (parser.parse(body.data(), body.size()).get(doc) != simdjson::SUCCESS) return false;
   simdjson::dom::object object;

@@ -219,8 +219,9 @@ TEST_F(ServeMixedTest, EveryOpenAiRouteIsServedStreamedAndWhole) {
     ASSERT_TRUE(answer.is_object()) << path << ": " << whole.body;
     EXPECT_TRUE(answer["choices"].is_array()) << whole.body;
   }
-  // Each counted against the chat model's TTFT (whole answers at their head).
-  EXPECT_EQ(Metric("gpufrac_serve_ttft_seconds_count{model=\"chat\"}"), 3);
+  // Only the streamed answer is a TTFT sample: a whole chat answer is a whole generation.
+  EXPECT_EQ(Metric("gpufrac_serve_ttft_seconds_count{model=\"chat\"}"), 1);
+  EXPECT_EQ(Metric("gpufrac_serve_request_duration_seconds_count{model=\"chat\"}"), 3);
 }
 
 TEST_F(ServeMixedTest, EventsReachTheClientAsTheReplicaSendsThem) {

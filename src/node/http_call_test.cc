@@ -1,0 +1,130 @@
+// HttpCall against a raw unix-socket peer that answers in whatever way a test needs: whole,
+// in pieces, delimited by its close, not at all, or by hanging up.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+
+#include "node/http_server.h"
+
+namespace gpufrac::node {
+namespace {
+
+// Listens on a fresh socket path; for one connection, reads the request head and runs `answer`.
+class FakeAgent {
+ public:
+  explicit FakeAgent(std::function<void(int fd)> answer) {
+    char dir[] = "/tmp/gpufrac-httpcall-XXXXXX";
+    EXPECT_NE(mkdtemp(dir), nullptr);
+    dir_ = dir;
+    path_ = dir_ + "/agent.sock";
+    listener_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
+    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+    EXPECT_EQ(listen(listener_, 4), 0);
+    thread_ = std::thread([this, answer = std::move(answer)] {
+      const int fd = accept(listener_, nullptr, nullptr);
+      if (fd < 0) return;
+      std::string head;
+      char c;
+      while (head.find("\r\n\r\n") == std::string::npos && read(fd, &c, 1) == 1) head += c;
+      answer(fd);
+      close(fd);
+    });
+  }
+  ~FakeAgent() {
+    shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    close(listener_);
+    unlink(path_.c_str());
+    rmdir(dir_.c_str());
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string dir_, path_;
+  int listener_ = -1;
+  std::thread thread_;
+};
+
+void Write(int fd, const std::string& s) {
+  ASSERT_EQ(write(fd, s.data(), s.size()), ssize_t(s.size()));
+}
+
+TEST(HttpCallTest, ReadsAnAnswerSentInPieces) {
+  FakeAgent agent([](int fd) {
+    const std::string answer =
+        "HTTP/1.1 201 Created\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked"
+        "\r\n\r\n5\r\n{\"a\":\r\n3\r\n 1}\r\n0\r\n\r\n";
+    for (char c : answer) {  // one byte at a time: every parser state sees a partial input
+      Write(fd, std::string(1, c));
+      std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  });
+  int status = 0;
+  std::string body;
+  ASSERT_TRUE(HttpCall(agent.path(), "POST", "/v1/tenants", "{}", &status, &body, 5000).ok());
+  EXPECT_EQ(status, 201);
+  EXPECT_EQ(body, "{\"a\": 1}");
+}
+
+TEST(HttpCallTest, ABodyDelimitedByTheCloseEndsThere) {
+  FakeAgent agent([](int fd) { Write(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello"); });
+  int status = 0;
+  std::string body;
+  ASSERT_TRUE(HttpCall(agent.path(), "GET", "/v1/health", "", &status, &body, 5000).ok());
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body, "hello");
+}
+
+TEST(HttpCallTest, AnAgentThatNeverAnswersTimesOut) {
+  FakeAgent agent([](int) { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); });
+  int status = 0;
+  std::string body;
+  const auto start = std::chrono::steady_clock::now();
+  const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 300);
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.message(), "reading the agent's answer: timed out after 300 ms");
+  EXPECT_LT(took, std::chrono::milliseconds(1200));
+}
+
+TEST(HttpCallTest, HangingUpWithoutAnAnswerOrMidAnswerIsAnError) {
+  {
+    FakeAgent agent([](int) {});
+    int status = 0;
+    std::string body;
+    const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 5000);
+    EXPECT_EQ(s.message(), "reading the agent's answer: end of stream");
+  }
+  {
+    FakeAgent agent([](int fd) { Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"); });
+    int status = 0;
+    std::string body;
+    const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 5000);
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.message().rfind("reading the agent's answer: ", 0), 0u) << s.message();
+  }
+}
+
+TEST(HttpCallTest, NoAgentIsNamedInTheError) {
+  int status = 0;
+  std::string body;
+  const Status s =
+      HttpCall("/tmp/gpufrac-no-such-agent.sock", "GET", "/v1/health", "", &status, &body, 500);
+  EXPECT_EQ(
+      s.message(),
+      "cannot reach the agent at '/tmp/gpufrac-no-such-agent.sock': No such file or directory");
+}
+
+}  // namespace
+}  // namespace gpufrac::node
