@@ -16,9 +16,8 @@ namespace {
 using nlohmann::json;
 
 constexpr uint32_t kHealthTimeoutMs = 2000;
-// A create may wait for a memory-burst reclaim: the agent's deadline (at most 10 minutes) and the
-// kill that follows it.
-constexpr uint32_t kCallTimeoutMs = 11 * 60 * 1000;
+// Every call of this client may be a create.
+constexpr uint32_t kCallTimeoutMs = kCreateTenantTimeoutMs;
 
 // Calls the agent; non-2xx answers become errors carrying the agent's message.
 Status Call(const std::string& socket, const std::string& method, const std::string& target,

@@ -115,7 +115,7 @@ const std::map<std::string, Setter>& Keys() {
        }},
       {"burst_reclaim_deadline",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
-         return ReadDurationMs(n, p, 0, 600000, &c->burst_reclaim_deadline_ms);
+         return ReadDurationMs(n, p, 0, kMaxBurstReclaimDeadlineMs, &c->burst_reclaim_deadline_ms);
        }},
       {"reap_interval",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {

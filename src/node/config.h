@@ -16,6 +16,12 @@ enum class Placement { kBinPack, kSpread };
 // limit (it bypassed the interposer) or that belongs to no tenant.
 enum class BackstopMode { kOff, kWarn, kKill };
 
+// The longest burst_reclaim_deadline a config may set.
+constexpr uint32_t kMaxBurstReclaimDeadlineMs = 600000;
+// How long a client waits for POST /v1/tenants: a create may wait out the longest reclaim deadline,
+// then the kill that follows it (a minute covers the kill's few seconds).
+constexpr uint32_t kCreateTenantTimeoutMs = kMaxBurstReclaimDeadlineMs + 60000;
+
 struct NodeConfig {
   // Unix socket the API listens on; created with mode `socket_mode` (owner and group may call).
   std::string socket_path = "/run/gpufrac/node.sock";
@@ -31,7 +37,7 @@ struct NodeConfig {
   uint32_t grace_period_ms = 10000;
   // How long a tenant that borrowed memory above its request gets, after notice, to give it back
   // when another tenant's request needs it; then it is killed.
-  uint32_t burst_reclaim_deadline_ms = 5000;
+  uint32_t burst_reclaim_deadline_ms = 5000;  // at most kMaxBurstReclaimDeadlineMs
   // How often exited tenants and dead processes are reclaimed (the promise is 1 s).
   uint32_t reap_interval_ms = 100;
   // HTTP edge limits.

@@ -56,6 +56,19 @@ class FakeAgent {
   std::thread thread_;
 };
 
+// One call; the answer's status and body land in the result.
+struct Answer {
+  Status status;
+  int code = 0;
+  std::string body;
+};
+Answer Call(const std::string& path, const std::string& method = "GET",
+            const std::string& body = "", uint32_t timeout_ms = 5000) {
+  Answer a;
+  a.status = HttpCall(path, method, "/v1/tenants", body, &a.code, &a.body, timeout_ms);
+  return a;
+}
+
 void Write(int fd, const std::string& s) {
   ASSERT_EQ(write(fd, s.data(), s.size()), ssize_t(s.size()));
 }
@@ -70,28 +83,24 @@ TEST(HttpCallTest, ReadsAnAnswerSentInPieces) {
       std::this_thread::sleep_for(std::chrono::microseconds(200));
     }
   });
-  int status = 0;
-  std::string body;
-  ASSERT_TRUE(HttpCall(agent.path(), "POST", "/v1/tenants", "{}", &status, &body, 5000).ok());
-  EXPECT_EQ(status, 201);
-  EXPECT_EQ(body, "{\"a\": 1}");
+  const Answer a = Call(agent.path(), "POST", "{}");
+  ASSERT_TRUE(a.status.ok()) << a.status.message();
+  EXPECT_EQ(a.code, 201);
+  EXPECT_EQ(a.body, "{\"a\": 1}");
 }
 
 TEST(HttpCallTest, ABodyDelimitedByTheCloseEndsThere) {
   FakeAgent agent([](int fd) { Write(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nhello"); });
-  int status = 0;
-  std::string body;
-  ASSERT_TRUE(HttpCall(agent.path(), "GET", "/v1/health", "", &status, &body, 5000).ok());
-  EXPECT_EQ(status, 200);
-  EXPECT_EQ(body, "hello");
+  const Answer a = Call(agent.path());
+  ASSERT_TRUE(a.status.ok()) << a.status.message();
+  EXPECT_EQ(a.code, 200);
+  EXPECT_EQ(a.body, "hello");
 }
 
 TEST(HttpCallTest, AnAgentThatNeverAnswersTimesOut) {
   FakeAgent agent([](int) { std::this_thread::sleep_for(std::chrono::milliseconds(1500)); });
-  int status = 0;
-  std::string body;
   const auto start = std::chrono::steady_clock::now();
-  const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 300);
+  const Status s = Call(agent.path(), "GET", "", 300).status;
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(s.ok());
   EXPECT_EQ(s.message(), "reading the agent's answer: timed out after 300 ms");
@@ -101,26 +110,18 @@ TEST(HttpCallTest, AnAgentThatNeverAnswersTimesOut) {
 TEST(HttpCallTest, HangingUpWithoutAnAnswerOrMidAnswerIsAnError) {
   {
     FakeAgent agent([](int) {});
-    int status = 0;
-    std::string body;
-    const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 5000);
-    EXPECT_EQ(s.message(), "reading the agent's answer: end of stream");
+    EXPECT_EQ(Call(agent.path()).status.message(), "reading the agent's answer: end of stream");
   }
   {
     FakeAgent agent([](int fd) { Write(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc"); });
-    int status = 0;
-    std::string body;
-    const Status s = HttpCall(agent.path(), "GET", "/v1/tenants", "", &status, &body, 5000);
+    const Status s = Call(agent.path()).status;
     ASSERT_FALSE(s.ok());
     EXPECT_EQ(s.message().rfind("reading the agent's answer: ", 0), 0u) << s.message();
   }
 }
 
 TEST(HttpCallTest, NoAgentIsNamedInTheError) {
-  int status = 0;
-  std::string body;
-  const Status s =
-      HttpCall("/tmp/gpufrac-no-such-agent.sock", "GET", "/v1/health", "", &status, &body, 500);
+  const Status s = Call("/tmp/gpufrac-no-such-agent.sock", "GET", "", 500).status;
   EXPECT_EQ(
       s.message(),
       "cannot reach the agent at '/tmp/gpufrac-no-such-agent.sock': No such file or directory");

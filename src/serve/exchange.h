@@ -63,7 +63,7 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // The replica has started answering (first content event, or the head of a response that is
   // not an event stream) or the request left it: it no longer counts in Replica::pending.
   void EndAwaiting();
-  // A content event (or a whole non-streamed answer) arrived at read_ns_: TTFT or ITL.
+  // A content event (or a whole embeddings answer) arrived at read_ns_: TTFT or ITL.
   void ObserveContent();
 
   Gateway& gateway_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "node/config.h"
 #include "node/http_server.h"
 
 namespace gpufrac::serve {
@@ -13,9 +14,6 @@ using nlohmann::json;
 // Agent calls are short except DELETE, which blocks for up to its grace + 5 s (docs/api.md),
 // and a create that waits for a memory-burst reclaim.
 constexpr uint32_t kCallTimeoutMs = 15000;
-// A create may wait for a memory-burst reclaim: the agent's deadline (at most 10 minutes) and the
-// kill that follows it.
-constexpr uint32_t kCreateTimeoutMs = 11 * 60 * 1000;
 
 std::string ErrorText(int status, const std::string& body) {
   json j = json::parse(body, nullptr, false);
@@ -62,8 +60,8 @@ Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::
   int status = 0;
   std::string body;
   *conflict = false;
-  Status s =
-      node::HttpCall(socket_, "POST", "/v1/tenants", spec.dump(), &status, &body, kCreateTimeoutMs);
+  Status s = node::HttpCall(socket_, "POST", "/v1/tenants", spec.dump(), &status, &body,
+                            node::kCreateTenantTimeoutMs);
   if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
   if (status != 201) {
     *conflict = status == 409;

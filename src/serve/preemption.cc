@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/quantity.h"
+#include "runtime/gpu_inventory.h"
 
 namespace gpufrac::serve {
 namespace {
@@ -11,14 +12,18 @@ bool Running(const TenantInfo& t) { return t.batch && t.state == "running"; }
 
 bool Younger(const TenantInfo& a, const TenantInfo& b) { return a.created_ms > b.created_ms; }
 
-// Whether a replica with this share may land on `gpu`: any GPU unless pinned by index or by UUID
-// prefix (the agent's own selector rules).
-bool MayUse(const GpuShare& share, const GpuRoom& gpu) {
-  if (share.gpu.empty()) return true;
-  if (share.gpu.find_first_not_of("0123456789") == std::string::npos) {
-    return gpu.index == std::stoi(share.gpu);
-  }
-  return !gpu.uuid.empty() && gpu.uuid.rfind(share.gpu, 0) == 0;
+constexpr int kAnyGpu = -1;
+constexpr int kNoGpu = -2;
+
+// The index of the GPU a pinned share must land on, found by the agent's own selector rules
+// (FindGpu: an index, or a UUID prefix); kAnyGpu when unpinned, kNoGpu when the pin names no GPU
+// of this host.
+int PinnedGpu(const GpuShare& share, const std::vector<GpuRoom>& gpus) {
+  if (share.gpu.empty()) return kAnyGpu;
+  std::vector<GpuInfo> inventory;
+  for (const GpuRoom& g : gpus) inventory.push_back({g.index, g.uuid, "", g.total});
+  GpuInfo pinned;
+  return FindGpu(inventory, share.gpu, &pinned).ok() ? pinned.index : kNoGpu;
 }
 
 }  // namespace
@@ -27,10 +32,11 @@ std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector
                                         const std::vector<TenantInfo>& tenants) {
   MemoryAmount amount;
   if (ParseMemoryAmount(share.memory.c_str(), &amount) != ParseError::kNone) return {};
+  const int pinned = PinnedGpu(share, gpus);
   std::vector<std::string> best;
   bool found = false;
   for (const GpuRoom& gpu : gpus) {
-    if (!MayUse(share, gpu)) continue;
+    if (pinned != kAnyGpu && gpu.index != pinned) continue;
     const uint64_t need = amount.Resolve(gpu.total);
     if (need <= gpu.free) continue;  // memory is not what stops it here
     std::vector<TenantInfo> on_gpu;
@@ -57,15 +63,12 @@ std::vector<std::string> PlanPreemption(const GpuShare& share, const std::vector
 std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vector<GpuRoom>& gpus,
                                          const std::vector<TenantInfo>& tenants,
                                          const std::vector<std::string>& skip) {
+  const int pinned = PinnedGpu(share, gpus);
   std::vector<TenantInfo> victims;
   for (const TenantInfo& t : tenants) {
     if (!Running(t) || std::find(skip.begin(), skip.end(), t.id) != skip.end()) continue;
     // Unpinned, any batch tenant may go, whatever GPU the listing says it is on.
-    const bool usable =
-        share.gpu.empty() || std::any_of(gpus.begin(), gpus.end(), [&](const GpuRoom& g) {
-          return g.index == t.gpu && MayUse(share, g);
-        });
-    if (usable) victims.push_back(t);
+    if (pinned == kAnyGpu || t.gpu == pinned) victims.push_back(t);
   }
   std::sort(victims.begin(), victims.end(), Younger);
   std::vector<std::string> ids;

@@ -3,6 +3,7 @@
 #include <simdjson.h>
 
 #include <nlohmann/json.hpp>
+#include <optional>
 
 namespace gpufrac::serve {
 namespace {
@@ -85,9 +86,9 @@ RequestModel FindBySax(std::string_view body, std::string* model) {
 // differently (integers beyond 64 bits, nesting past simdjson's depth limit) keep the answer they
 // always had.
 bool FindBySimd(std::string_view body, std::string* model, RequestModel* result) {
-  // One parser for the gateway's thread: its buffers grow to the largest body and are reused.
+  // One parser for the gateway's thread, its buffers reused from body to body. They grow to
+  // several times the largest body parsed: after a large one, start small again.
   thread_local simdjson::dom::parser parser;
-  // Its buffers are several times the largest body parsed; after a large one, start small again.
   constexpr size_t kKeptCapacity = 8 << 20;
   if (parser.capacity() > kKeptCapacity) parser = simdjson::dom::parser{};
   simdjson::dom::element doc;
@@ -98,16 +99,12 @@ bool FindBySimd(std::string_view body, std::string* model, RequestModel* result)
     return true;
   }
   // Duplicate keys: the last one wins, as in the DOM the SAX scan mirrors.
-  const simdjson::dom::element* last = nullptr;
-  simdjson::dom::element value;
+  std::optional<simdjson::dom::element> last;
   for (simdjson::dom::key_value_pair field : object) {
-    if (field.key == "model") {
-      value = field.value;
-      last = &value;
-    }
+    if (field.key == "model") last = field.value;
   }
   std::string_view name;
-  if (last == nullptr || last->get_string().get(name) != simdjson::SUCCESS) {
+  if (!last || last->get_string().get(name) != simdjson::SUCCESS) {
     *result = RequestModel::kMissing;
     return true;
   }
