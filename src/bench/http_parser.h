@@ -42,6 +42,8 @@ class HttpResponseParser {
   // Whether the bytes fed so far end a chunk of a chunked body (more may follow): a proxy may then
   // append chunks of its own without breaking the framing.
   bool between_chunks() const { return state_ == State::kChunkSize && line_.empty(); }
+  // Whether the body is framed by the connection's close alone (no length, not chunked).
+  bool body_until_close() const { return state_ == State::kBodyUntilClose; }
 
  private:
   enum class State {

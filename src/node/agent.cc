@@ -23,8 +23,6 @@
 namespace gpufrac::node {
 namespace {
 
-// After the grace period and SIGKILL, how long Delete waits for the kernel to take the processes.
-constexpr auto kKillWait = std::chrono::seconds(5);
 constexpr auto kDeletePoll = std::chrono::milliseconds(10);
 
 int64_t NowMs() {

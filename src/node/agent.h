@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <array>
+#include <chrono>
 #include <condition_variable>
 #include <map>
 #include <memory>
@@ -28,6 +29,10 @@
 #include "runtime/ledger.h"
 
 namespace gpufrac::node {
+
+// After SIGKILL (a delete's grace period or a burst's reclaim deadline ran out), how long the agent
+// waits for the kernel to take the tenant's processes.
+inline constexpr auto kKillWait = std::chrono::seconds(5);
 
 // An error with the HTTP status class it deserves; code 0 means success.
 struct AgentError {

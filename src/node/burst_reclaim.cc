@@ -17,8 +17,6 @@
 namespace gpufrac::node {
 namespace {
 
-// After SIGKILL, how long the reclaim waits for the kernel to take the processes.
-constexpr auto kKillWait = std::chrono::seconds(5);
 constexpr auto kPoll = std::chrono::milliseconds(10);
 
 }  // namespace

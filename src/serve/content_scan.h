@@ -12,4 +12,9 @@ namespace gpufrac::serve {
 // every event of every stream; a key inside a string value is escaped (\") and never matches.
 bool HasContent(std::string_view data);
 
+// Whether an event shows that the stream is over: OpenAI's "[DONE]", or a chunk whose
+// choices[].finish_reason is set (servers that skip "[DONE]" still send that). A stream that ends
+// without either was cut short, even where only the closing connection frames it.
+bool EndsStream(std::string_view data);
+
 }  // namespace gpufrac::serve

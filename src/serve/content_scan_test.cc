@@ -31,5 +31,16 @@ TEST(ServeContentScanTest, AgreesWithTheJsonClassification) {
   }
 }
 
+TEST(ServeContentScanTest, KnowsTheEventsThatEndAStream) {
+  EXPECT_TRUE(EndsStream("[DONE]"));
+  EXPECT_TRUE(EndsStream(R"({"choices":[{"text":"","index":0,"finish_reason":"stop"}]})"));
+  EXPECT_TRUE(EndsStream(R"({"choices":[{"delta":{},"finish_reason" : "length"}]})"));
+  EXPECT_FALSE(EndsStream(R"({"choices":[{"delta":{"content":"a"},"finish_reason":null}]})"));
+  EXPECT_FALSE(EndsStream(R"({"choices":[{"delta":{"content":"w0 "},"index":0}]})"));
+  // The key inside generated text is escaped and does not count.
+  EXPECT_FALSE(EndsStream(R"({"choices":[{"delta":{"content":"\"finish_reason\":\"stop\""}}]})"));
+  EXPECT_FALSE(EndsStream(" [DONE]x"));
+}
+
 }  // namespace
 }  // namespace gpufrac::serve

@@ -42,6 +42,7 @@ Exchange::Exchange(Gateway& gateway, std::shared_ptr<ClientSession> client,
       parser_([this](std::string_view d) { OnBody(d); }),
       sse_([this](const bench::SseEvent& e) {
         if (HasContent(e.data)) ObserveContent();
+        if (EndsStream(e.data)) stream_ended_ = true;
       }) {}
 
 void Exchange::ObserveContent() {
@@ -109,6 +110,7 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
   WatchUpstream(attempts_, model_->spec.upstream_timeout_ms * 1'000'000);
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
   sse_checked_ = is_sse_ = chunked_ = ended_between_chunks_ = false;
+  ended_between_events_ = stream_ended_ = closed_before_end_ = false;
   received_ = 0;
   pending_head_.clear();
   if (!replica_->idle.empty()) {
@@ -169,14 +171,27 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
   if (ec) {
     // Where the stream stood when the replica went away (FeedEof below marks a cut body failed).
     ended_between_chunks_ = parser_.between_chunks();
+    ended_between_events_ = sse_.between_events();
+    // Only the close frames such a body, so a replica that died between two events would look
+    // like one that finished: without "[DONE]" or a finish_reason it did not.
+    const bool unframed_stream = parser_.body_until_close() && is_sse_;
     if (ec == asio::error::eof && parser_.FeedEof() && parser_.complete()) {
-      Finish(true, true);  // a close-delimited body ended
+      if (unframed_stream) sse_.Finish();  // a last event ended by a single newline still counts
+      if (!unframed_stream || stream_ended_) {
+        Finish(true, true);  // a close-delimited body ended
+        return;
+      }
+    }
+    if (unframed_stream && stream_ended_) {
+      Finish(true, true);  // reset after its last event: the client has the whole stream
       return;
     }
+    closed_before_end_ = unframed_stream;
     // A pooled connection the replica closed before answering is not the replica's fault.
     const bool replica_fault = !(reused_ && received_ == 0);
-    UpstreamFailed(ec == asio::error::eof ? "the replica closed the connection mid-response"
-                                          : "read: " + ec.message(),
+    UpstreamFailed(closed_before_end_       ? "the replica closed the stream before its end"
+                   : ec == asio::error::eof ? "the replica closed the connection mid-response"
+                                            : "read: " + ec.message(),
                    replica_fault);
     return;
   }
@@ -261,7 +276,7 @@ void Exchange::OnClientWritten(bool ok) {
   if (writing_tail_) {
     writing_tail_ = false;
     gateway_.Dispatch(*model_);
-    client_->ExchangeDone(!ok);
+    client_->ExchangeDone(!ok || !chunked_);  // only the close ends an unframed stream
     return;
   }
   if (done_) return;
@@ -310,18 +325,27 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
     return;
   }
   const bool between_chunks = parser_.between_chunks() || ended_between_chunks_;
-  if (!chunked_ || !is_sse_ || !between_chunks || !sse_.between_events()) {
+  // (After a close, the parser was flushed: where it stood before says whether an event was cut.)
+  const bool between_events = closed_before_end_ ? ended_between_events_ : sse_.between_events();
+  const bool can_append =
+      is_sse_ && between_events && (chunked_ ? between_chunks : closed_before_end_);
+  if (!can_append) {
     // The body's length was promised, or the replica died inside a chunk or an event: anything
     // appended would be read as part of it. Closing cuts the response short, which every client
     // reports, and an SSE client drops the unfinished event.
     Finish(false, true);
     return;
   }
-  // Between events: an SSE error event in the stream's own chunked framing, then its end.
+  // Between events: an SSE error event, in the stream's own chunked framing (then its end) or, in
+  // a stream the close frames, as it is (then the close).
   const std::string event = "data: " + ErrorBody(502, message) + "\n";
-  char size[32];
-  std::snprintf(size, sizeof size, "%zx\r\n", event.size());
-  tail_ = std::string(size) + event + "\r\n0\r\n\r\n";
+  if (chunked_) {
+    char size[32];
+    std::snprintf(size, sizeof size, "%zx\r\n", event.size());
+    tail_ = std::string(size) + event + "\r\n0\r\n\r\n";
+  } else {
+    tail_ = event;
+  }
   done_ = true;  // no upstream any more; the write below ends the exchange
   writing_tail_ = true;
   client_->Write(tail_.data(), tail_.size(), shared_from_this());

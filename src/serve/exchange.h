@@ -82,6 +82,9 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bench::SseParser sse_;
   bool sse_checked_ = false, is_sse_ = false, chunked_ = false;
   bool ended_between_chunks_ = false;  // the replica's connection ended right after a whole chunk
+  bool ended_between_events_ = false;  // ... or right after a whole SSE event
+  bool stream_ended_ = false;          // "[DONE]" or a finish_reason came
+  bool closed_before_end_ = false;     // a close-delimited event stream ended without either
   bool head_sent_ = false;
   std::string pending_head_;  // the response head, until complete, then as sent
   std::string tail_;          // the error event that ends a stream whose replica failed

@@ -375,6 +375,53 @@ TEST_F(ServeFaultsTest, AReplicaThatDiesInsideAnEventCutsTheStreamShortInsteadOf
   EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << "appended to half an event: " << r.body;
 }
 
+TEST_F(ServeFaultsTest, AStreamFramedByTheCloseAloneIsFinishedOnlyByItsLastEvent) {
+  StartAgent();
+  // Three models on the same kind of replica: without a length or chunks, only the close ends
+  // each stream, whether the replica finished or died.
+  std::string models = "models:\n";
+  for (const char* mode : {"unframed-between", "unframed-inside", "unframed-whole"}) {
+    models += std::string("  - name: ") + mode + "\n    command: [python3, \"" +
+              GPUFRAC_SOURCE_DIR + "/tests/serve/dying_replica.py\", \"{port}\", " + mode +
+              "]\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  }
+  StartServe(models);
+  for (const char* mode : {"unframed-between", "unframed-inside", "unframed-whole"}) {
+    ASSERT_TRUE(WaitReplicas(mode, [](int n) { return n == 1; })) << mode;
+  }
+  // Died between two events: the client gets an error event before the close.
+  HttpReply r =
+      HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("unframed-between", 5), "", 5000);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_LT(r.ms, 4000) << "ended at once, not left hanging";
+  EXPECT_NE(r.body.find("\"hi\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("data: {\"error\""), std::string::npos) << r.body;
+  EXPECT_NE(r.body.find("closed the stream before its end"), std::string::npos) << r.body;
+  // Died inside an event: nothing is appended to the half event; the close cuts it.
+  r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("unframed-inside", 5), "", 5000);
+  EXPECT_EQ(r.status, 200);
+  EXPECT_NE(r.body.find("\"hi\""), std::string::npos) << r.body;
+  EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << "appended to half an event: " << r.body;
+  EXPECT_EQ(
+      Metric("gpufrac_serve_errors_total{model=\"unframed-between\",kind=\"upstream_failed\"}"), 1);
+  EXPECT_EQ(
+      Metric("gpufrac_serve_errors_total{model=\"unframed-inside\",kind=\"upstream_failed\"}"), 1);
+  // Finished with [DONE] and then closed: a whole answer, twice, and nobody's error.
+  for (int i = 0; i < 2; ++i) {
+    r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("unframed-whole", 5), "", 5000);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_TRUE(r.complete);
+    EXPECT_NE(r.body.find("data: [DONE]"), std::string::npos) << r.body;
+    EXPECT_EQ(r.body.find("\"error\""), std::string::npos) << r.body;
+  }
+  EXPECT_EQ(Metric("gpufrac_serve_errors_total{model=\"unframed-whole\",kind=\"upstream_failed\"}"),
+            -1);
+  EXPECT_EQ(ServeLog().find("event=replica.suspect model=unframed-whole"), std::string::npos)
+      << ServeLog();
+  EXPECT_NE(ServeLog().find("event=replica.suspect model=unframed-between"), std::string::npos)
+      << ServeLog();
+}
+
 TEST_F(ServeFaultsTest, ReplicasOfAKilledGatewayAreDeletedByTheNextOne) {
   StartAgent();
   const std::string models = Chat({"--ttft-ms", "5"}, "    sla: {ttft_p95: 1s}\n");
