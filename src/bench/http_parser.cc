@@ -75,6 +75,7 @@ bool HttpResponseParser::Feed(std::string_view bytes) {
         break;
       }
       default: {  // line-oriented states
+        if (line_.empty()) line_start_ = consumed_ + pos;
         size_t nl = bytes.find('\n', pos);
         if (nl == std::string_view::npos) {
           line_.append(bytes.substr(pos));
@@ -102,6 +103,7 @@ bool HttpResponseParser::OnLine(std::string_view line) {
       // "HTTP/1.1 200 OK"
       if (line.empty()) return true;  // tolerate a stray CRLF before the status line
       if (line.substr(0, 5) != "HTTP/") return Fail("malformed HTTP status line");
+      head_start_ = line_start_;
       size_t sp = line.find(' ');
       if (sp == std::string_view::npos || line.size() < sp + 4) {
         return Fail("malformed HTTP status line");
@@ -155,7 +157,19 @@ bool HttpResponseParser::OnHeadersEnd() {
       if (ContainsToken(h.value, "keep-alive")) keep_alive_ = true;
     }
   }
-  if (status_ == 204 || status_ == 304 || (status_ >= 100 && status_ < 200)) {
+  if (status_ >= 100 && status_ < 200 && status_ != 101) {
+    // An interim response: the final one follows on the same connection.
+    ++interim_responses_;
+    status_ = 0;
+    keep_alive_ = true;
+    chunked_ = false;
+    content_length_ = -1;
+    headers_.clear();
+    state_ = State::kStatusLine;
+  } else if (status_ == 101) {
+    keep_alive_ = false;  // the connection now speaks another protocol: never reused
+    state_ = State::kDone;
+  } else if (status_ == 204 || status_ == 304) {
     state_ = State::kDone;
   } else if (chunked_) {
     state_ = State::kChunkSize;

@@ -44,6 +44,11 @@ class HttpResponseParser {
   bool between_chunks() const { return state_ == State::kChunkSize && line_.empty(); }
   // Whether the body is framed by the connection's close alone (no length, not chunked).
   bool body_until_close() const { return state_ == State::kBodyUntilClose; }
+  // Where the final response's status line starts in the bytes fed: interim 1xx responses (103
+  // Early Hints, 100 Continue) and stray blank lines before it are skipped, not returned as the
+  // response.
+  uint64_t head_start() const { return head_start_; }
+  int interim_responses() const { return interim_responses_; }
 
  private:
   enum class State {
@@ -71,6 +76,9 @@ class HttpResponseParser {
   int64_t content_length_ = -1;
   uint64_t remaining_ = 0;
   size_t consumed_ = 0;
+  uint64_t line_start_ = 0;  // where the line being assembled starts in the bytes fed
+  uint64_t head_start_ = 0;
+  int interim_responses_ = 0;
   std::vector<HttpHeader> headers_;
   std::string error_;
 };

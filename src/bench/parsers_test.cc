@@ -61,6 +61,35 @@ TEST(HttpResponseParser, CloseDelimitedBodyEndsAtEof) {
   EXPECT_EQ(p.body, "stream until close");
 }
 
+TEST(HttpResponseParser, InterimResponsesAreSkippedAtEveryCut) {
+  const std::string interim =
+      "\r\nHTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+  const std::string wire = interim + "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi";
+  for (size_t cut = 0; cut <= wire.size(); ++cut) {
+    HttpResponseParser parser([](std::string_view) {});
+    ASSERT_TRUE(parser.Feed(std::string_view(wire).substr(0, cut)));
+    ASSERT_TRUE(parser.Feed(std::string_view(wire).substr(cut)));
+    EXPECT_TRUE(parser.complete()) << cut;
+    EXPECT_EQ(parser.status(), 200) << cut;
+    EXPECT_EQ(parser.interim_responses(), 2) << cut;
+    EXPECT_EQ(parser.head_start(), interim.size()) << cut;
+    ASSERT_EQ(parser.headers().size(), 1u) << "only the final response's headers";
+    EXPECT_EQ(parser.headers()[0].name, "content-length");
+  }
+}
+
+TEST(HttpResponseParser, BytesAfterTheResponseAreNotConsumed) {
+  const std::string response = "HTTP/1.1 204 No Content\r\n\r\n";
+  HttpResponseParser parser([](std::string_view) {});
+  ASSERT_TRUE(parser.Feed(response + "HTTP/1.1 200 OK\r\n"));
+  EXPECT_TRUE(parser.complete());
+  EXPECT_EQ(parser.consumed(), response.size());
+  HttpResponseParser upgrade([](std::string_view) {});
+  ASSERT_TRUE(upgrade.Feed("HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n"));
+  EXPECT_TRUE(upgrade.complete());
+  EXPECT_FALSE(upgrade.keep_alive()) << "a switched connection is never reused";
+}
+
 TEST(HttpResponseParser, TruncatedResponseIsAnError) {
   Parsed p = ParseResponse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 5, true);
   EXPECT_FALSE(p.ok);

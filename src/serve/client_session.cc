@@ -13,6 +13,15 @@ namespace asio = boost::asio;
 constexpr size_t kMaxHeadBytes = 16 * 1024;
 // A keep-alive connection with no request in progress is closed after this.
 constexpr auto kIdleTimeout = std::chrono::minutes(5);
+// After a refusal that leaves the client's bytes unread, how long they are read and dropped
+// before the connection closes.
+constexpr auto kLinger = std::chrono::seconds(2);
+
+bool ExpectsContinue(const RequestHead& head) {
+  std::string value = head.Header("expect");
+  for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return value == "100-continue";
+}
 
 }  // namespace
 
@@ -73,6 +82,10 @@ void ClientSession::OnRead(const boost::system::error_code& ec, size_t n) {
     Close();  // cancels a proxied request in flight
     return;
   }
+  if (lingering_) {
+    ReadMore();  // discarded until the client closes or the linger time ends
+    return;
+  }
   const bool was_empty = in_.empty();
   in_.append(buf_.data(), n);
   if (busy_) {
@@ -116,11 +129,13 @@ void ClientSession::TryRequest() {
     return;
   }
   if (in_.size() < head.head_bytes + head.content_length) {
+    if (ExpectsContinue(head)) SendContinue();
     ReadMore();
     return;
   }
   std::string body = in_.substr(head.head_bytes, head.content_length);
   in_.erase(0, head.head_bytes + head.content_length);
+  continue_sent_ = false;
   busy_ = true;
   keep_alive_ = head.keep_alive;
   timer_.cancel();
@@ -136,8 +151,18 @@ void ClientSession::Reply(std::string response, bool close) {
   asio::async_write(
       socket_, asio::buffer(*data),
       [self = shared_from_this(), data, close](const boost::system::error_code& ec, size_t) {
-        if (ec || close) {
+        if (ec) {
           self->Close();
+          return;
+        }
+        if (close) {
+          // Bytes the client sent that were not read (a refused body) would make the kernel
+          // answer the close with a reset, and the client could lose the reply: let it finish.
+          if (self->in_.empty()) {
+            self->Close();
+          } else {
+            self->LingerThenClose();
+          }
           return;
         }
         self->busy_ = false;
@@ -154,8 +179,31 @@ void ClientSession::Write(const char* data, size_t size, std::shared_ptr<Exchang
   asio::async_write(socket_, asio::buffer(data, size),
                     [self = shared_from_this(), exchange = std::move(exchange)](
                         const boost::system::error_code& ec, size_t) {
-                      exchange->OnClientWritten(!ec && self->open_);
+                      const bool ok = !ec && self->open_;
+                      exchange->OnClientWritten(ok);
+                      // A session that had stopped reading would otherwise never notice.
+                      if (!ok) self->Close();
                     });
+}
+
+void ClientSession::LingerThenClose() {
+  lingering_ = true;
+  in_.clear();
+  boost::system::error_code ignored;
+  socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);  // the client sees the end
+  timer_.expires_after(kLinger);
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) {
+    if (!ec) self->Close();
+  });
+  ReadMore();
+}
+
+void ClientSession::SendContinue() {
+  if (continue_sent_) return;
+  continue_sent_ = true;
+  // The client waits for this before it sends the body; tiny, so written at once.
+  boost::system::error_code ec;
+  asio::write(socket_, asio::buffer(std::string_view("HTTP/1.1 100 Continue\r\n\r\n")), ec);
 }
 
 void ClientSession::ExchangeDone(bool close) {

@@ -37,6 +37,10 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void OnRead(const boost::system::error_code& ec, size_t n);
   void TryRequest();
   void ArmTimer();
+  // Stops sending, reads and drops what the client still sends, then closes.
+  void LingerThenClose();
+  // "Expect: 100-continue": the client waits for this before sending the body.
+  void SendContinue();
 
   Gateway& gateway_;
   boost::asio::ip::tcp::socket socket_;
@@ -48,6 +52,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool reading_ = false;
   bool busy_ = false;  // a request is being answered; the next waits in in_
   bool keep_alive_ = true;
+  bool continue_sent_ = false;  // for the request being read
+  bool lingering_ = false;
 };
 
 }  // namespace gpufrac::serve

@@ -317,7 +317,9 @@ Status ParseListen(const std::string& text, const std::string& path, GatewaySpec
 }
 
 Status ParseGateway(const Map& m, GatewaySpec* g) {
-  if (Status s = m.Check({"listen", "max_body_bytes", "api_keys", "request_timeout"}); !s.ok())
+  if (Status s = m.Check(
+          {"listen", "max_body_bytes", "api_keys", "request_timeout", "client_write_timeout"});
+      !s.ok())
     return s;
   std::string listen;
   if (Status s = m.String("listen", &listen); !s.ok()) return s;
@@ -344,6 +346,9 @@ Status ParseGateway(const Map& m, GatewaySpec* g) {
     }
   }
   if (Status s = m.Duration("request_timeout", 100, 10 * 60000, &g->request_timeout_ms); !s.ok())
+    return s;
+  if (Status s = m.Duration("client_write_timeout", 100, 60 * 60000, &g->client_write_timeout_ms);
+      !s.ok())
     return s;
   return Status::Ok();
 }
@@ -464,6 +469,14 @@ Status ParseDeploy(const std::string& yaml_text, const std::string& origin, Depl
   if (!s.ok()) return Status::Error(origin + ": " + s.message());
   *out = std::move(spec);
   return Status::Ok();
+}
+
+void DeployOverrides::ApplyTo(DeploySpec* spec) const {
+  if (port >= 0) {
+    spec->gateway.host = host;
+    spec->gateway.port = static_cast<uint16_t>(port);
+  }
+  if (!node_socket.empty()) spec->node_socket = node_socket;
 }
 
 Status LoadDeployFile(const std::string& path, DeploySpec* out) {

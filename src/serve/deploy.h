@@ -74,6 +74,9 @@ struct GatewaySpec {
   uint64_t max_body_bytes = 1 << 20;
   std::vector<std::string> api_keys;   // empty: no key needed
   int64_t request_timeout_ms = 30000;  // a client's request must arrive whole within this
+  // A client that takes nothing of a response for this long is dropped (and its replica slot
+  // freed): a stuck reader must not hold a replica.
+  int64_t client_write_timeout_ms = 60000;
 };
 
 struct AutoscalerSpec {
@@ -100,6 +103,15 @@ struct DeploySpec {
   std::vector<ModelSpec> models;
 
   const ModelSpec* Find(const std::string& name) const;
+};
+
+// What the command line (or the environment) sets over the deploy file. Kept by the gateway so
+// that a reload applies it again: the file's own values for these never count while it is set.
+struct DeployOverrides {
+  std::string host;  // with port: --listen
+  int port = -1;
+  std::string node_socket;  // --node / GPUFRAC_NODE_SOCKET
+  void ApplyTo(DeploySpec* spec) const;
 };
 
 // Parses YAML text; `origin` (the file name) prefixes every error message.

@@ -72,6 +72,7 @@ TEST(ServeDeployFileTest, ReadsEveryKey) {
   EXPECT_EQ(spec.gateway.max_body_bytes, 2u << 20);
   EXPECT_EQ(spec.gateway.api_keys, (std::vector<std::string>{"k1", "k2"}));
   EXPECT_EQ(spec.gateway.request_timeout_ms, 5000);
+  EXPECT_EQ(spec.gateway.client_write_timeout_ms, 90000);
   EXPECT_EQ(spec.autoscaler.interval_ms, 500);
   EXPECT_EQ(spec.autoscaler.window_ms, 10000);
   EXPECT_EQ(spec.autoscaler.scale_out_cooldown_ms, 3000);

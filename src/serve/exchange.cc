@@ -8,6 +8,7 @@
 #include "serve/client_session.h"
 #include "serve/content_scan.h"
 #include "serve/gateway.h"
+#include "serve/serve_log.h"
 
 namespace gpufrac::serve {
 namespace {
@@ -106,11 +107,13 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
   ++model_->in_flight;
   holding_slot_ = true;
   ++attempts_;
-  dispatch_ns_ = read_ns_ = NowNs();
-  WatchUpstream(attempts_, model_->spec.upstream_timeout_ms * 1'000'000);
+  dispatch_ns_ = read_ns_ = quiet_since_ns_ = NowNs();
+  WatchUpstream(attempts_, std::min(model_->spec.upstream_timeout_ms,
+                                    gateway_.spec().gateway.client_write_timeout_ms) *
+                               1'000'000);
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
   sse_checked_ = is_sse_ = chunked_ = ended_between_chunks_ = false;
-  ended_between_events_ = stream_ended_ = closed_before_end_ = false;
+  ended_between_events_ = stream_ended_ = closed_before_end_ = leftover_ = false;
   received_ = 0;
   pending_head_.clear();
   if (!replica_->idle.empty()) {
@@ -196,23 +199,32 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
     return;
   }
   received_ += n;
-  const std::string_view data(buf_.data(), n);
-  if (!parser_.Feed(data)) {
+  quiet_since_ns_ = read_ns_;
+  if (!parser_.Feed(std::string_view(buf_.data(), n))) {
     UpstreamFailed("malformed response: " + parser_.error(), true);
     return;
   }
+  size_t use = n;
+  if (parser_.complete() && parser_.consumed() < received_) {
+    // Bytes after the end of the response are not the client's, and they would be read as the
+    // start of the next answer on this connection: it is not pooled.
+    leftover_ = true;
+    use = n - static_cast<size_t>(received_ - parser_.consumed());
+  }
   if (head_sent_) {
-    Forward(buf_.data(), n);  // buf_ is not read into again before the write completes
+    Forward(buf_.data(), use);  // buf_ is not read into again before the write completes
     return;
   }
-  pending_head_.append(data);
+  pending_head_.append(buf_.data(), use);
   if (!parser_.headers_done()) {
     Read();
     return;
   }
-  // Tell the client which replica answered, right after the status line.
-  const size_t eol = pending_head_.find("\r\n");
-  pending_head_.insert(eol + 2, "X-Gpufrac-Replica: " + replica_->tenant + "\r\n");
+  // Interim responses (103 Early Hints) and stray blank lines before the final head are dropped.
+  pending_head_.erase(0, parser_.head_start());
+  // Tell the client which replica answered, right after the status line (whatever ends it).
+  const size_t eol = pending_head_.find('\n');
+  pending_head_.insert(eol + 1, "X-Gpufrac-Replica: " + replica_->tenant + "\r\n");
   for (const bench::HttpHeader& h : parser_.headers()) {
     if (h.name == "transfer-encoding" && Lower(h.value).find("chunked") != std::string::npos) {
       chunked_ = true;
@@ -253,6 +265,7 @@ void Exchange::OnBody(std::string_view data) {
 
 void Exchange::Forward(const char* data, size_t size) {
   waiting_client_ = true;
+  write_started_ns_ = NowNs();
   client_->Write(data, size, shared_from_this());
 }
 
@@ -260,10 +273,23 @@ void Exchange::WatchUpstream(int attempt, int64_t wait_ns) {
   watchdog_.expires_after(std::chrono::nanoseconds(wait_ns));
   watchdog_.async_wait([self = shared_from_this(), attempt](const boost::system::error_code& ec) {
     if (ec || self->done_ || self->attempts_ != attempt) return;
-    const int64_t timeout = self->model_->spec.upstream_timeout_ms * 1'000'000;
-    const int64_t quiet = NowNs() - self->read_ns_;
-    if (self->waiting_client_ || quiet < timeout) {
-      self->WatchUpstream(attempt, self->waiting_client_ ? timeout : timeout - quiet);
+    const int64_t now = NowNs();
+    const int64_t upstream_timeout = self->model_->spec.upstream_timeout_ms * 1'000'000;
+    const int64_t client_timeout =
+        self->gateway_.spec().gateway.client_write_timeout_ms * 1'000'000;
+    if (self->waiting_client_) {
+      // The replica waits for us; the client has this long to take what was sent.
+      const int64_t stuck = now - self->write_started_ns_;
+      if (stuck >= client_timeout) {
+        self->ClientStalled();
+        return;
+      }
+      self->WatchUpstream(attempt, std::min(upstream_timeout, client_timeout - stuck));
+      return;
+    }
+    const int64_t quiet = now - self->quiet_since_ns_;
+    if (quiet < upstream_timeout) {
+      self->WatchUpstream(attempt, std::min(upstream_timeout - quiet, client_timeout));
       return;
     }
     self->UpstreamFailed(
@@ -271,8 +297,21 @@ void Exchange::WatchUpstream(int attempt, int64_t wait_ns) {
   });
 }
 
+void Exchange::ClientStalled() {
+  LogEvent(
+      "request.client_stalled",
+      {{"model", model_->spec.name},
+       {"replica", replica_ ? replica_->tenant : ""},
+       {"reason", "the client took nothing for " +
+                      std::to_string(gateway_.spec().gateway.client_write_timeout_ms) + "ms"}});
+  stalled_ = true;
+  client_->Close();
+  Cancel();  // the replica sees the request dropped
+}
+
 void Exchange::OnClientWritten(bool ok) {
   waiting_client_ = false;
+  quiet_since_ns_ = NowNs();  // the time the client took is not the replica's silence
   if (writing_tail_) {
     writing_tail_ = false;
     gateway_.Dispatch(*model_);
@@ -363,7 +402,7 @@ void Exchange::Finish(bool ok, bool close_client) {
   } else {
     ++model_->metrics.responses_by_code[502];
   }
-  if (ok && parser_.keep_alive() && upstream_ && replica_ && replica_->Routable() &&
+  if (ok && parser_.keep_alive() && !leftover_ && upstream_ && replica_ && replica_->Routable() &&
       replica_->idle.size() <
           static_cast<size_t>(model_->spec.admission.max_inflight_per_replica)) {
     replica_->idle.push_back(std::move(upstream_));
@@ -382,7 +421,7 @@ void Exchange::Cancel() {
   queued_ = false;
   timer_.cancel();
   watchdog_.cancel();
-  ++model_->metrics.errors[ErrorKind::kClientCancelled];
+  ++model_->metrics.errors[stalled_ ? ErrorKind::kClientStalled : ErrorKind::kClientCancelled];
   if (upstream_) {
     boost::system::error_code ignored;
     upstream_->close(ignored);  // the replica sees the request dropped

@@ -56,6 +56,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   // spent waiting for a slow client does not count).
   void WatchUpstream(int attempt, int64_t wait_ns);
   void UpstreamFailed(const std::string& why, bool replica_fault);
+  // The client took nothing of a write for the gateway's client_write_timeout: it is dropped.
+  void ClientStalled();
   void Finish(bool ok, bool close_client);
   void ReleaseReplica();
   // Whether the response is an event stream (known once its head is parsed).
@@ -85,6 +87,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool ended_between_events_ = false;  // ... or right after a whole SSE event
   bool stream_ended_ = false;          // "[DONE]" or a finish_reason came
   bool closed_before_end_ = false;     // a close-delimited event stream ended without either
+  bool leftover_ = false;              // bytes came after the response's end: not pooled
+  bool stalled_ = false;               // dropped because the client took nothing
   bool head_sent_ = false;
   std::string pending_head_;  // the response head, until complete, then as sent
   std::string tail_;          // the error event that ends a stream whose replica failed
@@ -92,6 +96,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bool waiting_client_ = false;
   uint64_t received_ = 0;
   int64_t read_ns_ = 0, first_content_ns_ = 0, last_content_ns_ = 0;
+  int64_t quiet_since_ns_ = 0;    // the replica's last bytes, or the client's last taken write
+  int64_t write_started_ns_ = 0;  // the write to the client now pending
   int content_events_ = 0;
   int attempts_ = 0;
   bool queued_ = false, done_ = false, holding_slot_ = false;

@@ -34,10 +34,12 @@ std::shared_ptr<Model> NewModel(const ModelSpec& spec) {
 
 }  // namespace
 
-Gateway::Gateway(asio::io_context& io, DeploySpec spec, std::string deploy_path)
+Gateway::Gateway(asio::io_context& io, DeploySpec spec, std::string deploy_path,
+                 DeployOverrides overrides)
     : io_(io),
       spec_(std::move(spec)),
       deploy_path_(std::move(deploy_path)),
+      overrides_(std::move(overrides)),
       acceptor_(io),
       accept_pause_(io) {}
 
@@ -361,6 +363,7 @@ std::string Gateway::ModelsBody() const {
 Status Gateway::Reload() {
   DeploySpec next;
   Status s = LoadDeployFile(deploy_path_, &next);
+  overrides_.ApplyTo(&next);  // --listen and --node still win over the file
   if (s.ok() &&
       (next.gateway.host != spec_.gateway.host || next.gateway.port != spec_.gateway.port)) {
     s = Status::Error(deploy_path_ +
@@ -401,7 +404,6 @@ Status Gateway::Reload() {
     }
     model->queue.clear();
   }
-  next.gateway.host = spec_.gateway.host;
   spec_ = std::move(next);
   ++reloads_;
   LogEvent("reload.ok", {{"models", std::to_string(spec_.models.size())}});

@@ -23,7 +23,9 @@ class ReplicaManager;
 
 class Gateway {
  public:
-  Gateway(boost::asio::io_context& io, DeploySpec spec, std::string deploy_path);
+  // `overrides` (the command line's) were applied to `spec` and are applied to every reload.
+  Gateway(boost::asio::io_context& io, DeploySpec spec, std::string deploy_path,
+          DeployOverrides overrides = {});
   ~Gateway();
   Gateway(const Gateway&) = delete;
   Gateway& operator=(const Gateway&) = delete;
@@ -67,6 +69,7 @@ class Gateway {
   boost::asio::io_context& io_;
   DeploySpec spec_;
   std::string deploy_path_;
+  DeployOverrides overrides_;
   boost::asio::ip::tcp::acceptor acceptor_;
   boost::asio::steady_timer accept_pause_;  // after a failed accept
   bool accept_paused_ = false;

@@ -53,6 +53,10 @@ HeadResult ParseRequestHead(std::string_view buffer, size_t max_head_bytes, Requ
   const std::string_view text = buffer.substr(0, end);
   const size_t line_end = std::min(text.find("\r\n"), text.size());
   const std::string_view line = text.substr(0, line_end);
+  if (line.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+    *error = "request line with a bare CR, LF or NUL";
+    return HeadResult::kBad;
+  }
   const size_t sp1 = line.find(' ');
   const size_t sp2 = line.rfind(' ');
   if (sp1 == std::string_view::npos || sp2 == sp1 || line.substr(sp2 + 1).rfind("HTTP/1.", 0)) {
@@ -68,6 +72,12 @@ HeadResult ParseRequestHead(std::string_view buffer, size_t max_head_bytes, Requ
     size_t eol = text.find("\r\n", pos);
     if (eol == std::string_view::npos) eol = text.size();
     const std::string_view field = text.substr(pos, eol - pos);
+    if (field.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos) {
+      // A bare CR or LF would end the line for some replica parsers and not for others (a
+      // request smuggled inside a header); NUL has no place in a header either.
+      *error = "header line with a bare CR, LF or NUL";
+      return HeadResult::kBad;
+    }
     const size_t colon = field.find(':');
     if (colon == std::string_view::npos || colon == 0) {
       *error = "malformed header line";

@@ -47,6 +47,20 @@ TEST(ServeHttpHeadTest, RefusesBrokenHeads) {
   EXPECT_EQ(ParseRequestHead(std::string(20000, 'a'), 16384, &head, &error), HeadResult::kTooLarge);
 }
 
+TEST(ServeHttpHeadTest, RefusesBareLineBreaksAndNulInsideAHead) {
+  // A replica that ends lines at a bare LF would read a second request out of these.
+  const std::string lf = "GET / HTTP/1.1\r\nX-Request-Id: a\nContent-Length: 5\r\n\r\n";
+  const std::string cr = "GET / HTTP/1.1\r\nAccept: a\rb\r\n\r\n";
+  const std::string nul = std::string("GET / HTTP/1.1\r\nAccept: a") + '\0' + "b\r\n\r\n";
+  const std::string line = "GET /\nx HTTP/1.1\r\n\r\n";
+  for (const std::string& req : {lf, cr, nul, line}) {
+    RequestHead head;
+    std::string error;
+    EXPECT_EQ(ParseRequestHead(req, 16384, &head, &error), HeadResult::kBad) << req;
+    EXPECT_NE(error.find("bare CR, LF or NUL"), std::string::npos) << error;
+  }
+}
+
 TEST(ServeHttpHeadTest, ConnectionClose) {
   RequestHead head;
   std::string error;

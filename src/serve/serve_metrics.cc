@@ -94,6 +94,8 @@ const char* ErrorKindName(ErrorKind kind) {
       return "queue_timeout";
     case ErrorKind::kClientCancelled:
       return "client_cancelled";
+    case ErrorKind::kClientStalled:
+      return "client_stalled";
     case ErrorKind::kBadRequest:
       return "bad_request";
   }

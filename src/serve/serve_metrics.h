@@ -54,6 +54,7 @@ enum class ErrorKind {
   kRejected,         // admission refused (429/503)
   kQueueTimeout,     // waited in the queue past its timeout
   kClientCancelled,  // the client went away
+  kClientStalled,    // the client took nothing for client_write_timeout: dropped
   kBadRequest,       // 4xx the gateway answered itself
 };
 const char* ErrorKindName(ErrorKind kind);

@@ -83,6 +83,7 @@ int RunServe(const ServeOptions& options) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 2;
   }
+  DeployOverrides overrides;
   if (!options.listen.empty()) {
     const size_t colon = options.listen.rfind(':');
     char* end = nullptr;
@@ -93,10 +94,11 @@ int RunServe(const ServeOptions& options) {
                    options.listen.c_str());
       return 2;
     }
-    spec.gateway.host = options.listen.substr(0, colon);
-    spec.gateway.port = static_cast<uint16_t>(port);
+    overrides.host = options.listen.substr(0, colon);
+    overrides.port = static_cast<int>(port);
   }
-  if (!options.node_socket.empty()) spec.node_socket = options.node_socket;
+  overrides.node_socket = options.node_socket;
+  overrides.ApplyTo(&spec);
   if (options.check_only) {
     std::printf("%s: ok (%zu models)\n", options.deploy_path.c_str(), spec.models.size());
     return 0;
@@ -118,7 +120,7 @@ int RunServe(const ServeOptions& options) {
   signal(SIGPIPE, SIG_IGN);
   asio::io_context io(1);
   asio::signal_set signals(io, SIGINT, SIGTERM, SIGHUP);
-  Gateway gateway(io, std::move(spec), options.deploy_path);
+  Gateway gateway(io, std::move(spec), options.deploy_path, overrides);
   if (Status s = gateway.Start(); !s.ok()) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;

@@ -62,6 +62,7 @@ class ServeFixture : public NodeFixture {
   int port_ = 0;
   pid_t serve_ = -1;
   std::string serve_shell_prefix_;  // shell commands run before exec'ing gpufrac serve (ulimit)
+  std::string serve_args_;          // more arguments for gpufrac serve, shell-quoted
   std::string deploy_path_, serve_log_;
 };
 
