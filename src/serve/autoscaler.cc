@@ -48,9 +48,12 @@ ScaleDecision Decide(const ModelSpec& m, const AutoscalerSpec& a, const ScaleInp
     return d;
   }
   const double sla = static_cast<double>(m.sla.ttft_p95_ms);
-  const bool ttft_high = in.ttft_p95_ms >= 0 && in.ttft_p95_ms >= a.scale_out_at * sla;
+  // While replicas asked for are still starting, latency figures describe the capacity without
+  // them: only the load (counted now) may ask for more, or each cooldown would add one.
+  const bool starting = in.ready < in.current;
+  const bool ttft_high = !starting && in.ttft_p95_ms >= 0 && in.ttft_p95_ms >= a.scale_out_at * sla;
   const bool load_high = in.load > target * in.current;
-  const bool queue_high = m.sla.max_queue_wait_ms > 0 && in.queue_wait_p95_ms >= 0 &&
+  const bool queue_high = !starting && m.sla.max_queue_wait_ms > 0 && in.queue_wait_p95_ms >= 0 &&
                           in.queue_wait_p95_ms >= a.scale_out_at * m.sla.max_queue_wait_ms;
   if ((ttft_high || load_high || queue_high) && in.current < m.max_replicas) {
     st->low_since_ms = -1;

@@ -97,6 +97,28 @@ TEST(ServeAutoscalerTest, NoScaleInWhileReplicasAreStarting) {
   EXPECT_EQ(Decide(Model(), Scaler(), in, &st).desired, 3);
 }
 
+TEST(ServeAutoscalerTest, LatencyAsksForNoMoreWhileTheReplicasAskedForStart) {
+  // TTFT stays near the SLA on the one ready replica while the second starts (60 s, say): each
+  // cooldown used to add one more.
+  ModelSpec m = Model();
+  m.sla.max_queue_wait_ms = 1000;
+  ScaleState st;
+  EXPECT_EQ(Decide(m, Scaler(), At(0, 1, 450, 1), &st).desired, 2);
+  for (int64_t t = 2000; t <= 20000; t += 2000) {
+    ScaleInputs in = At(t, 2, 450, 1);
+    in.ready = 1;
+    EXPECT_EQ(Decide(m, Scaler(), in, &st).desired, 2) << t;
+    in.queue_wait_p95_ms = 10000;  // nor does queue wait, which describes the same capacity
+    EXPECT_EQ(Decide(m, Scaler(), in, &st).desired, 2) << t;
+  }
+  // The load, counted now, still may: 11 in flight need three replicas at 4 each.
+  ScaleInputs busy = At(22000, 2, 450, 11);
+  busy.ready = 1;
+  EXPECT_EQ(Decide(m, Scaler(), busy, &st).desired, 3);
+  // Once they are ready, TTFT counts again.
+  EXPECT_EQ(Decide(m, Scaler(), At(40000, 3, 450, 1), &st).desired, 4);
+}
+
 TEST(ServeAutoscalerTest, ScalesToZeroWhenIdleAndBackOnDemand) {
   ModelSpec m = Model();
   m.min_replicas = 0;

@@ -3,10 +3,12 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -404,12 +406,20 @@ Status ParseRoot(const YAML::Node& root, DeploySpec* out) {
   if (!models.IsDefined() || models.IsNull()) return Bad("models", "required (a list of models)");
   if (!models.IsSequence() || models.size() == 0) return Bad("models", "expected a non-empty list");
   std::set<std::string> names;
+  std::map<std::string, std::string> id_parts;  // tenant-id part -> the model that has it
   for (size_t i = 0; i < models.size(); ++i) {
     const std::string path = "models[" + std::to_string(i) + "]";
     ModelSpec model;
     if (Status s = ParseModel(Map(models[i], path), &model); !s.ok()) return s;
     if (!names.insert(model.name).second) {
       return Bad(path + ".name", "'" + model.name + "' is used by an earlier model");
+    }
+    // Replicas' tenant ids keep only [A-Za-z0-9._-] of the name, and 40 characters of it.
+    auto [it, fresh] = id_parts.emplace(TenantSafeName(model.name), model.name);
+    if (!fresh) {
+      return Bad(path + ".name", "'" + model.name + "' and '" + it->second +
+                                     "' give the same replica ids ('" + it->first +
+                                     "'); rename one");
     }
     out->models.push_back(std::move(model));
   }
@@ -469,6 +479,17 @@ Status ParseDeploy(const std::string& yaml_text, const std::string& origin, Depl
   if (!s.ok()) return Status::Error(origin + ": " + s.message());
   *out = std::move(spec);
   return Status::Ok();
+}
+
+std::string TenantSafeName(const std::string& model_name) {
+  constexpr size_t kMax = 40;
+  std::string out;
+  for (char c : model_name) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
+    out += ok ? c : '-';
+    if (out.size() == kMax) break;
+  }
+  return out;
 }
 
 void DeployOverrides::ApplyTo(DeploySpec* spec) const {

@@ -45,7 +45,8 @@ TenantInfo FromJson(const json& t) {
 }  // namespace
 
 Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::string>& command,
-                                const GpuShare& share, TenantInfo* created, bool* conflict) const {
+                                const GpuShare& share, TenantInfo* created, bool* conflict,
+                                bool* unanswered) const {
   json spec = {{"name", name}, {"command", command}, {"memory", share.memory}};
   if (!share.memory_limit.empty()) spec["memory_limit"] = share.memory_limit;
   if (share.compute >= 0) spec["compute"] = share.compute;
@@ -62,7 +63,10 @@ Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::
   *conflict = false;
   Status s = node::HttpCall(socket_, "POST", "/v1/tenants", spec.dump(), &status, &body,
                             node::kCreateTenantTimeoutMs);
-  if (!s.ok()) return Status::Error("node agent at " + socket_ + ": " + s.message());
+  if (!s.ok()) {
+    if (unanswered != nullptr) *unanswered = true;
+    return Status::Error("node agent at " + socket_ + ": " + s.message());
+  }
   if (status != 201) {
     *conflict = status == 409;
     return Status::Error("node agent refused tenant " + name + ": " + ErrorText(status, body));

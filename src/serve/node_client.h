@@ -35,9 +35,12 @@ class NodeClient {
   explicit NodeClient(std::string socket_path) : socket_(std::move(socket_path)) {}
 
   // Creates tenant `name` running `command` with `share`. *conflict is set when the agent
-  // answered 409 (it does not fit now), the case preemption can help with.
+  // answered 409 (it does not fit now, or the name is taken), the case preemption can help with.
+  // *unanswered (when given) is set when no answer came (a timeout, a hang-up): the tenant may
+  // exist all the same.
   Status CreateTenant(const std::string& name, const std::vector<std::string>& command,
-                      const GpuShare& share, TenantInfo* created, bool* conflict) const;
+                      const GpuShare& share, TenantInfo* created, bool* conflict,
+                      bool* unanswered = nullptr) const;
   // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error.
   Status DeleteTenant(const std::string& name, int64_t grace_ms) const;
   Status ListTenants(std::vector<TenantInfo>* tenants) const;

@@ -34,7 +34,9 @@ bool IsOrphanReplica(const std::string& id) {
     return false;
   }
   const pid_t pid = static_cast<pid_t>(std::stol(digits));
-  return pid != getpid() && !GatewayRunning(pid);
+  // Called at start, before this gateway has created anything: a tenant named for this very pid
+  // is a predecessor's whose pid was reused (usual in containers), not ours.
+  return pid == getpid() || !GatewayRunning(pid);
 }
 
 Status DeleteOrphanReplicas(const NodeClient& node, std::vector<std::string>* deleted) {

@@ -11,7 +11,8 @@
 
 namespace gpufrac::serve {
 
-// Whether a tenant id is a replica of a gateway process that no longer runs.
+// Whether a tenant id is a replica of a gateway process that no longer runs, or of an earlier
+// process that had this one's pid. Call it before this process has created any replica.
 bool IsOrphanReplica(const std::string& tenant_id);
 
 // Deletes every orphan replica on the node (in parallel); *deleted gets their ids.

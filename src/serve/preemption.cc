@@ -76,29 +76,53 @@ std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vecto
   return ids;
 }
 
+bool MemoryFitsSomewhere(const GpuShare& share, const std::vector<GpuRoom>& gpus) {
+  MemoryAmount amount;
+  if (ParseMemoryAmount(share.memory.c_str(), &amount) != ParseError::kNone) return false;
+  const int pinned = PinnedGpu(share, gpus);
+  for (const GpuRoom& gpu : gpus) {
+    if (pinned != kAnyGpu && gpu.index != pinned) continue;
+    if (amount.Resolve(gpu.total) <= gpu.free) return true;
+  }
+  return false;
+}
+
 Status CreateWithPreemption(const NodeClient& node, const std::string& name,
                             const std::vector<std::string>& command, const GpuShare& share,
                             bool allow_preemption, int64_t preempt_grace_ms,
                             PreemptionResult* result) {
-  bool conflict = false;
-  Status s = node.CreateTenant(name, command, share, &result->created, &conflict);
+  bool conflict = false, unanswered = false;
+  auto create = [&] {
+    Status created =
+        node.CreateTenant(name, command, share, &result->created, &conflict, &unanswered);
+    result->maybe_created = result->maybe_created || unanswered;
+    return created;
+  };
+  Status s = create();
   if (s.ok() || !conflict || share.batch || !allow_preemption) return s;
   std::vector<TenantInfo> tenants;
   std::vector<GpuRoom> gpus;
   if (!node.ListTenants(&tenants).ok() || !node.ListGpus(&gpus).ok()) return s;
+  // Refused because the name is taken, not for room: deleting batch work would not help.
+  for (const TenantInfo& t : tenants) {
+    if (t.id == name) return s;
+  }
   const std::vector<std::string> plan = PlanPreemption(share, gpus, tenants);
   if (!plan.empty()) {
     for (const std::string& id : plan) {
       if (node.DeleteTenant(id, preempt_grace_ms).ok()) result->preempted.push_back(id);
     }
-    s = node.CreateTenant(name, command, share, &result->created, &conflict);
+    s = create();
     if (s.ok() || !conflict) return s;
+  } else if (!MemoryFitsSomewhere(share, gpus)) {
+    return s;  // no GPU has the memory even with every batch tenant gone: none is deleted
   }
-  // Memory alone could not tell: youngest batch tenant first, retrying after each.
+  // Memory is not (or no longer) what stops it (compute shares): youngest batch tenant first,
+  // retrying after each.
   for (const std::string& victim : FallbackVictims(share, gpus, tenants, plan)) {
     if (!node.DeleteTenant(victim, preempt_grace_ms).ok()) continue;
     result->preempted.push_back(victim);
-    s = node.CreateTenant(name, command, share, &result->created, &conflict);
+    s = create();
     if (s.ok() || !conflict) return s;
   }
   return s;

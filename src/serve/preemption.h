@@ -33,7 +33,11 @@ std::vector<std::string> FallbackVictims(const GpuShare& share, const std::vecto
 struct PreemptionResult {
   TenantInfo created;
   std::vector<std::string> preempted;  // tenants deleted to make room
+  bool maybe_created = false;  // a create got no answer: the tenant may exist, delete it by name
 };
+// Whether some GPU the share may use has its memory free now (so memory is not what refuses it).
+bool MemoryFitsSomewhere(const GpuShare& share, const std::vector<GpuRoom>& gpus);
+
 Status CreateWithPreemption(const NodeClient& node, const std::string& name,
                             const std::vector<std::string>& command, const GpuShare& share,
                             bool allow_preemption, int64_t preempt_grace_ms,

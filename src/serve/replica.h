@@ -32,10 +32,13 @@ struct Replica {
   uint16_t port = 0;
   bool stale = false;  // started from a spec a reload has since changed
   ReplicaState state = ReplicaState::kStarting;
-  std::string reason;     // why it failed or stops
-  bool creating = false;  // the agent call creating its tenant has not answered yet
-  bool tenant_created = false;
+  std::string reason;           // why it failed or stops
+  bool creating = false;        // the agent call creating its tenant has not answered yet
+  bool tenant_created = false;  // or may have been: it must be deleted by name
   int64_t tenant_created_ns = 0;
+  bool deleting = false;    // a delete of its tenant is in flight
+  int delete_failures = 0;  // deletes the agent did not confirm; retried with backoff
+  int64_t delete_retry_ns = 0;
   bool probing = false;  // a health probe is in flight
   bool suspect = false;  // a request on it broke; out of rotation until a probe passes
   int health_failures = 0;

@@ -30,6 +30,13 @@ constexpr int64_t kStartingProbeNs = 100 * kMs;
 constexpr int64_t kStopGraceMs = 2000;
 constexpr int64_t kFailedGraceMs = 500;
 constexpr int64_t kMaxBackoffNs = 10'000 * kMs;
+// Starts refused (or replicas that died before ready) in a row before the autoscaler stops asking
+// for replicas the host cannot hold.
+constexpr int kRefusedStartsBeforeCap = 3;
+
+int64_t Backoff(int failures) {
+  return std::min(kMaxBackoffNs, 500 * kMs << std::min(failures - 1, 10));
+}
 
 // A loopback port nobody listens on now; the replica binds it right after (a small race that a
 // failed start, retried with another port, absorbs).
@@ -47,17 +54,6 @@ uint16_t FreePort() {
   }
   close(fd);
   return port;
-}
-
-// Tenant ids are 1-63 of [A-Za-z0-9._-]; model names may hold anything printable.
-std::string TenantSafe(const std::string& name, size_t max) {
-  std::string out;
-  for (char c : name) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
-    out += ok ? c : '-';
-    if (out.size() == max) break;
-  }
-  return out;
 }
 
 std::string Ms(int64_t ns) { return std::to_string(ns / kMs); }
@@ -151,6 +147,20 @@ void ReplicaManager::Autoscale(Model& model, int64_t now) {
   }
   const AutoscalerSpec& a = gateway_.spec().autoscaler;
   ModelMetrics& m = model.metrics;
+  const int placed = std::max(model.CountActive(), model.spec.min_replicas);
+  if (model.start_failures >= kRefusedStartsBeforeCap && model.desired > placed) {
+    // The host cannot hold more (or they die before serving): stop asking, so that the count
+    // the autoscaler works from is what exists. A later scale-out tries again.
+    LogEvent("autoscaler.decision",
+             {{"model", model.spec.name},
+              {"from", std::to_string(model.desired)},
+              {"to", std::to_string(placed)},
+              {"direction", "in"},
+              {"reason", std::to_string(model.start_failures) +
+                             " replica starts failed in a row; keeping the replicas that exist"}});
+    model.last_reason = "replica starts failing";
+    model.desired = placed;
+  }
   // Only samples since the last change in capacity count: older ones describe other replicas.
   const int64_t window =
       std::min(a.window_ms * kMs, std::max<int64_t>(kMs, now - model.window_start_ns));
@@ -190,7 +200,8 @@ void ReplicaManager::Reconcile(Model& model, int64_t now) {
         Stop(model, r);
         continue;
       }
-      if (r->tenant_created && now - r->created_ns > model.spec.start_timeout_ms * kMs) {
+      // Counted from the tenant's creation: a create that waited for room is not a slow start.
+      if (r->tenant_created && now - r->tenant_created_ns > model.spec.start_timeout_ms * kMs) {
         Fail(model, *r,
              "not healthy within start_timeout (" + std::to_string(model.spec.start_timeout_ms) +
                  "ms)");
@@ -204,6 +215,9 @@ void ReplicaManager::Reconcile(Model& model, int64_t now) {
       if (r->outstanding == 0 || now - r->state_since_ns > model.spec.drain_grace_ms * kMs) {
         Stop(model, r);
       }
+    } else if (r->state == ReplicaState::kStopping && r->delete_failures > 0 && !r->deleting &&
+               !r->creating && now >= r->delete_retry_ns) {
+      IssueDelete(model.spec.name, r, kStopGraceMs);
     }
     if ((r->state == ReplicaState::kStarting || r->state == ReplicaState::kReady) && !r->probing &&
         r->tenant_created && now >= r->next_probe_ns) {
@@ -238,7 +252,7 @@ void ReplicaManager::Reconcile(Model& model, int64_t now) {
 void ReplicaManager::StartReplica(Model& model) {
   auto replica = std::make_shared<Replica>();
   replica->model = model.spec.name;
-  replica->tenant = tenant_prefix_ + "-" + TenantSafe(model.spec.name, 40) + "-" +
+  replica->tenant = tenant_prefix_ + "-" + TenantSafeName(model.spec.name) + "-" +
                     std::to_string(model.next_seq++);
   replica->port = FreePort();
   replica->created_ns = replica->state_since_ns = NowNs();
@@ -251,7 +265,8 @@ void ReplicaManager::StartReplica(Model& model) {
   LogEvent("replica.starting",
            {{"model", model.spec.name}, {"replica", replica->tenant}, {"command", joined}});
   const GpuShare share = model.spec.share;
-  const PreemptionSpec preemption = gateway_.spec().preemption;
+  PreemptionSpec preemption = gateway_.spec().preemption;
+  preemption.enabled = preemption.enabled && !DeletionPending();
   const std::string name = replica->tenant;
   const std::string model_name = model.spec.name;
   RunOnWorker([this, replica, command, share, preemption, name, model_name] {
@@ -284,9 +299,14 @@ void ReplicaManager::StartReplica(Model& model) {
         replica->reason = s.message();
         if (owner) {
           ++owner->start_failures;
-          const int64_t backoff =
-              std::min(kMaxBackoffNs, 500 * kMs << std::min(owner->start_failures - 1, 10));
-          owner->start_backoff_until_ns = NowNs() + backoff;
+          owner->start_backoff_until_ns = NowNs() + Backoff(owner->start_failures);
+        }
+        if (result->maybe_created) {
+          // No answer came: the agent may have created it. Deleted by name (unknown is fine).
+          replica->tenant_created = true;
+          replica->state = ReplicaState::kStopping;
+          IssueDelete(model_name, replica, kFailedGraceMs);
+        } else if (owner) {
           std::erase(owner->replicas, replica);
         }
         return;
@@ -367,6 +387,12 @@ void ReplicaManager::Fail(Model& model, Replica& replica, const std::string& why
   if (replica.state == ReplicaState::kFailed || replica.state == ReplicaState::kStopping) return;
   SetState(replica, ReplicaState::kFailed, why);
   ++model.replicas_failed;
+  if (replica.ready_ns == 0 && replica.tenant_created) {
+    // It never served: its replacement waits a backoff, as after a refused start, instead of
+    // crash-looping every tick.
+    ++model.start_failures;
+    model.start_backoff_until_ns = NowNs() + Backoff(model.start_failures);
+  }
   model.window_start_ns = NowNs();
   LogEvent("replica.failed", {{"model", model.spec.name},
                               {"replica", replica.tenant},
@@ -399,22 +425,45 @@ void ReplicaManager::Stop(Model& model, const std::shared_ptr<Replica>& replica)
     std::erase(model.replicas, replica);
     return;
   }
-  const std::string model_name = model.spec.name;
-  const int64_t grace = failed ? kFailedGraceMs : kStopGraceMs;
-  LogEvent("replica.stopping", {{"model", model_name},
+  LogEvent("replica.stopping", {{"model", model.spec.name},
                                 {"replica", replica->tenant},
                                 {"in_flight", std::to_string(replica->outstanding)}});
-  RunOnWorker([this, replica, model_name, grace] {
-    const Status s = node_.DeleteTenant(replica->tenant, grace);
+  IssueDelete(model.spec.name, replica, failed ? kFailedGraceMs : kStopGraceMs);
+}
+
+void ReplicaManager::IssueDelete(const std::string& model_name,
+                                 const std::shared_ptr<Replica>& replica, int64_t grace_ms) {
+  replica->deleting = true;
+  RunOnWorker([this, replica, model_name, grace_ms] {
+    const Status s = node_.DeleteTenant(replica->tenant, grace_ms);
     asio::post(gateway_.io(), [this, replica, model_name, s] {
+      replica->deleting = false;
       if (stopped_) return;
-      LogEvent("replica.stopped", {{"model", model_name},
-                                   {"replica", replica->tenant},
-                                   {"result", s.ok() ? "deleted" : s.message()}});
       auto it = gateway_.models().find(model_name);
+      if (!s.ok()) {
+        // Kept (and so kept by StopAll too) until the agent confirms the tenant is gone.
+        ++replica->delete_failures;
+        replica->delete_retry_ns = NowNs() + Backoff(replica->delete_failures);
+        LogEvent("replica.delete_failed", {{"model", model_name},
+                                           {"replica", replica->tenant},
+                                           {"attempts", std::to_string(replica->delete_failures)},
+                                           {"reason", s.message()}});
+        return;
+      }
+      LogEvent("replica.stopped",
+               {{"model", model_name}, {"replica", replica->tenant}, {"result", "deleted"}});
       if (it != gateway_.models().end()) std::erase(it->second->replicas, replica);
     });
   });
+}
+
+bool ReplicaManager::DeletionPending() const {
+  for (const auto& [name, model] : gateway_.models()) {
+    for (const auto& r : model->replicas) {
+      if (r->deleting) return true;
+    }
+  }
+  return false;
 }
 
 void ReplicaManager::SyncWithAgent() {
@@ -476,17 +525,25 @@ void ReplicaManager::ReapWorkers() {
 void ReplicaManager::StopAll() {
   stopped_ = true;
   timer_.cancel();
-  for (Worker& w : workers_) w.thread.join();
-  workers_.clear();
-  // Every replica this gateway may have created, whatever the loop last heard about it.
+  // Every replica this gateway may have created, whatever the loop last heard about it, deleted
+  // at once: a create still waiting for room on a worker must not hold the others up.
+  std::vector<std::string> late;  // creates in flight: deleted again once they have answered
   std::vector<std::thread> deletions;
   for (auto& [name, model] : gateway_.models()) {
     for (const auto& r : model->replicas) {
       const std::string tenant = r->tenant;
+      if (r->creating) late.push_back(tenant);
       deletions.emplace_back([this, tenant] { node_.DeleteTenant(tenant, kStopGraceMs); });
       LogEvent("replica.stopping", {{"model", name}, {"replica", tenant}, {"reason", "shutdown"}});
     }
     model->replicas.clear();
+  }
+  for (std::thread& t : deletions) t.join();
+  for (Worker& w : workers_) w.thread.join();
+  workers_.clear();
+  deletions.clear();
+  for (const std::string& tenant : late) {
+    deletions.emplace_back([this, tenant] { node_.DeleteTenant(tenant, kStopGraceMs); });
   }
   for (std::thread& t : deletions) t.join();
 }

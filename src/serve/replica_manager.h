@@ -43,6 +43,13 @@ class ReplicaManager {
   void StartReplica(Model& model);
   void Drain(Model& model, Replica& replica, const std::string& why);
   void Stop(Model& model, const std::shared_ptr<Replica>& replica);
+  // Deletes the replica's tenant on a worker; a delete the agent does not confirm is retried
+  // (Reconcile) with backoff, and the replica stays listed until it is: no tenant is forgotten.
+  void IssueDelete(const std::string& model_name, const std::shared_ptr<Replica>& replica,
+                   int64_t grace_ms);
+  // Whether a tenant of this gateway is being deleted: its memory is about to be free, so no batch
+  // work is preempted meanwhile.
+  bool DeletionPending() const;
   void SyncWithAgent();
   void SetState(Replica& replica, ReplicaState state, const std::string& why);
   // Runs fn on a worker thread; `then` runs on the loop with its result.

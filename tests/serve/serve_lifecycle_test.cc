@@ -1,0 +1,49 @@
+// Replicas' tenants are never forgotten: a delete the node agent could not take (it was down) is
+// retried until it is confirmed, so no replica keeps holding its GPU share after the gateway let
+// it go.
+#include <gtest/gtest.h>
+
+#include <thread>
+
+#include "serve_test_support.h"
+
+namespace gpufrac::testing {
+namespace {
+
+class ServeLifecycleTest : public ServeFixture {
+ protected:
+  std::string Model(const std::string& name) const {
+    return "  - name: " + name + "\n    command: " + Synth({"--model", "{model}"}) +
+           "\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  }
+};
+
+TEST_F(ServeLifecycleTest, AReplicaWhoseDeleteFailedIsDeletedOnceTheAgentIsBack) {
+  StartAgent();
+  StartServe("models:\n" + Model("chat") + Model("gone"));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  ASSERT_TRUE(WaitReplicas("gone", [](int n) { return n == 1; }));
+  ASSERT_EQ(TenantPids("-gone-1").size(), 1u);
+  // The agent dies; meanwhile a reload removes a model, whose replica must then be deleted.
+  KillAgent(SIGKILL);
+  WriteDeploy("models:\n" + Model("chat"));
+  HttpReply reloaded = HttpRequest(port_, "POST", "/admin/reload");
+  ASSERT_EQ(reloaded.status, 200) << reloaded.body;
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        return ServeLog().find("event=replica.delete_failed model=gone") != std::string::npos;
+      },
+      10000))
+      << ServeLog();
+  // Back (it adopts the tenants that kept running): the delete is retried and goes through.
+  StartAgent();
+  EXPECT_TRUE(WaitFor([&] { return TenantPids("-gone-").empty(); }, 20000)) << ServeLog();
+  EXPECT_NE(ServeLog().find("event=replica.stopped model=gone"), std::string::npos);
+  EXPECT_TRUE(WaitFor([&] { return !Health()["models"].contains("gone"); }, 5000));
+  // The other model was never touched, and serves.
+  EXPECT_EQ(TenantPids("-chat-").size(), 1u);
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2)).status, 200);
+}
+
+}  // namespace
+}  // namespace gpufrac::testing
