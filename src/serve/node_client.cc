@@ -75,7 +75,7 @@ Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::
   return Status::Ok();
 }
 
-Status NodeClient::DeleteTenant(const std::string& name, int64_t grace_ms) const {
+Status NodeClient::DeleteTenant(const std::string& name, int64_t grace_ms, bool* existed) const {
   int status = 0;
   std::string body;
   const std::string target = "/v1/tenants/" + name + "?grace=" + std::to_string(grace_ms) + "ms";
@@ -85,6 +85,7 @@ Status NodeClient::DeleteTenant(const std::string& name, int64_t grace_ms) const
   if (status != 200 && status != 404) {
     return Status::Error("deleting tenant " + name + ": " + ErrorText(status, body));
   }
+  if (existed != nullptr) *existed = status == 200;
   return Status::Ok();
 }
 

@@ -41,8 +41,9 @@ class NodeClient {
   Status CreateTenant(const std::string& name, const std::vector<std::string>& command,
                       const GpuShare& share, TenantInfo* created, bool* conflict,
                       bool* unanswered = nullptr) const;
-  // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error.
-  Status DeleteTenant(const std::string& name, int64_t grace_ms) const;
+  // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error;
+  // *existed (when given) says whether this call found it.
+  Status DeleteTenant(const std::string& name, int64_t grace_ms, bool* existed = nullptr) const;
   Status ListTenants(std::vector<TenantInfo>* tenants) const;
   Status ListGpus(std::vector<GpuRoom>* gpus) const;
   Status Health() const;

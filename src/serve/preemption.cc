@@ -107,11 +107,16 @@ Status CreateWithPreemption(const NodeClient& node, const std::string& name,
   for (const TenantInfo& t : tenants) {
     if (t.id == name) return s;
   }
+  // Only a delete that found its victim counts: another replica's start may have taken it first.
+  auto preempt = [&](const std::string& id) {
+    bool existed = false;
+    const bool ok = node.DeleteTenant(id, preempt_grace_ms, &existed).ok();
+    if (ok && existed) result->preempted.push_back(id);
+    return ok;
+  };
   const std::vector<std::string> plan = PlanPreemption(share, gpus, tenants);
   if (!plan.empty()) {
-    for (const std::string& id : plan) {
-      if (node.DeleteTenant(id, preempt_grace_ms).ok()) result->preempted.push_back(id);
-    }
+    for (const std::string& id : plan) preempt(id);
     s = create();
     if (s.ok() || !conflict) return s;
   } else if (!MemoryFitsSomewhere(share, gpus)) {
@@ -120,8 +125,7 @@ Status CreateWithPreemption(const NodeClient& node, const std::string& name,
   // Memory is not (or no longer) what stops it (compute shares): youngest batch tenant first,
   // retrying after each.
   for (const std::string& victim : FallbackVictims(share, gpus, tenants, plan)) {
-    if (!node.DeleteTenant(victim, preempt_grace_ms).ok()) continue;
-    result->preempted.push_back(victim);
+    if (!preempt(victim)) continue;
     s = create();
     if (s.ok() || !conflict) return s;
   }

@@ -261,6 +261,27 @@ TEST(ServePreemptionTest, NoBatchWorkIsDeletedWhenEvenAllOfItWouldNotMakeRoom) {
   EXPECT_EQ(fallback.preempted, std::vector<std::string>{"batchjob"});
 }
 
+TEST(ServePreemptionTest, AVictimAnotherStartDeletedFirstIsNotCounted) {
+  std::atomic<int> posts{0};
+  FakeAgent agent([&](const std::string& method, const std::string& path) {
+    if (method == "POST") {
+      return ++posts == 1 ? std::pair{409, kRefused}
+                          : std::pair{201, Tenant("sv1-chat-2", false, 20)};
+    }
+    if (method == "DELETE") return std::pair{404, kRefused};  // gone already
+    if (path == "/v1/gpus") return std::pair{200, Gpus(10)};
+    if (path == "/v1/tenants") {
+      return std::pair{200, nlohmann::json{{"tenants", {Tenant("batchjob", true, 40)}}}};
+    }
+    return std::pair{200, nlohmann::json::object()};
+  });
+  PreemptionResult result;
+  EXPECT_TRUE(CreateWithPreemption(NodeClient(agent.path()), "sv1-chat-2", {"srv"}, Memory("20GiB"),
+                                   true, 100, &result)
+                  .ok());
+  EXPECT_TRUE(result.preempted.empty()) << "counted twice, logged for a tenant it never deleted";
+}
+
 TEST(ServePreemptionTest, ACreateWithoutAnAnswerMayHaveCreatedTheTenant) {
   PreemptionResult result;
   const Status s = CreateWithPreemption(NodeClient("/nonexistent/agent.sock"), "sv1-chat-1",
