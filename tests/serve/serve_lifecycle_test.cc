@@ -45,5 +45,25 @@ TEST_F(ServeLifecycleTest, AReplicaWhoseDeleteFailedIsDeletedOnceTheAgentIsBack)
   EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2)).status, 200);
 }
 
+TEST_F(ServeLifecycleTest, AReplicaThatDiesBeforeServingIsRestartedWithBackoff) {
+  StartAgent();
+  // Exits at once, every time: each replacement waits 0.5 s, 1 s, 2 s, 4 s ... (the agent's
+  // listing, read every second, is what notices the exit), instead of one start a second.
+  StartServe(
+      "models:\n  - name: crash\n    command: [sh, -c, \"exit 3\", \"{port}\"]\n"
+      "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n");
+  std::this_thread::sleep_for(std::chrono::seconds(12));
+  const std::string log = ServeLog();
+  int starts = 0;
+  for (size_t at = log.find("event=replica.starting"); at != std::string::npos;
+       at = log.find("event=replica.starting", at + 1)) {
+    ++starts;
+  }
+  EXPECT_GE(starts, 3) << log;  // it does keep trying
+  EXPECT_LE(starts, 6) << log;
+  EXPECT_NE(log.find("event=replica.failed model=crash"), std::string::npos) << log;
+  EXPECT_EQ(HttpRequest(port_, "GET", "/health").status, 200);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
