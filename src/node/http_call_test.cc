@@ -2,17 +2,15 @@
 // in pieces, delimited by its close, not at all, or by hanging up.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdlib>
-#include <cstring>
 #include <functional>
 #include <string>
 #include <thread>
 
 #include "node/http_server.h"
+#include "support/unix_listener.h"
 
 namespace gpufrac::node {
 namespace {
@@ -21,18 +19,8 @@ namespace {
 class FakeAgent {
  public:
   explicit FakeAgent(std::function<void(int fd)> answer) {
-    char dir[] = "/tmp/gpufrac-httpcall-XXXXXX";
-    EXPECT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/agent.sock";
-    listener_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
-    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(listener_, 4), 0);
     thread_ = std::thread([this, answer = std::move(answer)] {
-      const int fd = accept(listener_, nullptr, nullptr);
+      const int fd = accept(listener_.fd(), nullptr, nullptr);
       if (fd < 0) return;
       std::string head;
       char c;
@@ -42,17 +30,13 @@ class FakeAgent {
     });
   }
   ~FakeAgent() {
-    shutdown(listener_, SHUT_RDWR);
+    listener_.Shutdown();
     thread_.join();
-    close(listener_);
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
   }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return listener_.path(); }
 
  private:
-  std::string dir_, path_;
-  int listener_ = -1;
+  testing::UnixListener listener_{4};
   std::thread thread_;
 };
 

@@ -3,15 +3,13 @@
 
 #include <gtest/gtest.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <cstring>
-#include <functional>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
+
+#include "support/unix_listener.h"
 
 namespace gpufrac::serve {
 namespace {
@@ -109,26 +107,31 @@ TEST(ServePreemptionTest, MemoryFitsWhereSomeAllowedGpuHasItFree) {
   EXPECT_FALSE(MemoryFitsSomewhere(Memory("0.5"), gpus));
 }
 
-// A node agent on a unix socket that answers each request with `answer(method, path)` (status and
-// JSON body) and records what was asked.
+nlohmann::json Tenant(const std::string& id, bool batch, uint64_t gib) {
+  return {{"id", id},
+          {"state", "running"},
+          {"gpu", 0},
+          {"created_ms", 1},
+          {"memory", {{"used", gib * kGiB}, {"request", gib * kGiB}}},
+          {"compute", {{"priority", batch ? "batch" : "inference"}}}};
+}
+
+// What the fake agent says of its host: one 80 GiB GPU with `free_gib` free and these tenants.
+// The first `refusals` creates get 409; later ones succeed. Deletes answer `delete_status`.
+struct FakeHost {
+  std::vector<nlohmann::json> tenants;
+  uint64_t free_gib = 10;
+  int refusals = 1 << 30;
+  int delete_status = 200;
+};
+
+// A node agent on a unix socket that answers as `host` says and records what was asked.
 class FakeAgent {
  public:
-  using Answer =
-      std::function<std::pair<int, nlohmann::json>(const std::string&, const std::string&)>;
-  explicit FakeAgent(Answer answer) : answer_(std::move(answer)) {
-    char dir[] = "/tmp/gpufrac-preempt-XXXXXX";
-    EXPECT_NE(mkdtemp(dir), nullptr);
-    dir_ = dir;
-    path_ = dir_ + "/agent.sock";
-    listener_ = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_un addr{};
-    addr.sun_family = AF_UNIX;
-    std::strncpy(addr.sun_path, path_.c_str(), sizeof addr.sun_path - 1);
-    EXPECT_EQ(bind(listener_, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-    EXPECT_EQ(listen(listener_, 16), 0);
+  explicit FakeAgent(FakeHost host) : host_(std::move(host)) {
     thread_ = std::thread([this] {
       for (;;) {
-        const int fd = accept(listener_, nullptr, nullptr);
+        const int fd = accept(listener_.fd(), nullptr, nullptr);
         if (fd < 0) return;
         Serve(fd);
         close(fd);
@@ -136,19 +139,39 @@ class FakeAgent {
     });
   }
   ~FakeAgent() {
-    shutdown(listener_, SHUT_RDWR);
+    listener_.Shutdown();
     thread_.join();
-    close(listener_);
-    unlink(path_.c_str());
-    rmdir(dir_.c_str());
   }
-  const std::string& path() const { return path_; }
+  const std::string& path() const { return listener_.path(); }
   std::vector<std::string> asked() {
     std::lock_guard lock(mu_);
     return asked_;
   }
+  bool deleted_any() {
+    for (const std::string& call : asked()) {
+      if (call.rfind("DELETE", 0) == 0) return true;
+    }
+    return false;
+  }
 
  private:
+  std::pair<int, nlohmann::json> Answer(const std::string& method, const std::string& path) {
+    const nlohmann::json refused = {{"error", {{"message", "does not fit"}}}};
+    if (method == "POST") {
+      if (posts_++ < host_.refusals) return {409, refused};
+      return {201, Tenant("created", false, 5)};
+    }
+    if (method == "DELETE") return {host_.delete_status, nlohmann::json::object()};
+    if (path == "/v1/gpus") {
+      return {200,
+              {{"gpus",
+                {{{"index", 0},
+                  {"uuid", "GPU-aaaa"},
+                  {"memory", {{"total", 80 * kGiB}, {"free", host_.free_gib * kGiB}}}}}}}};
+    }
+    return {200, {{"tenants", host_.tenants}}};
+  }
+
   void Serve(int fd) {
     std::string in;
     char c;
@@ -166,7 +189,7 @@ class FakeAgent {
       std::lock_guard lock(mu_);
       asked_.push_back(method + " " + path);
     }
-    const auto [status, body] = answer_(method, path);
+    const auto [status, body] = Answer(method, path);
     const std::string text = body.dump();
     const std::string reply =
         "HTTP/1.1 " + std::to_string(status) +
@@ -175,85 +198,39 @@ class FakeAgent {
     EXPECT_EQ(write(fd, reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
   }
 
-  Answer answer_;
-  std::string dir_, path_;
-  int listener_ = -1;
+  FakeHost host_;
+  int posts_ = 0;  // only the serving thread touches it
+  testing::UnixListener listener_;
   std::thread thread_;
   std::mutex mu_;
   std::vector<std::string> asked_;
 };
 
-nlohmann::json Tenant(const std::string& id, bool batch, uint64_t gib) {
-  return {{"id", id},
-          {"state", "running"},
-          {"gpu", 0},
-          {"created_ms", 1},
-          {"memory", {{"used", gib * kGiB}, {"request", gib * kGiB}}},
-          {"compute", {{"priority", batch ? "batch" : "inference"}}}};
-}
-
-nlohmann::json Gpus(uint64_t free_gib) {
-  return {{"gpus",
-           {{{"index", 0},
-             {"uuid", "GPU-aaaa"},
-             {"memory", {{"total", 80 * kGiB}, {"free", free_gib * kGiB}}}}}}};
-}
-
-const nlohmann::json kRefused = {{"error", {{"message", "does not fit"}}}};
-
 TEST(ServePreemptionTest, ANameAlreadyTakenDeletesNoBatchWork) {
   // The agent refuses with 409 because the name exists; there would be room without the batch job.
-  FakeAgent agent([](const std::string& method, const std::string& path) {
-    if (method == "POST") return std::pair{409, kRefused};
-    if (path == "/v1/gpus") return std::pair{200, Gpus(10)};
-    if (path == "/v1/tenants") {
-      return std::pair{
-          200, nlohmann::json{
-                   {"tenants", {Tenant("sv1-chat-1", false, 20), Tenant("batchjob", true, 40)}}}};
-    }
-    return std::pair{200, nlohmann::json::object()};
-  });
+  FakeAgent agent(
+      FakeHost{.tenants = {Tenant("sv1-chat-1", false, 20), Tenant("batchjob", true, 40)}});
   PreemptionResult result;
   const Status s = CreateWithPreemption(NodeClient(agent.path()), "sv1-chat-1", {"srv"},
                                         Memory("20GiB"), true, 100, &result);
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(result.preempted.empty());
-  for (const std::string& call : agent.asked()) EXPECT_NE(call.rfind("DELETE", 0), 0u) << call;
+  EXPECT_FALSE(agent.deleted_any()) << "asked: " << agent.asked().size() << " calls";
 }
 
 TEST(ServePreemptionTest, NoBatchWorkIsDeletedWhenEvenAllOfItWouldNotMakeRoom) {
   // 70 GiB asked, 10 free, 20 held by batch work: deleting it cannot make room.
-  FakeAgent agent([](const std::string& method, const std::string& path) {
-    if (method == "POST") return std::pair{409, kRefused};
-    if (path == "/v1/gpus") return std::pair{200, Gpus(10)};
-    if (path == "/v1/tenants") {
-      return std::pair{
-          200,
-          nlohmann::json{{"tenants", {Tenant("inf", false, 50), Tenant("batchjob", true, 20)}}}};
-    }
-    return std::pair{200, nlohmann::json::object()};
-  });
+  FakeAgent agent(FakeHost{.tenants = {Tenant("inf", false, 50), Tenant("batchjob", true, 20)}});
   PreemptionResult result;
   const Status s = CreateWithPreemption(NodeClient(agent.path()), "sv1-big-1", {"srv"},
                                         Memory("70GiB"), true, 100, &result);
   EXPECT_FALSE(s.ok());
   EXPECT_TRUE(result.preempted.empty());
   EXPECT_FALSE(result.maybe_created) << "the agent answered";
-  for (const std::string& call : agent.asked()) EXPECT_NE(call.rfind("DELETE", 0), 0u) << call;
+  EXPECT_FALSE(agent.deleted_any());
   // Where memory is free but the create is refused anyway (compute), the youngest batch tenant
   // still goes: the fallback.
-  std::atomic<int> posts{0};
-  FakeAgent compute([&](const std::string& method, const std::string& path) {
-    if (method == "POST") {
-      return ++posts == 1 ? std::pair{409, kRefused}
-                          : std::pair{201, Tenant("sv1-small-1", false, 5)};
-    }
-    if (path == "/v1/gpus") return std::pair{200, Gpus(10)};
-    if (path == "/v1/tenants") {
-      return std::pair{200, nlohmann::json{{"tenants", {Tenant("batchjob", true, 20)}}}};
-    }
-    return std::pair{200, nlohmann::json::object()};
-  });
+  FakeAgent compute(FakeHost{.tenants = {Tenant("batchjob", true, 20)}, .refusals = 1});
   PreemptionResult fallback;
   EXPECT_TRUE(CreateWithPreemption(NodeClient(compute.path()), "sv1-small-1", {"srv"},
                                    Memory("5GiB"), true, 100, &fallback)
@@ -262,19 +239,9 @@ TEST(ServePreemptionTest, NoBatchWorkIsDeletedWhenEvenAllOfItWouldNotMakeRoom) {
 }
 
 TEST(ServePreemptionTest, AVictimAnotherStartDeletedFirstIsNotCounted) {
-  std::atomic<int> posts{0};
-  FakeAgent agent([&](const std::string& method, const std::string& path) {
-    if (method == "POST") {
-      return ++posts == 1 ? std::pair{409, kRefused}
-                          : std::pair{201, Tenant("sv1-chat-2", false, 20)};
-    }
-    if (method == "DELETE") return std::pair{404, kRefused};  // gone already
-    if (path == "/v1/gpus") return std::pair{200, Gpus(10)};
-    if (path == "/v1/tenants") {
-      return std::pair{200, nlohmann::json{{"tenants", {Tenant("batchjob", true, 40)}}}};
-    }
-    return std::pair{200, nlohmann::json::object()};
-  });
+  // The delete finds it gone.
+  FakeAgent agent(
+      FakeHost{.tenants = {Tenant("batchjob", true, 40)}, .refusals = 1, .delete_status = 404});
   PreemptionResult result;
   EXPECT_TRUE(CreateWithPreemption(NodeClient(agent.path()), "sv1-chat-2", {"srv"}, Memory("20GiB"),
                                    true, 100, &result)

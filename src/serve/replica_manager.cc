@@ -439,7 +439,6 @@ void ReplicaManager::IssueDelete(const std::string& model_name,
     asio::post(gateway_.io(), [this, replica, model_name, s] {
       replica->deleting = false;
       if (stopped_) return;
-      auto it = gateway_.models().find(model_name);
       if (!s.ok()) {
         // Kept (and so kept by StopAll too) until the agent confirms the tenant is gone.
         ++replica->delete_failures;
@@ -452,6 +451,7 @@ void ReplicaManager::IssueDelete(const std::string& model_name,
       }
       LogEvent("replica.stopped",
                {{"model", model_name}, {"replica", replica->tenant}, {"result", "deleted"}});
+      auto it = gateway_.models().find(model_name);
       if (it != gateway_.models().end()) std::erase(it->second->replicas, replica);
     });
   });

@@ -9,26 +9,15 @@ the gateway relays it without mixing up answers. Each answer echoes the request'
 Usage: quirky_replica.py PORT MODE"""
 import json
 import sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
+
+from replica_base import ReplicaHandler
 
 PORT = int(sys.argv[1])
 MODE = sys.argv[2]
 
 
-class Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):
-        data = b'{"status": "ok"}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
+class Handler(ReplicaHandler):
     def do_POST(self):
         request = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         body = json.dumps({"object": "chat.completion", "tag": request.get("max_tokens"),

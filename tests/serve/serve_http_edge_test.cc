@@ -4,7 +4,6 @@
 // must survive a reload.
 #include <dirent.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -39,22 +38,6 @@ class ServeHttpEdgeTest : public ServeFixture {
     while (readdir(dir) != nullptr) ++n;
     closedir(dir);
     return n;
-  }
-
-  static int Connect(int port, int receive_buffer = 0) {
-    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (receive_buffer > 0) {
-      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
-    }
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-      close(fd);
-      return -1;
-    }
-    return fd;
   }
 
   static std::string Post(const std::string& body, const std::string& extra_headers = "") {
@@ -99,7 +82,7 @@ TEST_F(ServeHttpEdgeTest, AClientThatTakesNothingIsDroppedAndFreesItsReplica) {
              "  client_write_timeout: 1s\n");
   ASSERT_TRUE(WaitReplicas("hose", [](int n) { return n == 1; }));
   const std::string body = ChatBody("hose", 5);
-  const int fd = Connect(port_, 4096);
+  const int fd = ConnectLoopback(port_, 4096);
   ASSERT_GE(fd, 0);
   const std::string request = Post(body) + body;
   ASSERT_EQ(send(fd, request.data(), request.size(), MSG_NOSIGNAL),
@@ -137,7 +120,7 @@ TEST_F(ServeHttpEdgeTest, ClientsThatLeaveWithBytesUnreadAreClosed) {
   const std::string bytes = Post(body) + body + std::string(20 * 1024, 'x');
   std::vector<int> fds;
   for (int i = 0; i < 20; ++i) {
-    const int fd = Connect(port_);
+    const int fd = ConnectLoopback(port_);
     ASSERT_GE(fd, 0);
     ASSERT_EQ(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL),
               static_cast<ssize_t>(bytes.size()));
@@ -157,7 +140,7 @@ TEST_F(ServeHttpEdgeTest, ARefusedBodyIsDroppedSoTheClientStillGetsItsAnswer) {
   StartAgent();
   StartServe("models:\n" + SlowChat());  // the fixture's max_body_bytes is 64 KiB
   const std::string body(8 << 20, ' ');
-  const int fd = Connect(port_);
+  const int fd = ConnectLoopback(port_);
   ASSERT_GE(fd, 0);
   const std::string head = Post(body);
   ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
@@ -181,7 +164,7 @@ TEST_F(ServeHttpEdgeTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
   StartServe("models:\n" + SlowChat());
   ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
   const std::string body = ChatBody("chat", 2, false);
-  const int fd = Connect(port_);
+  const int fd = ConnectLoopback(port_);
   ASSERT_GE(fd, 0);
   const std::string head = Post(body, "Expect: 100-continue\r\n");
   ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));

@@ -32,8 +32,11 @@ std::string HttpReply::Header(const std::string& name) const {
   return "";
 }
 
-int SendRaw(int port, const std::string& bytes) {
+int ConnectLoopback(int port, int receive_buffer) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (receive_buffer > 0) {
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &receive_buffer, sizeof receive_buffer);
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
@@ -42,6 +45,12 @@ int SendRaw(int port, const std::string& bytes) {
     close(fd);
     return -1;
   }
+  return fd;
+}
+
+int SendRaw(int port, const std::string& bytes) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return -1;
   size_t sent = 0;
   while (sent < bytes.size()) {
     const ssize_t n = send(fd, bytes.data() + sent, bytes.size() - sent, MSG_NOSIGNAL);

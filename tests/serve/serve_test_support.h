@@ -27,6 +27,8 @@ struct HttpReply {
 HttpReply HttpRequest(int port, const std::string& method, const std::string& path,
                       const std::string& body = "", const std::string& extra_headers = "",
                       int timeout_ms = 20000);
+// A new loopback connection to `port` (-1 if refused); receive_buffer > 0 sets SO_RCVBUF first.
+int ConnectLoopback(int port, int receive_buffer = 0);
 // Sends raw bytes; returns the connected fd (or -1).
 int SendRaw(int port, const std::string& bytes);
 // Reads one response from fd until it is complete, the peer closes, or timeout_ms passes.
