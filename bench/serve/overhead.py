@@ -10,6 +10,12 @@ the three are measured R times, interleaved in a rotating order; each round's ad
 against that round's direct run, and the table reports the median over rounds.
 
   bench/serve/overhead.py [--build build] [--concurrency 1,100,1000] [--duration 10] [--rounds 1]
+                          [--cpus-bench LIST --cpus-replica LIST --cpus-proxy LIST]
+
+The --cpus-* options pin the load generator, the replica and the proxy under test (gateway or
+nginx) to CPU lists such as "0-3" or "4,5", so that on a machine with enough cores each role has
+its own and the added TTFT measures the proxy rather than the wait for a free core. Give all three
+or none; a CPU that this process may not use is refused.
 
 Prints a Markdown table (added TTFT median and p99 per path and concurrency) and writes the raw
 summaries as JSON next to it (--out, default /tmp/gpufrac-serve-overhead.json).
@@ -71,7 +77,15 @@ def main():
     ap.add_argument("--output-tokens", default="5")
     ap.add_argument("--nginx-workers", default="1")
     ap.add_argument("--out", default="/tmp/gpufrac-serve-overhead.json")
+    for role in ("bench", "replica", "proxy"):
+        ap.add_argument(f"--cpus-{role}", type=cpu_list, metavar="LIST",
+                        help=f"pin the {role} to these CPUs (e.g. 0-3,6)")
     args = ap.parse_args()
+    pins = {r: getattr(args, f"cpus_{r}") for r in ("bench", "replica", "proxy")}
+    if any(pins.values()) and not all(pins.values()):
+        sys.exit("overhead.py: --cpus-bench, --cpus-replica and --cpus-proxy go together: "
+                 "give all three or none")
+    pins = pins if all(pins.values()) else None
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     if not os.path.exists(nginx):
         sys.exit("overhead.py: nginx is not installed (scripts/setup.sh installs it)")
@@ -99,6 +113,21 @@ def main():
         proxies = {"gateway": d.procs[1].pid, "nginx": d.procs[-1].pid}
         wait(lambda: socket.create_connection(("127.0.0.1", ng_port), 1).close() is None, 10,
              "nginx")
+        if pins:
+            replica_pids = [p for p, argv in processes() if os.path.basename(argv[0]) ==
+                            "gpufrac-synth-server" and str(replica) in argv]
+            if not replica_pids:
+                sys.exit(f"overhead.py: found no replica process serving port {replica} to pin")
+            # The node agent sits idle during the measurement; it goes with the load generator.
+            # First, since the replica is its child and is pinned apart right after.
+            pin_tree(d.procs[0].pid, pins["bench"])
+            for pid in replica_pids:
+                pin_tree(pid, pins["replica"])
+            for pid in proxies.values():
+                pin_tree(pid, pins["proxy"])
+            print("pinned: load generator on CPUs " + fmt_cpus(pins["bench"]) + ", replica on " +
+                  fmt_cpus(pins["replica"]) + ", proxy on " + fmt_cpus(pins["proxy"]),
+                  file=sys.stderr)
         targets = {"direct": replica, "gateway": gw_port, "nginx": ng_port}
         concurrencies = [int(x) for x in args.concurrency.split(",")]
         runs = {}  # (path, concurrency) -> [summary per round]
@@ -108,7 +137,8 @@ def main():
                 order = list(targets)[rnd % 3:] + list(targets)[:rnd % 3]
                 for name in order:
                     before = tree_cpu_seconds(proxies.get(name))
-                    summary = measure(gpufrac, targets[name], c, args)
+                    summary = measure(gpufrac, targets[name], c, args,
+                                      pins["bench"] if pins else None)
                     summary["proxy_cpu_s"] = tree_cpu_seconds(proxies.get(name)) - before
                     runs.setdefault((name, c), []).append(summary)
                     ttft = summary.get("metrics", {}).get("time_to_first_token_ms", {})
@@ -118,18 +148,72 @@ def main():
                           f"ok {summary.get('requests', {}).get('ok')} "
                           f"failed {summary.get('requests', {}).get('failed')}", file=sys.stderr)
         with open(args.out, "w") as f:
-            json.dump({f"{name}@{c}": v for (name, c), v in runs.items()}, f, indent=1)
+            out = {f"{name}@{c}": v for (name, c), v in runs.items()}
+            if pins:
+                out["pinned_cpus"] = {role: sorted(cpus) for role, cpus in pins.items()}
+            json.dump(out, f, indent=1)
         report(runs, targets, concurrencies, args.rounds)
 
 
-def measure(gpufrac, port, c, args):
+def measure(gpufrac, port, c, args, bench_cpus):
     cmd = [gpufrac, "bench", "--url", f"http://127.0.0.1:{port}", "--model",
            "synthetic", "--concurrency", str(c), "--duration", f"{args.duration}s",
            "--warmup", f"{args.warmup}s", "--ramp-up", f"{min(2.0, c / 500)}s",
            "--input-tokens-mean", "32", "--output-tokens-mean", args.output_tokens,
            "--json", "--no-progress"]
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    pin = (lambda: os.sched_setaffinity(0, bench_cpus)) if bench_cpus else None
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, preexec_fn=pin)
     return json.loads(r.stdout) if r.stdout.strip() else {}
+
+
+def cpu_list(text):
+    """"0-3,6" -> {0, 1, 2, 3, 6}; every CPU must be one this process may run on."""
+    cpus = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:\s*-\s*(\d+))?\s*", part)
+        if not m or (m[2] and int(m[2]) < int(m[1])):
+            raise argparse.ArgumentTypeError(f"'{text}' is not a CPU list such as 0-3,6")
+        cpus.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+    allowed = os.sched_getaffinity(0)
+    if not cpus <= allowed:
+        raise argparse.ArgumentTypeError(
+            f"CPU {min(cpus - allowed)} is not available (this process may use "
+            f"{fmt_cpus(allowed)})")
+    return cpus
+
+
+def fmt_cpus(cpus):
+    return ",".join(str(c) for c in sorted(cpus))
+
+
+def processes():
+    """(pid, argv) of every process that can be read."""
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    argv = f.read().split(b"\0")
+            except OSError:
+                continue
+            if argv and argv[0]:
+                yield int(entry), [a.decode(errors="replace") for a in argv]
+
+
+def pin_tree(pid, cpus):
+    """Pins every thread of a process and of its children (nginx's workers) to cpus."""
+    children = [p for p, _ in processes() if parent_of(p) == pid]
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.sched_setaffinity(int(tid), cpus)
+    for child in children:
+        pin_tree(child, cpus)
+
+
+def parent_of(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except OSError:
+        return None
 
 
 def tree_cpu_seconds(pid):
