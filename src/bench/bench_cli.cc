@@ -66,6 +66,11 @@ std::vector<std::string> CorpusWords(const Flags& f) {
   std::string text;
   Status s = LoadTextFile(f.corpus, &text);
   if (!s.ok()) UsageError("--corpus: " + s.message());
+  try {
+    (void)nlohmann::json(text).dump();  // prompts are sent as JSON strings: UTF-8 only
+  } catch (const nlohmann::json::type_error&) {
+    UsageError("--corpus: " + f.corpus + " is not UTF-8 text");
+  }
   std::vector<std::string> words = SplitWords(text);
   if (words.empty()) UsageError("--corpus: " + f.corpus + " has no words");
   return words;
@@ -160,9 +165,11 @@ class Outputs {
     for (const RunReport& r : reports_) runs.push_back(ReportJson(r));
     nlohmann::json summary = reports_.size() == 1 ? runs[0] : nlohmann::json{{"runs", runs}};
     for (auto& [key, value] : extra.items()) summary[key] = value;
-    if (json_) std::cout << summary.dump(2) << std::endl;
+    // Server error messages are quoted in the summary and need not be valid UTF-8.
+    const std::string text = summary.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
+    if (json_) std::cout << text << std::endl;
     if (dir_.empty()) return;
-    Check(WriteTextFile(dir_ + "/summary.json", summary.dump(2) + "\n"));
+    Check(WriteTextFile(dir_ + "/summary.json", text + "\n"));
     Check(WriteTextFile(dir_ + "/summary.csv", SummaryCsv(reports_.back().total)));
     if (reports_.size() > 1) {
       Check(WriteTextFile(dir_ + "/sweep.csv", SweepCsv(reports_)));
@@ -188,6 +195,10 @@ int Run(const Flags& f) {
   }
   for (double r : f.rate) {
     if (!(r > 0)) UsageError("--rate values must be positive");
+    if (r > 1e6) UsageError("--rate values must be at most 1000000 per second");
+  }
+  if (f.sla_search == "rate" && f.sla_max > 1e6) {
+    UsageError("--sla-max must be at most 1000000 requests per second for a rate search");
   }
   std::vector<Slo> slos;
   for (const std::string& text : f.slos) {
@@ -213,7 +224,7 @@ int Run(const Flags& f) {
   options.busy_poll = f.busy_poll;
   Outputs outputs(f);
   bool streaming = base.front().request.stream;
-  bool every_request_failed = false;  // in some run: nothing was measured, exit 1
+  bool every_request_failed = false;  // in some run: nothing measured or nothing succeeded
 
   auto run_point = [&](double value, bool apply_axis) {
     std::vector<Workload> workloads = apply_axis ? AtPoint(base, axis, value) : base;
@@ -228,6 +239,10 @@ int Run(const Flags& f) {
     outputs.AddRun(result, report, streaming);
     if (report.total.measured > 0 && report.total.ok == 0) {
       std::cerr << "gpufrac bench: every request failed (" << report.total.first_error << ")\n";
+      every_request_failed = true;
+    } else if (report.total.measured == 0) {
+      std::cerr << "gpufrac bench: no request was measured (" << report.total.warmup
+                << " warm-up); give a longer run or less warm-up\n";
       every_request_failed = true;
     }
     return report;
@@ -315,15 +330,17 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--warmup", f.warmup, "Time excluded at the start, e.g. 5s");
   cmd->add_option("--ramp-up", f.ramp_up,
                   "Closed loop: start users evenly over this time, e.g. 2s (default: at once)");
+  // Lengths are whole numbers of words or tokens: a million is far beyond any context window.
+  const CLI::Range length(0.0, kMaxLength);
   cmd->add_option("--input-tokens-mean", f.input_mean, "Synthetic prompt length (words)")
-      ->check(CLI::PositiveNumber);
+      ->check(CLI::PositiveNumber & length);
   cmd->add_option("--input-tokens-stddev", f.input_stddev, "Its standard deviation")
-      ->check(CLI::NonNegativeNumber);
+      ->check(length);
   cmd->add_option("--output-tokens-mean", f.output_mean,
                   "Requested output length via max_tokens (0: send none)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(length);
   cmd->add_option("--output-tokens-stddev", f.output_stddev, "Its standard deviation")
-      ->check(CLI::NonNegativeNumber);
+      ->check(length);
   cmd->add_option("--input-file", f.input_file, "JSONL prompts ({\"text\"|\"messages\", ...})");
   cmd->add_option("--corpus", f.corpus, "Text file to cut synthetic prompts from");
   cmd->add_option("--extra-body", f.extra_body,

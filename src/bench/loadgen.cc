@@ -3,6 +3,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <deque>
@@ -17,6 +18,9 @@ namespace {
 
 constexpr int64_t kNsPerS = 1'000'000'000;
 constexpr size_t kMaxErrorBody = 4096;
+// Beyond this a single event loop cannot send on schedule (each request costs microseconds), and
+// the planned gaps would round to nothing.
+constexpr double kMaxRate = 1e6;
 
 class WorkloadRunner;
 
@@ -29,16 +33,19 @@ class Call : public ResponseHandler {
         stream_(stream),
         sse_([this](const SseEvent& event) { OnEvent(event); }) {}
 
-  void OnStatus(int status) override { record_.http_status = status; }
+  void OnStatus(int status, bool body_until_close) override {
+    record_.http_status = status;
+    body_until_close_ = body_until_close;
+  }
 
   void OnBody(std::string_view data, int64_t received_ns) override {
     if (record_.first_byte_ns == 0) record_.first_byte_ns = received_ns;
     bool success = record_.http_status >= 200 && record_.http_status < 300;
+    // A stream keeps its first bytes too: if they hold no SSE event, they say what came instead.
+    if (body_.size() < kMaxErrorBody || (success && !stream_)) body_.append(data);
     if (stream_ && success) {
       event_ns_ = received_ns;
       sse_.Feed(data);
-    } else if (body_.size() < kMaxErrorBody || success) {
-      body_.append(data);
     }
   }
 
@@ -48,7 +55,9 @@ class Call : public ResponseHandler {
 
  private:
   void OnEvent(const SseEvent& event) {
+    ++events_;
     ChunkInfo info = ClassifyStreamEvent(event.data);
+    if (info.done || info.finished) saw_end_ = true;
     if (info.done) return;
     if (info.malformed) {
       if (!malformed_) malformed_message_ = "malformed SSE data: " + event.data.substr(0, 200);
@@ -70,6 +79,9 @@ class Call : public ResponseHandler {
   SseParser sse_;
   int64_t event_ns_ = 0;
   std::string body_;
+  size_t events_ = 0;
+  bool body_until_close_ = false;
+  bool saw_end_ = false;  // "[DONE]" or a finish_reason
   bool stream_error_ = false, malformed_ = false;
   std::string stream_error_message_, malformed_message_;
 };
@@ -131,11 +143,12 @@ class WorkloadRunner {
   size_t unsent() const { return unsent_; }
 
  private:
-  // Whether the next request may go: counts and the duration bound it.
+  // Whether the next request may go: counts and the duration bound it. A request count is of
+  // measured requests: warm-up ones, by count or by time, come on top of it.
   bool MayIssue(int64_t planned_ns) {
     if (stopped_) return false;
     const LoadSpec& load = workload_.load;
-    if (load.requests > 0 && issued_ >= load.warmup_requests + load.requests) {
+    if (load.requests > 0 && measured_issued_ >= load.requests) {
       StopIssuing(/*drop_queued=*/false);
       return false;
     }
@@ -149,7 +162,7 @@ class WorkloadRunner {
   void IssueClosedLoop() {
     int64_t now = NowNs();
     if (!MayIssue(now)) return;
-    ++issued_;
+    Commit(now);
     Issue(now, now);
   }
 
@@ -167,7 +180,8 @@ class WorkloadRunner {
         gap_s = std::gamma_distribution<double>(load.burstiness, mean_s / load.burstiness)(rng_);
         break;
     }
-    return static_cast<int64_t>(gap_s * kNsPerS);
+    // At least 1 ns, so that the schedule always moves on (a gamma draw can round to 0).
+    return std::max<int64_t>(1, static_cast<int64_t>(gap_s * kNsPerS));
   }
 
   // Open loop: send every request whose planned time has come (queue it when the concurrency
@@ -183,23 +197,33 @@ class WorkloadRunner {
       } else {
         Issue(next_planned_ns_, now);
       }
-      ++issued_;  // a queued request is committed to the schedule too
+      Commit(next_planned_ns_);  // a queued request is committed to the schedule too
       next_planned_ns_ += NextGap();
       now = NowNs();
     }
     loop_.RunAt(next_planned_ns_, [this] { OnArrivalTick(); });
   }
 
-  // Sends one request now; the caller has counted it in issued_.
+  // Counts a request in the schedule, sent now or queued; requests go out in this order, so the
+  // warm-up rule here is the one Issue applies to the same request.
+  void Commit(int64_t planned_ns) {
+    if (!IsWarmup(issued_ + 1, planned_ns)) ++measured_issued_;
+    ++issued_;
+  }
+
+  bool IsWarmup(int64_t ordinal, int64_t planned_ns) const {
+    return ordinal <= workload_.load.warmup_requests || planned_ns < warmup_end_ns_;
+  }
+
+  // Sends one request now; the caller has counted it with Commit.
   void Issue(int64_t planned_ns, int64_t dispatched_ns) {
     RequestRecord record;
     record.id = (static_cast<uint64_t>(index_) << 48) | ++sequence_;
     record.workload = index_;
     record.planned_ns = planned_ns;
     record.dispatched_ns = dispatched_ns;
-    const LoadSpec& load = workload_.load;
     int64_t ordinal = static_cast<int64_t>(sequence_);  // 1-based send order
-    record.warmup = ordinal <= load.warmup_requests || planned_ns < warmup_end_ns_;
+    record.warmup = IsWarmup(ordinal, planned_ns);
     Prompt prompt = workload_.prompts->Next(rng_);
     record.prompt_words = prompt.words;
     record.requested_output_tokens = prompt.max_tokens;
@@ -253,6 +277,7 @@ class WorkloadRunner {
   int64_t t0_ = 0, warmup_end_ns_ = 0, stop_ns_ = 0, next_planned_ns_ = 0;
   uint64_t sequence_ = 0;
   int64_t issued_ = 0, completed_ = 0;
+  int64_t measured_issued_ = 0;  // of issued_, those past the warm-up
   size_t in_flight_ = 0;
   size_t unsent_ = 0;  // queued behind the cap when a duration run ended
   std::deque<int64_t> queued_;
@@ -277,6 +302,19 @@ void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_n
       } else if (malformed_) {
         kind = ErrorKind::kProtocol;
         record_.error_message = malformed_message_;
+      } else if (events_ == 0) {
+        // Status 200 but no event: an error object in a plain JSON body, or not SSE at all.
+        ChunkInfo info = ClassifyStreamEvent(body_);
+        kind = info.is_error ? ErrorKind::kStreamError : ErrorKind::kProtocol;
+        record_.error_message = info.is_error ? "error in body: " + info.error_message
+                                              : "no SSE event in the stream: " +
+                                                    (body_.empty() ? "empty body"
+                                                                   : body_.substr(0, 200));
+      } else if (body_until_close_ && !saw_end_) {
+        // Only the close frames such a body: without "[DONE]" or a finish_reason it was cut.
+        kind = ErrorKind::kClosed;
+        record_.error_message =
+            "the connection closed before the stream's end ([DONE] or a finish_reason)";
       }
     } else {
       ChunkInfo info = ClassifyStreamEvent(body_);
@@ -289,6 +327,10 @@ void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_n
       }
       if (info.prompt_tokens >= 0) record_.prompt_tokens = info.prompt_tokens;
       if (info.completion_tokens >= 0) record_.completion_tokens = info.completion_tokens;
+      // No usage: a whole answer has no events to count, so its words stand in for tokens.
+      if (kind == ErrorKind::kNone && info.completion_tokens < 0) {
+        record_.response_words = CountResponseWords(body_);
+      }
     }
   } else {
     record_.error_message = message;
@@ -323,6 +365,9 @@ Status ValidateWorkload(const Workload& w) {
   }
   if (load.mode == LoadMode::kOpenLoop && !(load.rate > 0)) {
     return Status::Error(where + "request rate must be positive");
+  }
+  if (load.mode == LoadMode::kOpenLoop && load.rate > kMaxRate) {
+    return Status::Error(where + "request rate must be at most 1000000 per second");
   }
   if (load.concurrency < 0) return Status::Error(where + "concurrency must not be negative");
   if (load.arrival == Arrival::kGamma && !(load.burstiness > 0)) {

@@ -306,6 +306,19 @@ TEST(LoadGen, WarmupRequestsAreExcluded) {
   EXPECT_EQ(s.ok, 10u);
 }
 
+TEST(LoadGen, TimedWarmupComesOnTopOfTheRequestCount) {
+  SynthConfig config;
+  config.ttft_ns = 1 * kMs;
+  config.itl_ns = 0;
+  SynthFixture fx(config);
+  Workload w = fx.MakeWorkload(1, 10, 2);
+  w.load.warmup_s = 0.1;  // tens of requests at about 1 ms each
+  MetricsSummary s = Summarize(RunLoad({w}, {}).records, {});
+  EXPECT_EQ(s.measured, 10u);
+  EXPECT_EQ(s.ok, 10u);
+  EXPECT_GT(s.warmup, 10u);
+}
+
 TEST(LoadGen, DurationBoundStopsIssuingAndWaitsForInFlight) {
   SynthConfig config;
   config.ttft_ns = 20 * kMs;
@@ -333,7 +346,8 @@ TEST(LoadGen, TimeoutAndGraceCancelAreReported) {
   RunResult result = RunLoad({w}, {});
   MetricsSummary s = Summarize(result.records, {});
   EXPECT_EQ(s.errors_by_kind["timeout"], 2u);
-  // A duration run whose requests outlive the grace period: cancelled, not failed.
+  // A duration run whose requests outlive the grace period: cancelled, and failed (the server
+  // never finished them).
   Workload slow = fx.MakeWorkload(2, 0, 1);
   slow.load.duration_s = 0.05;
   RunOptions options;
@@ -341,7 +355,9 @@ TEST(LoadGen, TimeoutAndGraceCancelAreReported) {
   result = RunLoad({slow}, options);
   s = Summarize(result.records, {});
   EXPECT_EQ(s.cancelled, 2u);
-  EXPECT_EQ(s.failed, 0u);
+  EXPECT_EQ(s.failed, 2u);
+  EXPECT_EQ(s.errors_by_kind["cancelled"], 2u);
+  EXPECT_DOUBLE_EQ(s.error_rate, 1.0);
 }
 
 TEST(LoadGen, ConnectionRefusedIsAConnectError) {

@@ -63,7 +63,7 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
   int64_t first_start = std::numeric_limits<int64_t>::max();
   int64_t last_end = std::numeric_limits<int64_t>::min();
   double total_output_tokens = 0;
-  size_t usage_present = 0, prompt_usage_present = 0;
+  size_t usage_present = 0, prompt_usage_present = 0, words_counted = 0;
   bool any_per_request_slo =
       std::any_of(slos.begin(), slos.end(), [](const Slo& slo) { return slo.per_request(); });
   for (const RequestRecord& r : records) {
@@ -72,10 +72,9 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
       ++s.warmup;
       continue;
     }
-    if (r.error == ErrorKind::kCancelled) {
-      ++s.cancelled;
-      continue;
-    }
+    // Still running when the grace period after the run ran out: the server never finished it,
+    // so it fails like a timeout (and is also counted apart).
+    if (r.error == ErrorKind::kCancelled) ++s.cancelled;
     ++s.measured;
     first_start = std::min(first_start, r.start_ns);
     last_end = std::max(last_end, r.end_ns);
@@ -98,7 +97,11 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
     int tokens = r.OutputTokens();
     out_tokens.push_back(tokens);
     total_output_tokens += tokens;
-    if (r.completion_tokens >= 0) ++usage_present;
+    if (r.completion_tokens >= 0) {
+      ++usage_present;
+    } else if (r.response_words >= 0) {
+      ++words_counted;
+    }
     if (r.prompt_tokens >= 0) ++prompt_usage_present;
     in_tokens.push_back(r.prompt_tokens >= 0 ? r.prompt_tokens : r.prompt_words);
     if (any_per_request_slo && RequestIsGood(r, m, slos)) ++s.good;
@@ -111,9 +114,16 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
   }
   if (s.measured > 0) s.error_rate = static_cast<double>(s.failed) / s.measured;
   s.usage_missing = s.ok - usage_present;
-  s.output_token_source = usage_present == s.ok ? "usage"
-                          : usage_present == 0  ? "content events"
-                                                : "usage + content events";
+  // What the output token counts rest on, in the order OutputTokens() prefers them.
+  const size_t events_counted = s.ok - usage_present - words_counted;
+  s.output_token_source.clear();
+  for (auto [n, name] : {std::pair{usage_present, "usage"}, {events_counted, "content events"},
+                         {words_counted, "response words"}}) {
+    if (n == 0) continue;
+    if (!s.output_token_source.empty()) s.output_token_source += " + ";
+    s.output_token_source += name;
+  }
+  if (s.output_token_source.empty()) s.output_token_source = "usage";
   s.input_token_source = prompt_usage_present == s.ok ? "usage"
                          : prompt_usage_present == 0  ? "prompt words"
                                                       : "usage + prompt words";

@@ -70,14 +70,14 @@ TEST(Metrics, OneTokenHasNoItlAndNoUsageFallsBackToEvents) {
   EXPECT_EQ(s.output_token_source, "content events");
 }
 
-TEST(Metrics, SummaryExcludesWarmupAndCancelledAndCountsErrorsByKind) {
+TEST(Metrics, SummaryExcludesWarmupAndCountsCancelledAsFailedAndErrorsByKind) {
   std::vector<RequestRecord> records;
   records.push_back(Streamed(0, {10 * kMs, 20 * kMs}, 20 * kMs, 2));
   records.push_back(Streamed(5 * kMs, {25 * kMs, 35 * kMs}, 45 * kMs, 3));
   RequestRecord warm = Streamed(-100 * kMs, {-50 * kMs}, -40 * kMs, 1);
   warm.warmup = true;
   records.push_back(warm);
-  RequestRecord cancelled = Streamed(1 * kMs, {}, 900 * kMs, 0);
+  RequestRecord cancelled = Streamed(1 * kMs, {}, 40 * kMs, 0);
   cancelled.error = ErrorKind::kCancelled;
   records.push_back(cancelled);
   RequestRecord failed = Streamed(2 * kMs, {3 * kMs}, 30 * kMs, 1);
@@ -87,11 +87,13 @@ TEST(Metrics, SummaryExcludesWarmupAndCancelledAndCountsErrorsByKind) {
   ASSERT_TRUE(ParseSlo("ttft_p50<=15ms", &slo).ok());
   MetricsSummary s = Summarize(records, {slo});
   EXPECT_EQ(s.ok, 2u);
-  EXPECT_EQ(s.failed, 1u);
+  EXPECT_EQ(s.failed, 2u);
   EXPECT_EQ(s.warmup, 1u);
   EXPECT_EQ(s.cancelled, 1u);
   EXPECT_EQ(s.errors_by_kind.at("stream_error"), 1u);
-  // Window: first start 0 to last end 45 ms (the failed request is inside it).
+  EXPECT_EQ(s.errors_by_kind.at("cancelled"), 1u);
+  EXPECT_DOUBLE_EQ(s.error_rate, 2.0 / 4);
+  // Window: first start 0 to last end 45 ms (the failed requests are inside it).
   EXPECT_DOUBLE_EQ(s.window_s, 0.045);
   EXPECT_DOUBLE_EQ(s.request_throughput, 2 / 0.045);
   EXPECT_DOUBLE_EQ(s.output_token_throughput, 5 / 0.045);
@@ -99,7 +101,6 @@ TEST(Metrics, SummaryExcludesWarmupAndCancelledAndCountsErrorsByKind) {
   EXPECT_EQ(s.good, 1u);
   EXPECT_DOUBLE_EQ(*s.goodput, 1 / 0.045);
   EXPECT_DOUBLE_EQ(s.ttft_ms.mean, 15);
-  EXPECT_DOUBLE_EQ(s.error_rate, 1.0 / 3);
   EXPECT_NEAR(s.itl_ms.Percentile(50), (10.0 + 10.0) / 2, 1e-9);  // 10/1 and (40-20)/2
 }
 
@@ -123,6 +124,38 @@ TEST(Slo, ParsesAndChecks) {
   s.itl_ms = Describe({0.05, 0.05});
   EXPECT_FALSE(SloHolds(s, slo));                 // strict
   EXPECT_FALSE(SloHolds(MetricsSummary{}, slo));  // no data never meets an objective
+}
+
+TEST(Slo, FailedRequestsCountAsTheWorstValue) {
+  MetricsSummary s;
+  s.ttft_ms = Describe(std::vector<double>(97, 10.0));
+  s.output_tokens_per_user = Describe(std::vector<double>(97, 50.0));
+  s.ok = 97;
+  s.failed = 3;
+  s.measured = 100;
+  auto holds = [&](const char* text) {
+    Slo slo;
+    EXPECT_TRUE(ParseSlo(text, &slo).ok()) << text;
+    return SloHolds(s, slo);
+  };
+  EXPECT_TRUE(holds("ttft_p95<=1s"));   // 3% failed: inside the 5% tail
+  EXPECT_FALSE(holds("ttft_p99<=1s"));  // but not inside 1%
+  EXPECT_FALSE(holds("ttft_avg<=1s"));  // a failure's TTFT is unbounded
+  EXPECT_FALSE(holds("ttft_max<=1s"));
+  EXPECT_TRUE(holds("ttft_min<=1s"));
+  EXPECT_TRUE(holds("output_tokens_per_user_p50>=20"));  // the worst side is the bottom here
+  EXPECT_FALSE(holds("output_tokens_per_user_min>=20"));
+  EXPECT_TRUE(holds("output_tokens_per_user_max>=20"));
+  s.failed = 6;
+  s.ok = 94;
+  EXPECT_FALSE(holds("ttft_p95<=1s"));
+  // A run that measured nothing is no evidence of a low error rate.
+  MetricsSummary nothing;
+  EXPECT_FALSE(SloHolds(nothing, [] {
+    Slo slo;
+    EXPECT_TRUE(ParseSlo("error_rate<=0", &slo).ok());
+    return slo;
+  }()));
 }
 
 TEST(Slo, RejectsBadInputWithAReason) {

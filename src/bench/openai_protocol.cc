@@ -115,7 +115,8 @@ std::string BuildRequestBody(const RequestOptions& options, const Prompt& prompt
   if (options.extra_body.is_object()) {
     for (const auto& [key, value] : options.extra_body.items()) body[key] = value;
   }
-  return body.dump();
+  // Prompts from files are checked to be UTF-8; replace, not throw, if one slips through.
+  return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 ChunkInfo ClassifyStreamEvent(std::string_view data) {
@@ -134,13 +135,39 @@ ChunkInfo ClassifyStreamEvent(std::string_view data) {
   auto choices = doc.find("choices");
   if (choices != doc.end() && choices->is_array()) {
     for (const json& choice : *choices) {
-      if (choice.is_object() && ChoiceHasContent(choice)) {
-        info.has_content = true;
-        break;
-      }
+      if (!choice.is_object()) continue;
+      if (ChoiceHasContent(choice)) info.has_content = true;
+      auto reason = choice.find("finish_reason");
+      if (reason != choice.end() && !reason->is_null()) info.finished = true;
     }
   }
   return info;
+}
+
+int CountResponseWords(std::string_view body) {
+  json doc = json::parse(body, nullptr, /*allow_exceptions=*/false);
+  if (!doc.is_object()) return -1;
+  auto choices = doc.find("choices");
+  if (choices == doc.end() || !choices->is_array()) return -1;
+  int words = 0;
+  auto count = [&](const json& object, const char* key) {
+    auto it = object.find(key);
+    if (it == object.end() || !it->is_string()) return;
+    bool in_word = false;
+    for (char c : it->get_ref<const std::string&>()) {
+      const bool space = c == ' ' || c == '\n' || c == '\t' || c == '\r';
+      if (!space && !in_word) ++words;
+      in_word = !space;
+    }
+  };
+  for (const json& choice : *choices) {
+    if (!choice.is_object()) continue;
+    count(choice, "text");
+    auto message = choice.find("message");
+    if (message == choice.end() || !message->is_object()) continue;
+    for (const char* key : {"content", "reasoning_content", "reasoning"}) count(*message, key);
+  }
+  return words;
 }
 
 ChunkInfo ClassifyResponseBody(Endpoint endpoint, std::string_view body) {

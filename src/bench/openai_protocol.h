@@ -35,6 +35,7 @@ std::string BuildRequestBody(const RequestOptions& options, const Prompt& prompt
 struct ChunkInfo {
   bool done = false;         // the "[DONE]" sentinel
   bool has_content = false;  // non-empty content, text or reasoning content
+  bool finished = false;     // a choice carries a finish_reason: the generation ended
   bool has_usage = false;
   int prompt_tokens = -1;
   int completion_tokens = -1;
@@ -45,5 +46,8 @@ struct ChunkInfo {
 
 ChunkInfo ClassifyStreamEvent(std::string_view data);
 ChunkInfo ClassifyResponseBody(Endpoint endpoint, std::string_view body);
+// Words (whitespace-separated) of a whole answer's text: choices' message content, reasoning
+// content and completion text. -1 when the body is not such an answer.
+int CountResponseWords(std::string_view body);
 
 }  // namespace gpufrac::bench

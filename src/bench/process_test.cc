@@ -18,6 +18,8 @@
 #include <thread>
 #include <vector>
 
+#include "bench/canned_server.h"
+
 extern char** environ;
 
 namespace gpufrac::bench {
@@ -239,6 +241,29 @@ TEST(BenchCommand, MissedSloExitsOne) {
   EXPECT_EQ(summary["slos"][0]["met"], false);
 }
 
+TEST(BenchCommand, ServerTextThatIsNotUtf8IsQuotedNotFatal) {
+  TempDir dir;
+  // An error page in Latin-1: the "é" (0xE9) starts a UTF-8 sequence that never completes.
+  const std::string body = "erreur du mod\xE8le: surcharg\xE9";
+  testing::CannedServer server("HTTP/1.1 500 Internal Server Error\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\n\r\n" + body,
+                               /*close_after=*/false);
+  Result r = RunBench(dir, {"--url", server.url(), "--model", "m", "--requests", "2", "--json",
+                            "--output-dir", (dir.path() / "out").string()});
+  EXPECT_EQ(r.code, 1) << r.err;  // every request failed: exit 1, not a crash
+  auto summary = nlohmann::json::parse(r.out);
+  EXPECT_EQ(summary["requests"]["failed"], 2);
+  EXPECT_NE(summary["first_error"].get<std::string>().find("erreur du mod"),
+            std::string::npos);
+  EXPECT_TRUE(nlohmann::json::accept(ReadFile(dir.path() / "out" / "summary.json")));
+  std::ifstream lines(dir.path() / "out" / "requests.jsonl");
+  int parsed = 0;
+  for (std::string line; std::getline(lines, line); ++parsed) {
+    EXPECT_TRUE(nlohmann::json::accept(line)) << line;
+  }
+  EXPECT_EQ(parsed, 2);
+}
+
 TEST(BenchCommand, SweepWritesOneRowPerPointAndPlots) {
   TempDir dir;
   SynthProcess synth(dir, {"--ttft-ms", "2", "--itl-ms", "1"});
@@ -359,6 +384,8 @@ TEST(BenchCommand, BadInputIsAOneLineUsageError) {
   TempDir dir;
   fs::path bad_jsonl = dir.path() / "bad.jsonl";
   std::ofstream(bad_jsonl) << "{\"text\": \"fine\"}\n{\"text\": 3}\n";
+  fs::path latin1 = dir.path() / "latin1.txt";
+  std::ofstream(latin1) << "caf\xE9 cr\xE8me\n";
   fs::path bad_yaml = dir.path() / "bad.yaml";
   std::ofstream(bad_yaml) << "workloads:\n  - {name: x, model: m, concurency: 3, requests: 2}\n";
   struct Case {
@@ -381,6 +408,13 @@ TEST(BenchCommand, BadInputIsAOneLineUsageError) {
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--endpoint", "images"}, "images"},
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--extra-body", "[1]"}, "--extra-body"},
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--sla-search", "concurrency"}, "--slo"},
+      {{"--url", "http://127.0.0.1:1", "--model", "m", "--rate", "2e9"}, "--rate"},
+      {{"--url", "http://127.0.0.1:1", "--model", "m", "--sla-search", "rate", "--slo",
+        "ttft_p95<=1s", "--sla-max", "1e9"},
+       "--sla-max"},
+      {{"--url", "http://127.0.0.1:1", "--model", "m", "--output-tokens-mean", "1e12"},
+       "--output-tokens-mean"},
+      {{"--url", "http://127.0.0.1:1", "--model", "m", "--corpus", latin1.string()}, "UTF-8"},
   };
   for (const Case& c : cases) {
     Result r = RunBench(dir, c.args);

@@ -1,5 +1,6 @@
 #include "bench/prompts.h"
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -10,7 +11,8 @@ namespace gpufrac::bench {
 int LengthShape::Sample(std::mt19937_64& rng) const {
   double value = mean;
   if (stddev > 0) value = std::normal_distribution<double>(mean, stddev)(rng);
-  return std::max(1, static_cast<int>(std::lround(value)));
+  // Clamped before the conversion: a draw beyond int's range must not wrap around.
+  return static_cast<int>(std::lround(std::clamp(value, 1.0, kMaxLength)));
 }
 
 std::vector<std::string> SplitWords(const std::string& text) {

@@ -13,6 +13,9 @@
 
 namespace gpufrac::bench {
 
+// The longest prompt or answer length accepted, in words or tokens.
+inline constexpr double kMaxLength = 1'000'000;
+
 struct LengthShape {
   double mean = 0;  // 0 for outputs: send no max_tokens
   double stddev = 0;

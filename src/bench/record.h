@@ -16,7 +16,7 @@ enum class ErrorKind {
   kProtocol,     // malformed HTTP, SSE or JSON
   kClosed,       // the connection closed before the response was complete
   kTimeout,      // the request ran past its timeout
-  kCancelled,    // still running when the run ended (excluded from metrics, counted apart)
+  kCancelled,    // still running when the grace period after the run ended (failed)
 };
 const char* ErrorKindName(ErrorKind kind);
 
@@ -34,15 +34,19 @@ struct RequestRecord {
   int prompt_tokens = -1;            // usage.prompt_tokens; -1 when the server reported none
   int completion_tokens = -1;        // usage.completion_tokens; -1 when the server reported none
   int prompt_words = 0;              // client-side size of the prompt in words
+  int response_words = -1;  // non-streamed answers: words of their text; -1 when not counted
   int requested_output_tokens = -1;  // the max_tokens sent; -1 when none
   ErrorKind error = ErrorKind::kNone;
   std::string error_message;
 
   bool ok() const { return error == ErrorKind::kNone; }
   // Output tokens as the metrics count them: the server's usage when given, else the number of
-  // content events (one token per event, what a server without usage typically sends).
+  // content events (one token per event, what a server without usage typically sends), or for a
+  // whole (non-streamed) answer the words of its text.
   int OutputTokens() const {
-    return completion_tokens >= 0 ? completion_tokens : static_cast<int>(content_ns.size());
+    if (completion_tokens >= 0) return completion_tokens;
+    if (response_words >= 0) return response_words;
+    return static_cast<int>(content_ns.size());
   }
 };
 

@@ -144,16 +144,19 @@ std::string FormatConsole(const RunReport& report, bool streaming) {
                     Number(*s.goodput).c_str());
       out << line;
     }
-    out << "  Requests: " << s.ok << " ok, " << s.failed << " failed, " << s.cancelled
-        << " cancelled, " << s.warmup << " warm-up; window " << Number(s.window_s) << " s\n";
+    out << "  Requests: " << s.ok << " ok, " << s.failed << " failed";
+    if (s.cancelled > 0) {
+      out << " (" << s.cancelled << " of them unfinished when the grace period ended)";
+    }
+    out << ", " << s.warmup << " warm-up; window " << Number(s.window_s) << " s\n";
     for (const auto& [kind, count] : s.errors_by_kind) {
       out << "  Errors (" << kind << "): " << count << "\n";
     }
     if (!s.first_error.empty()) out << "  First error: " << s.first_error << "\n";
-    if (streaming && s.ok > 0 && s.usage_missing > 0) {
+    if (s.ok > 0 && s.usage_missing > 0) {
       out << "  Note: " << s.usage_missing << " of " << s.ok
           << " requests had no usage from the server; their output tokens were counted as "
-             "content events\n";
+          << (streaming ? "content events" : "words of the answer") << "\n";
     }
   };
   table("Total (" + report.label + ")", report.total);
@@ -265,7 +268,7 @@ Status AppendRequestsJsonl(const std::string& path, const RunResult& result,
   for (const RequestRecord& r : result.records) {
     json line = RequestJson(r, result.workload_names.at(r.workload));
     line["run"] = run_label;
-    out << line.dump() << '\n';
+    out << line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << '\n';
   }
   if (!out) return Status::Error("cannot write " + path);
   return Status::Ok();

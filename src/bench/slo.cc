@@ -132,7 +132,8 @@ double SloValue(const MetricsSummary& s, const Slo& slo) {
     case SloMetric::kOutputTokenThroughput:
       return s.output_token_throughput;
     case SloMetric::kErrorRate:
-      return s.error_rate;
+      // Nothing measured (every request was warm-up, say) is no evidence of a low error rate.
+      return s.measured > 0 ? s.error_rate : std::numeric_limits<double>::quiet_NaN();
     default:
       break;
   }
@@ -151,8 +152,20 @@ bool Compare(double value, const Slo& slo) {
 }
 
 bool SloHolds(const MetricsSummary& summary, const Slo& slo) {
-  // A run with failures does not meet latency objectives by ignoring them: the error rate is its
-  // own SLO, but a run where nothing succeeded has no value and fails every objective.
+  // A run with failures does not meet per-request objectives by leaving them out: a failed
+  // request counts as the worst value (it never got its token). So a mean, or the extreme on the
+  // bad side, fails with any failure, and a percentile fails when the failures alone are more
+  // than the tail it allows; within that tail, the percentile of the successful requests is
+  // judged. A run where nothing succeeded has no value and fails every objective.
+  if (slo.per_request() && summary.failed > 0 && summary.measured > 0) {
+    const double failed_share = static_cast<double>(summary.failed) / summary.measured;
+    const std::string worst_extreme = slo.at_most ? "max" : "min";
+    if (slo.stat == "mean" || slo.stat == worst_extreme) return false;
+    if (slo.stat.size() > 1 && slo.stat[0] == 'p') {
+      const double p = std::stoi(slo.stat.substr(1)) / 100.0;
+      if (failed_share > (slo.at_most ? 1 - p : p)) return false;
+    }
+  }
   return Compare(SloValue(summary, slo), slo);
 }
 

@@ -79,13 +79,31 @@ Status ParseTargetUrl(std::string_view url, Target* target) {
     if (path.size() >= 3 && path.substr(path.size() - 3) == "/v1") path.remove_suffix(3);
     parsed.base_path = std::string(path);
   }
-  size_t colon = authority.rfind(':');
-  if (colon == std::string_view::npos) {
-    parsed.host = std::string(authority);
+  // An IPv6 literal is bracketed ([::1]:8000): its colons are not the port's.
+  std::string_view host_part = authority, port_part;
+  bool has_port = false;
+  if (!authority.empty() && authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == std::string_view::npos) {
+      return Status::Error("unclosed '[' in URL '" + std::string(url) + "'");
+    }
+    host_part = authority.substr(1, close - 1);
+    std::string_view after = authority.substr(close + 1);
+    if (!after.empty() && after.front() != ':') {
+      return Status::Error("bad port in URL '" + std::string(url) + "'");
+    }
+    has_port = !after.empty();
+    if (has_port) port_part = after.substr(1);
+  } else if (size_t colon = authority.rfind(':'); colon != std::string_view::npos) {
+    host_part = authority.substr(0, colon);
+    port_part = authority.substr(colon + 1);
+    has_port = true;
+  }
+  parsed.host = std::string(host_part);
+  if (!has_port) {
     parsed.port = parsed.tls ? 443 : 80;
   } else {
-    parsed.host = std::string(authority.substr(0, colon));
-    std::string_view port_text = authority.substr(colon + 1);
+    std::string_view port_text = port_part;
     unsigned port = 0;
     auto [p, ec] = std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
     if (ec != std::errc() || p != port_text.data() + port_text.size() || port == 0 ||
@@ -164,7 +182,9 @@ struct HttpClient::Impl {
     auto results = resolver.resolve(target.host, std::to_string(target.port), ec);
     if (resolve_error.empty() && !ec) endpoints.assign(results.begin(), results.end());
     if (ec) resolve_error = ec.message();
-    host_header = target.host + ":" + std::to_string(target.port);
+    const bool ipv6_literal = target.host.find(':') != std::string::npos;
+    host_header = (ipv6_literal ? "[" + target.host + "]" : target.host) + ":" +
+                  std::to_string(target.port);
   }
 
   void Start(std::string request, ResponseHandler* handler) {
@@ -200,8 +220,13 @@ struct HttpClient::Impl {
       return;
     }
     if (endpoints.empty()) {
-      Finish(conn, ErrorKind::kConnect, "cannot connect to " + target.host + ": " + resolve_error,
-             NowNs(), false);
+      // Posted, not finished here: a closed loop sends its next request from the completion, so
+      // finishing inline would recurse once per request until the stack runs out.
+      asio::post(io, [this, conn, gen] {
+        if (conn->generation != gen) return;
+        Finish(conn, ErrorKind::kConnect,
+               "cannot connect to " + target.host + ": " + resolve_error, NowNs(), false);
+      });
       return;
     }
     asio::async_connect(
@@ -271,6 +296,7 @@ struct HttpClient::Impl {
           }
           conn->got_bytes = true;
           conn->received_ns = now;
+          const size_t consumed_before = conn->parser->consumed();
           bool ok = conn->parser->Feed(std::string_view(conn->in.data(), n));
           if (conn->generation != gen) return;  // the handler cancelled everything
           if (!ok) {
@@ -279,7 +305,10 @@ struct HttpClient::Impl {
           }
           if (conn->parser->headers_done()) SendStatusOnce(conn.get());
           if (conn->parser->complete()) {
-            Finish(conn, ErrorKind::kNone, "", now, conn->parser->keep_alive());
+            // Bytes past the response's end belong to no request of ours; read as the start of
+            // the next response they would shift every answer after it: not reused.
+            const bool stray_bytes = conn->parser->consumed() < consumed_before + n;
+            Finish(conn, ErrorKind::kNone, "", now, conn->parser->keep_alive() && !stray_bytes);
             return;
           }
           Read(conn);
@@ -289,7 +318,7 @@ struct HttpClient::Impl {
   void SendStatusOnce(Connection* conn) {
     if (conn->status_sent || !conn->parser->headers_done()) return;
     conn->status_sent = true;
-    conn->handler->OnStatus(conn->parser->status());
+    conn->handler->OnStatus(conn->parser->status(), conn->parser->body_until_close());
   }
 
   void OnTransportError(const ConnectionPtr& conn, const boost::system::error_code& ec) {

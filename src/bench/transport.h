@@ -55,7 +55,9 @@ Status ParseTargetUrl(std::string_view url, Target* target);
 class ResponseHandler {
  public:
   virtual ~ResponseHandler() = default;
-  virtual void OnStatus(int status) = 0;
+  // body_until_close: the response has neither a length nor chunks, so only the close ends it and
+  // the framing cannot tell a whole body from one cut short.
+  virtual void OnStatus(int status, bool body_until_close) = 0;
   // A piece of decoded body and the time its bytes came off the socket.
   virtual void OnBody(std::string_view data, int64_t received_ns) = 0;
   // The response ended (kind kNone) or failed. last_ns: time of the last bytes received (or of the

@@ -74,12 +74,24 @@ class Fields {
   Status GetShape(const char* key, LengthShape* shape) const {
     if (!Has(key)) return Status::Ok();
     const YAML::Node& n = node_[key];
-    if (n.IsScalar()) return Get(key, &shape->mean);
-    if (!n.IsMap()) return Status::Error(where_ + "'" + key + "' must be {mean, stddev}");
-    Fields inner(n, where_ + key + ": ");
-    if (Status s = inner.CheckKnown({"mean", "stddev"}); !s.ok()) return s;
-    if (Status s = inner.Get("mean", &shape->mean); !s.ok()) return s;
-    return inner.Get("stddev", &shape->stddev);
+    Status s;
+    if (n.IsScalar()) {
+      s = Get(key, &shape->mean);
+    } else if (!n.IsMap()) {
+      return Status::Error(where_ + "'" + key + "' must be {mean, stddev}");
+    } else {
+      Fields inner(n, where_ + key + ": ");
+      if (s = inner.CheckKnown({"mean", "stddev"}); !s.ok()) return s;
+      if (s = inner.Get("mean", &shape->mean); !s.ok()) return s;
+      s = inner.Get("stddev", &shape->stddev);
+    }
+    if (!s.ok()) return s;
+    for (double v : {shape->mean, shape->stddev}) {
+      if (!(v >= 0 && v <= kMaxLength)) {
+        return Status::Error(where_ + "'" + key + "': lengths must be between 0 and 1000000");
+      }
+    }
+    return Status::Ok();
   }
   const YAML::Node& node() const { return node_; }
 
@@ -145,6 +157,9 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
   if (Status s = top.GetDuration("timeout", &defaults.timeout_s); !s.ok()) return s;
   if (Status s = top.Get("requests", &defaults.load.requests); !s.ok()) return s;
   if (Status s = top.Get("warmup_requests", &defaults.load.warmup_requests); !s.ok()) return s;
+  if (top.Has("requests") && top.Has("duration")) {
+    return Status::Error(path + ": give requests or duration, not both");
+  }
   const YAML::Node& list = root["workloads"];
   if (!list.IsSequence() || list.size() == 0) {
     return Status::Error(path + ": 'workloads' must be a non-empty list");
@@ -162,7 +177,7 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
                                  "arrival",       "burstiness", "max_concurrency", "requests",
                                  "duration",      "warmup",     "warmup_requests", "input_tokens",
                                  "output_tokens", "input_file", "extra_body",      "timeout",
-                                 "ramp_up"});
+                                 "ramp_up",       "tls_ca",     "insecure"});
         !s.ok()) {
       return s;
     }
@@ -181,6 +196,13 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
     if (s = named.Get("api_key", &w.target.api_key); !s.ok()) return s;
     if (s = named.Get("arrival", &arrival); !s.ok()) return s;
     if (s = named.Get("burstiness", &w.load.burstiness); !s.ok()) return s;
+    // A workload's own bound replaces the file's, whichever kind that was.
+    if (named.Has("requests") && named.Has("duration")) {
+      return Status::Error(path + ": workload '" + w.name +
+                           "': give requests or duration, not both");
+    }
+    if (named.Has("requests")) w.load.duration_s = 0;
+    if (named.Has("duration")) w.load.requests = 0;
     if (s = named.Get("requests", &w.load.requests); !s.ok()) return s;
     if (s = named.Get("warmup_requests", &w.load.warmup_requests); !s.ok()) return s;
     if (s = named.GetDuration("duration", &w.load.duration_s); !s.ok()) return s;
