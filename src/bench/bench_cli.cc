@@ -334,8 +334,7 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   const CLI::Range length(0.0, kMaxLength);
   cmd->add_option("--input-tokens-mean", f.input_mean, "Synthetic prompt length (words)")
       ->check(CLI::PositiveNumber & length);
-  cmd->add_option("--input-tokens-stddev", f.input_stddev, "Its standard deviation")
-      ->check(length);
+  cmd->add_option("--input-tokens-stddev", f.input_stddev, "Its standard deviation")->check(length);
   cmd->add_option("--output-tokens-mean", f.output_mean,
                   "Requested output length via max_tokens (0: send none)")
       ->check(length);

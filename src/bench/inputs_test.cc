@@ -40,8 +40,8 @@ TEST(LengthShape, HugeDrawsAreClampedNotWrapped) {
 class WorkloadFileTest : public ::testing::Test {
  protected:
   Status Load(const std::string& yaml, std::vector<Workload>* out) {
-    const fs::path path = fs::temp_directory_path() /
-                          ("gpufrac-workload-" + std::to_string(getpid()) + ".yaml");
+    const fs::path path =
+        fs::temp_directory_path() / ("gpufrac-workload-" + std::to_string(getpid()) + ".yaml");
     std::ofstream(path) << yaml;
     Status s = LoadWorkloadFile(path.string(), {"a", "b"}, out);
     fs::remove(path);

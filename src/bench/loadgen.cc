@@ -306,10 +306,10 @@ void Call::OnComplete(ErrorKind kind, const std::string& message, int64_t last_n
         // Status 200 but no event: an error object in a plain JSON body, or not SSE at all.
         ChunkInfo info = ClassifyStreamEvent(body_);
         kind = info.is_error ? ErrorKind::kStreamError : ErrorKind::kProtocol;
-        record_.error_message = info.is_error ? "error in body: " + info.error_message
-                                              : "no SSE event in the stream: " +
-                                                    (body_.empty() ? "empty body"
-                                                                   : body_.substr(0, 200));
+        record_.error_message = info.is_error
+                                    ? "error in body: " + info.error_message
+                                    : "no SSE event in the stream: " +
+                                          (body_.empty() ? "empty body" : body_.substr(0, 200));
       } else if (body_until_close_ && !saw_end_) {
         // Only the close frames such a body: without "[DONE]" or a finish_reason it was cut.
         kind = ErrorKind::kClosed;

@@ -117,7 +117,8 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
   // What the output token counts rest on, in the order OutputTokens() prefers them.
   const size_t events_counted = s.ok - usage_present - words_counted;
   s.output_token_source.clear();
-  for (auto [n, name] : {std::pair{usage_present, "usage"}, {events_counted, "content events"},
+  for (auto [n, name] : {std::pair{usage_present, "usage"},
+                         {events_counted, "content events"},
                          {words_counted, "response words"}}) {
     if (n == 0) continue;
     if (!s.output_token_source.empty()) s.output_token_source += " + ";

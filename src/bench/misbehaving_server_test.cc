@@ -80,9 +80,8 @@ TEST(MisbehavingServer, BytesAfterAResponseAreNotReadAsTheNextOne) {
 }
 
 TEST(MisbehavingServer, WholeAnswerWithoutUsageCountsItsWords) {
-  const std::string body =
-      R"({"choices":[{"index":0,"message":{"content":"one two  three\nfour"},)"
-      R"("finish_reason":"stop"}]})";
+  const std::string body = R"({"choices":[{"index":0,"message":{"content":"one two  three\nfour"},)"
+                           R"("finish_reason":"stop"}]})";
   CannedServer server(WithLength("application/json", body), false);
   MetricsSummary s =
       Summarize(RunLoad({OneUser(server.url(), 3, /*stream=*/false)}, {}).records, {});

@@ -253,8 +253,7 @@ TEST(BenchCommand, ServerTextThatIsNotUtf8IsQuotedNotFatal) {
   EXPECT_EQ(r.code, 1) << r.err;  // every request failed: exit 1, not a crash
   auto summary = nlohmann::json::parse(r.out);
   EXPECT_EQ(summary["requests"]["failed"], 2);
-  EXPECT_NE(summary["first_error"].get<std::string>().find("erreur du mod"),
-            std::string::npos);
+  EXPECT_NE(summary["first_error"].get<std::string>().find("erreur du mod"), std::string::npos);
   EXPECT_TRUE(nlohmann::json::accept(ReadFile(dir.path() / "out" / "summary.json")));
   std::ifstream lines(dir.path() / "out" / "requests.jsonl");
   int parsed = 0;

@@ -31,10 +31,10 @@ struct RequestRecord {
   int64_t end_ns = 0;               // last response bytes off the socket
   std::vector<int64_t> content_ns;  // arrival of each event with non-empty content or reasoning
   int http_status = 0;
-  int prompt_tokens = -1;            // usage.prompt_tokens; -1 when the server reported none
-  int completion_tokens = -1;        // usage.completion_tokens; -1 when the server reported none
-  int prompt_words = 0;              // client-side size of the prompt in words
-  int response_words = -1;  // non-streamed answers: words of their text; -1 when not counted
+  int prompt_tokens = -1;      // usage.prompt_tokens; -1 when the server reported none
+  int completion_tokens = -1;  // usage.completion_tokens; -1 when the server reported none
+  int prompt_words = 0;        // client-side size of the prompt in words
+  int response_words = -1;     // non-streamed answers: words of their text; -1 when not counted
   int requested_output_tokens = -1;  // the max_tokens sent; -1 when none
   ErrorKind error = ErrorKind::kNone;
   std::string error_message;

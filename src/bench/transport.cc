@@ -183,8 +183,8 @@ struct HttpClient::Impl {
     if (resolve_error.empty() && !ec) endpoints.assign(results.begin(), results.end());
     if (ec) resolve_error = ec.message();
     const bool ipv6_literal = target.host.find(':') != std::string::npos;
-    host_header = (ipv6_literal ? "[" + target.host + "]" : target.host) + ":" +
-                  std::to_string(target.port);
+    host_header =
+        (ipv6_literal ? "[" + target.host + "]" : target.host) + ":" + std::to_string(target.port);
   }
 
   void Start(std::string request, ResponseHandler* handler) {
@@ -224,8 +224,8 @@ struct HttpClient::Impl {
       // finishing inline would recurse once per request until the stack runs out.
       asio::post(io, [this, conn, gen] {
         if (conn->generation != gen) return;
-        Finish(conn, ErrorKind::kConnect,
-               "cannot connect to " + target.host + ": " + resolve_error, NowNs(), false);
+        Finish(conn, ErrorKind::kConnect, "cannot connect to " + target.host + ": " + resolve_error,
+               NowNs(), false);
       });
       return;
     }
