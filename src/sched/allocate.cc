@@ -218,7 +218,7 @@ void RunAllocate(CycleContext& ctx) {
   for (QueueId q = 0; q < state.queue_count(); ++q) {
     if (!state.queue(q).IsLeaf() || state.pending(q).empty()) continue;
     for (const PendingKey& key : state.pending(q)) cursors[q].pending.push_back(key.id);
-    order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+    order.push({QueueSaturation(ctx.fair_share, q, state.queue(q).allocated), q});
   }
   std::map<Shape, std::string> failed_shapes;
   std::unordered_set<GangId> gangs_done;
@@ -255,7 +255,7 @@ void RunAllocate(CycleContext& ctx) {
       }
     }
     if (cursor.next < cursor.pending.size()) {
-      order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+      order.push({QueueSaturation(ctx.fair_share, q, state.queue(q).allocated), q});
     }
   }
 }

@@ -206,29 +206,56 @@ class NodePlanner {
   VictimPlan plan_;
 };
 
-// Tries to place the item `first` (a workload or its gang) by evicting victims that pass
-// `filter` on one of `candidates`. Commits and returns true only when every step and `validate`
-// succeed.
-bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
-                const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                const Validator& validate) {
+// The plan of rank `rank` (0: the cheapest) for `spec` over `candidates`, one plan per node.
+std::optional<VictimPlan> RankedPlan(const ClusterState& state, const WorkloadSpec& spec,
+                                     const VictimFilter& filter,
+                                     const std::vector<NodeId>& candidates, int max_victims,
+                                     int rank) {
+  NodePlanner planner(state, spec, filter);
+  if (rank == 0) {
+    std::optional<VictimPlan> best;
+    for (NodeId node : candidates) {
+      std::optional<VictimPlan> plan = planner.Plan(node, max_victims);
+      if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
+        best = std::move(plan);
+      }
+      if (best && best->victims.empty()) break;
+    }
+    return best;
+  }
+  std::vector<std::pair<VictimCost, VictimPlan>> plans;
+  for (NodeId node : candidates) {
+    if (std::optional<VictimPlan> plan = planner.Plan(node, max_victims)) {
+      plans.push_back({CostOf(state, plan->victims), std::move(*plan)});
+    }
+  }
+  if (static_cast<int>(plans.size()) <= rank) return std::nullopt;
+  // Stable: equal costs keep the candidates' order, as rank 0 does.
+  std::stable_sort(plans.begin(), plans.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  return std::move(plans[rank].second);
+}
+
+enum class TryResult { kPlaced, kNoRoom, kRejected };
+
+// One attempt at placing the item `first` (a workload or its gang) by evicting victims that pass
+// `filter` on one of `candidates`: the first member takes its plan of rank `first_rank`, the
+// others their cheapest. Commits only when every step and `validate` succeed.
+TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
+                   const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                   const Validator& validate, int first_rank) {
   ClusterState& state = ctx.state;
   const std::vector<WorkloadId> members = ItemMembers(state, first);
   const int required = RequiredMembers(state, first, members.size());
   const CycleContext::Mark mark = ctx.Begin();
   std::vector<WorkloadId> all_victims;
   int placed = 0;
-  for (WorkloadId m : members) {
+  for (size_t i = 0; i < members.size(); ++i) {
+    const WorkloadId m = members[i];
     const WorkloadSpec& spec = state.workload(m).spec;
-    NodePlanner planner(state, spec, filter);
-    std::optional<VictimPlan> best;
-    for (NodeId node : candidates) {
-      std::optional<VictimPlan> plan = planner.Plan(node, ctx.config.max_evictions_per_workload);
-      if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
-        best = std::move(plan);
-      }
-      if (best && best->victims.empty()) break;
-    }
+    const std::optional<VictimPlan> best =
+        RankedPlan(state, spec, filter, candidates, ctx.config.max_evictions_per_workload,
+                   i == 0 ? first_rank : 0);
     std::string reason;
     bool ok = false;
     if (best) {
@@ -257,6 +284,8 @@ bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
       } else {
         ctx.Rollback(member_mark);
       }
+    } else if (i == 0 && first_rank > 0) {
+      break;  // no plan of that rank: nothing new to try
     }
     if (ok) {
       ++placed;
@@ -264,22 +293,44 @@ bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
       break;
     }
   }
-  if (placed < required || !validate(all_victims).empty()) {
+  if (placed < required) {
     ctx.Rollback(mark);
-    return false;
+    return TryResult::kNoRoom;
   }
-  return true;
+  if (!validate(all_victims).empty()) {
+    ctx.Rollback(mark);
+    return TryResult::kRejected;
+  }
+  return TryResult::kPlaced;
+}
+
+// Plans reclaim's order check may reject before the item gives up, cheapest first: the cheapest
+// victims may be in a queue that must keep them, acceptable ones on another node. Consolidate
+// keeps to its cheapest plan (each further try re-places every victim).
+constexpr int kReclaimPlans = 4;
+
+// Tries the item's cheapest plan, then, while `validate` rejects them, the next cheapest ones,
+// `plans` in all.
+bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
+                const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                const Validator& validate, int plans) {
+  for (int rank = 0; rank < plans; ++rank) {
+    const TryResult result = TryPlans(ctx, first, action, candidates, filter, validate, rank);
+    if (result == TryResult::kPlaced) return true;
+    if (result == TryResult::kNoRoom) return false;
+  }
+  return false;
 }
 
 // As TryOnNodes; a gang with a topology key tries the candidate nodes one domain at a time
 // (only its running members' domain, if it has any), so that it never spans two domains.
 bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
                       const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                      const Validator& validate) {
+                      const Validator& validate, int plans = 1) {
   const ClusterState& state = ctx.state;
   const GangId gang = state.workload(first).spec.gang;
   if (gang == kNone || state.gang(gang).topology_key.empty()) {
-    return TryOnNodes(ctx, first, action, candidates, filter, validate);
+    return TryOnNodes(ctx, first, action, candidates, filter, validate, plans);
   }
   const std::string& key = state.gang(gang).topology_key;
   auto domain_of = [&](NodeId n) {
@@ -311,7 +362,7 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
     if (it != listed.end() && it->second.insert(n).second) by_domain[it->first].push_back(n);
   }
   for (const std::string& d : order) {
-    if (TryOnNodes(ctx, first, action, by_domain[d], filter, validate)) return true;
+    if (TryOnNodes(ctx, first, action, by_domain[d], filter, validate, plans)) return true;
   }
   return false;
 }
@@ -352,7 +403,7 @@ void AddNode(std::vector<NodeId>* nodes, std::unordered_set<NodeId>* seen, NodeI
 }
 
 double QueueRatio(const CycleContext& ctx, QueueId q) {
-  return SaturationRatio(ctx.state.queue(q).allocated, ctx.fair_share.share[q]);
+  return QueueSaturation(ctx.fair_share, q, ctx.state.queue(q).allocated);
 }
 
 }  // namespace
@@ -418,7 +469,7 @@ void RunReclaim(CycleContext& ctx) {
     ResourceVec after = state.queue(q).allocated;
     after += DemandOf(state.workload(id));
     // Only a queue that stays within its fair share with this workload may reclaim.
-    if (SaturationRatio(after, ctx.fair_share.share[q]) > 1 + kRatioEpsilon)
+    if (QueueSaturation(ctx.fair_share, q, after) > 1 + kRatioEpsilon)
       return Attempt::kNotApplicable;
     // Victims come from leaf queues above their fair share, the most saturated first.
     std::vector<std::pair<double, QueueId>> over;
@@ -444,17 +495,29 @@ void RunReclaim(CycleContext& ctx) {
       const WorkloadSpec& s = state.workload(v).spec;
       return s.preemptible && victim_queues.count(s.queue) > 0;
     };
-    // Saturation order is kept: no victim queue ends up less saturated than the reclaimer.
+    // Saturation order is kept: no victim queue is pushed below its own fair share to end up
+    // less saturated than the reclaimer. What a victim held of a resource its queue has no share
+    // of was all borrowed; giving it back leaves the queue at its share (of nothing) there.
     auto keeps_order = [&](const std::vector<WorkloadId>& victims) -> std::string {
       const double mine = QueueRatio(ctx, q);
-      for (WorkloadId v : victims) {
-        if (QueueRatio(ctx, state.workload(v).spec.queue) + kRatioEpsilon < mine) {
+      std::map<QueueId, ResourceVec> freed;
+      for (WorkloadId v : victims)
+        freed[state.workload(v).spec.queue] += DemandOf(state.workload(v));
+      for (const auto& [vq, given_back] : freed) {
+        double theirs = QueueRatio(ctx, vq);
+        for (int r = 0; r < kResourceCount; ++r) {
+          const bool no_share =
+              !ctx.fair_share.entitled[vq][r] || ctx.fair_share.share[vq].value[r] <= kRatioEpsilon;
+          if (given_back.value[r] > kRatioEpsilon && no_share) theirs = std::max(theirs, 1.0);
+        }
+        if (theirs + kRatioEpsilon < std::min(mine, 1.0)) {
           return "reclaim would invert the queues' order";
         }
       }
       return "";
     };
-    return Tried(TryWithEvictions(ctx, id, Action::kReclaim, candidates, filter, keeps_order));
+    return Tried(TryWithEvictions(ctx, id, Action::kReclaim, candidates, filter, keeps_order,
+                                  kReclaimPlans));
   });
 }
 
