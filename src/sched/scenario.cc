@@ -1,5 +1,6 @@
 #include "sched/scenario.h"
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -49,6 +50,7 @@ class ScenarioParser {
     if (root["trace_file"]) ParseTraceFile(root["trace_file"], "trace_file");
     if (root["generator"]) ParseGenerator(root["generator"], "generator");
     if (root["expect"]) ParseExpect(root["expect"], "expect");
+    if (r_.ok()) CheckPinned();
     return r_.ok();
   }
 
@@ -389,10 +391,20 @@ class ScenarioParser {
       }
       if (replicas != 1) r_.Fail(Child(ip, "node"), "a bound workload cannot have replicas");
       if (w["gpu_index"] && r_.ExpectList(w["gpu_index"], Child(ip, "gpu_index"))) {
-        for (size_t k = 0; k < w["gpu_index"].size(); ++k) {
-          e.bound_gpus.push_back(r_.Integer(w["gpu_index"][k], Index(Child(ip, "gpu_index"), k), 0,
-                                            bound ? std::max(0, bound->gpu_count - 1) : 0));
+        for (size_t k = 0; k < w["gpu_index"].size() && r_.ok(); ++k) {
+          const std::string kp = Index(Child(ip, "gpu_index"), k);
+          const int index =
+              r_.Integer(w["gpu_index"][k], kp, 0, bound ? std::max(0, bound->gpu_count - 1) : 0);
+          if (r_.ok() && std::count(e.bound_gpus.begin(), e.bound_gpus.end(), index) > 0) {
+            r_.Fail(kp, "GPU " + std::to_string(index) + " listed twice");
+          }
+          e.bound_gpus.push_back(index);
         }
+      }
+      // Pinned workloads are the cluster's state when the simulation starts.
+      if (w["arrival"] && e.arrival > 0 && r_.ok()) {
+        r_.Fail(Child(ip, "arrival"),
+                "a workload pinned with node is bound from the start; drop arrival or node");
       }
       if (e.bound_gpus.empty() && e.spec.gpu.kind != GpuRequestKind::kNoGpu) {
         r_.Fail(Child(ip, "gpu_index"), "missing (a bound GPU workload names its GPUs)");
@@ -408,6 +420,7 @@ class ScenarioParser {
         r_.Fail(Child(ip, "name"), "workload name '" + copy.spec.name + "' used twice");
         return;
       }
+      if (!copy.bound_node.empty()) pinned_.push_back({s_->trace.size(), ip});
       s_->trace.push_back(std::move(copy));
     }
   }
@@ -529,8 +542,25 @@ class ScenarioParser {
     if (n["evicted"]) ParseNameList(n["evicted"], Child(p, "evicted"), &e.evicted);
   }
 
+  // Binds the pinned workloads, in order, as the simulation will at its start, so that one that
+  // does not fit (GPU full, node short of CPU, queue limit) is refused here with its key.
+  void CheckPinned() {
+    if (pinned_.empty()) return;
+    ClusterState state = BuildClusterState(*s_);
+    for (const auto& [index, path] : pinned_) {
+      WorkloadId id = kNone;
+      std::string error;
+      if (!AddTraceEntry(&state, s_->trace[index], &id, &error)) {
+        r_.Fail(Child(path, "node"), error);
+        return;
+      }
+    }
+  }
+
   Scenario* s_;
-  std::string base_dir_;  // folder of the scenario file, for relative trace paths
+  std::string base_dir_;
+  std::vector<std::pair<size_t, std::string>>
+      pinned_;  // trace index, key path  // folder of the scenario file, for relative trace paths
   std::set<std::string> workload_names_;
   YamlReader r_;
 };
