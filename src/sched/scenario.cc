@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -235,6 +236,46 @@ class ScenarioParser {
     for (size_t i = 0; i < n["children"].size() && r_.ok(); ++i) {
       ParseQueue(n["children"][i], Index(Child(p, "children"), i), id);
     }
+    if (r_.ok()) ReconcileDeserved(n, p, id);
+  }
+
+  // A child's quota is carved out of its parent's: a parent that leaves a resource's deserved
+  // unset deserves what its children add up to (else a child's quota would be worth nothing,
+  // its parent getting no share to pass down), and a child never deserves more than its
+  // parent says it does.
+  void ReconcileDeserved(const YAML::Node& n, const std::string& p, QueueId id) {
+    const YAML::Node given = n["deserved"];
+    for (int r = 0; r < kResourceCount && r_.ok(); ++r) {
+      const char* key = ResourceName(static_cast<Resource>(r));
+      const std::vector<QueueId> children = s_->queues[id].children;
+      if (!given || !given[key]) {
+        double sum = 0;
+        for (QueueId c : children) sum += s_->queues[c].deserved.value[r];
+        QueueSpec& q = s_->queues[id];
+        q.deserved.value[r] = sum;
+        if (q.limit.value[r] < sum) {
+          r_.Fail(Child(Child(p, "limit"), key),
+                  "limit is below the deserved quota its children add up to (" + Amount(sum) + ")");
+        }
+        continue;
+      }
+      const double parent = s_->queues[id].deserved.value[r];
+      for (size_t i = 0; i < children.size(); ++i) {
+        const double child = s_->queues[children[i]].deserved.value[r];
+        if (child > parent * (1 + 1e-9)) {
+          r_.Fail(
+              Child(Child(Index(Child(p, "children"), i), "deserved"), key),
+              "above the parent's deserved quota (" + Amount(child) + " > " + Amount(parent) + ")");
+          return;
+        }
+      }
+    }
+  }
+
+  static std::string Amount(double value) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", value);
+    return buf;
   }
 
   QueueId LeafQueue(const YAML::Node& n, const std::string& p) {
