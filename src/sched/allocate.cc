@@ -111,6 +111,7 @@ bool PlaceOne(CycleContext& ctx, WorkloadId id, const PlacementQuery& query, Dec
   d.node = placement->node;
   for (const GpuSlice& s : placement->slices) d.gpus.push_back(s.gpu);
   d.reason = why;
+  ctx.bind_decision[id] = ctx.decisions.size();
   ctx.decisions.push_back(std::move(d));
   return true;
 }

@@ -444,7 +444,8 @@ void RunConsolidate(CycleContext& ctx) {
     if (free_total < need || candidates.empty()) return Attempt::kNotApplicable;
     auto movable = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return v != id && s.gang == kNone && (s.gpu.IsFraction() || s.preemptible);
+      return v != id && s.gang == kNone && (s.gpu.IsFraction() || s.preemptible) &&
+             !ctx.BoundThisCycle(v);
     };
     // Every moved workload must find a place again, elsewhere.
     auto replace_all = [&](const std::vector<WorkloadId>& victims) -> std::string {
@@ -493,7 +494,7 @@ void RunReclaim(CycleContext& ctx) {
     }
     auto filter = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return s.preemptible && victim_queues.count(s.queue) > 0;
+      return s.preemptible && victim_queues.count(s.queue) > 0 && !ctx.BoundThisCycle(v);
     };
     // Saturation order is kept: no victim queue is pushed below its own fair share to end up
     // less saturated than the reclaimer. What a victim held of a resource its queue has no share
@@ -536,7 +537,8 @@ void RunPreempt(CycleContext& ctx) {
     if (candidates.empty()) return Attempt::kNotApplicable;
     auto lower = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return s.queue == spec.queue && s.preemptible && s.priority < spec.priority;
+      return s.queue == spec.queue && s.preemptible && s.priority < spec.priority &&
+             !ctx.BoundThisCycle(v);
     };
     auto any = [](const std::vector<WorkloadId>&) { return std::string(); };
     return Tried(TryWithEvictions(ctx, id, Action::kPreempt, candidates, lower, any));
