@@ -100,6 +100,12 @@ class ScenarioParser {
       if (r_.ok() && sim.sample_interval <= 0) r_.Fail(Child(p, "sample_interval"), "must be > 0");
     }
     if (n["warmup"]) sim.warmup = r_.Seconds(n["warmup"], Child(p, "warmup"));
+    // Steady-state figures come from the samples after the warmup; there must be some.
+    if (n["warmup"] && r_.ok() && sim.duration > 0 && sim.warmup >= sim.duration) {
+      r_.Fail(Child(p, "warmup"), "must be shorter than sim.duration (" + Amount(sim.warmup) +
+                                      " s >= " + Amount(sim.duration) +
+                                      " s), or no sample is left for the steady state");
+    }
     if (n["seed"])
       sim.seed = static_cast<uint64_t>(r_.Number(n["seed"], Child(p, "seed"), 0, 1e15));
   }

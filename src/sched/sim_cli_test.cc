@@ -137,6 +137,12 @@ TEST_F(SimCliTest, MissingFileAndBadFlagsExitTwo) {
   r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --duration -5");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
+  // fair-share.yaml has a 1 h warmup: 10 minutes would leave no steady state.
+  r = RunSim(Source("examples/sched/fair-share.yaml") + " --duration 600");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--duration: must be longer than the scenario's sim.warmup"),
+            std::string::npos)
+      << r.err;
   r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --no-such-flag");
   EXPECT_EQ(r.exit_code, 2);
   r = RunSim("");
