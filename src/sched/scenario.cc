@@ -1,6 +1,7 @@
 #include "sched/scenario.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -519,6 +520,40 @@ class ScenarioParser {
     if (r_.ok() && header.empty()) r_.Fail(p, "trace file '" + path + "' has no header");
   }
 
+  // A generator names its workloads <name>-<n> (gang members <name>-<n>-m<k>). Two workloads
+  // with one name would be indistinguishable in decisions and reports.
+  void CheckGeneratorName(const std::string& name, const std::string& p) {
+    for (const GeneratorClass& other : s_->generator) {
+      if (other.name == name) {
+        r_.Fail(p, "generator '" + name + "' defined twice");
+        return;
+      }
+    }
+    for (const std::string& taken : workload_names_) {
+      if (IsGeneratedName(taken, name)) {
+        r_.Fail(p,
+                "generated names '" + name + "-<n>' would collide with workload '" + taken + "'");
+        return;
+      }
+    }
+  }
+
+  // Whether `name` is of the form <generator>-<digits>, or <generator>-<digits>-m<digits>.
+  static bool IsGeneratedName(const std::string& name, const std::string& generator) {
+    if (name.size() <= generator.size() + 1 || name.compare(0, generator.size(), generator) != 0 ||
+        name[generator.size()] != '-') {
+      return false;
+    }
+    auto digits = [](const std::string& text) {
+      return !text.empty() && std::all_of(text.begin(), text.end(),
+                                          [](unsigned char ch) { return std::isdigit(ch) != 0; });
+    };
+    const std::string rest = name.substr(generator.size() + 1);
+    const size_t m = rest.find("-m");
+    return m == std::string::npos ? digits(rest)
+                                  : digits(rest.substr(0, m)) && digits(rest.substr(m + 2));
+  }
+
   static std::vector<std::string> SplitCsv(const std::string& line) {
     std::vector<std::string> cells(1);
     for (char c : line) {
@@ -548,6 +583,7 @@ class ScenarioParser {
       if (!r_.ok()) return;
       GeneratorClass g;
       g.name = r_.String(c["name"], Child(ip, "name"));
+      CheckGeneratorName(g.name, Child(ip, "name"));
       ParseWorkloadSpec(c, ip, &g.spec);
       g.rate = r_.Number(c["rate"], Child(ip, "rate"), 0, 1e6);
       g.mean_duration = r_.Seconds(c["mean_duration"], Child(ip, "mean_duration"));
