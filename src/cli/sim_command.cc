@@ -72,7 +72,8 @@ int RunSim(const SimFlags& flags) {
                  status.message().c_str());
     return kExitUsage;
   }
-  if (!flags.quiet) sched::PrintReportTable(report, stdout);
+  // With the JSON on stdout, the table goes to stderr so that stdout stays one JSON document.
+  if (!flags.quiet) sched::PrintReportTable(report, flags.json == "-" ? stderr : stdout);
   if (!flags.json.empty()) {
     const std::string json = sched::ReportJson(report);
     if (flags.json == "-") {

@@ -73,11 +73,11 @@ int Lines(const std::string& text) {
 TEST_F(SimCliTest, RunsAnExampleAndPrintsTableAndJson) {
   const Result r = RunSim(Source("examples/sched/anchor-32gpu-mixed.yaml") + " --json -");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("scenario anchor-32gpu-mixed: 4 nodes, 32 GPUs"), std::string::npos)
-      << r.out;
-  const size_t json_start = r.out.find("\n{");
-  ASSERT_NE(json_start, std::string::npos);
-  const nlohmann::json j = nlohmann::json::parse(r.out.substr(json_start + 1));
+  // The JSON has stdout to itself; the table goes to stderr.
+  EXPECT_NE(r.err.find("scenario anchor-32gpu-mixed: 4 nodes, 32 GPUs"), std::string::npos)
+      << r.err;
+  ASSERT_TRUE(nlohmann::json::accept(r.out)) << r.out.substr(0, 200);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
   // 12 whole + 24 halves + 32 quarters are exactly 32 GPUs: all fit only with tight packing.
   EXPECT_EQ(j["binds"], 68);
   EXPECT_EQ(j["pending_at_end"], 0);
