@@ -206,44 +206,51 @@ class NodePlanner {
   VictimPlan plan_;
 };
 
-// The plan of rank `rank` (0: the cheapest) for `spec` over `candidates`, one plan per node.
-std::optional<VictimPlan> RankedPlan(const ClusterState& state, const WorkloadSpec& spec,
-                                     const VictimFilter& filter,
-                                     const std::vector<NodeId>& candidates, int max_victims,
-                                     int rank) {
+// The cheapest plan for `spec` over `candidates` (the first found without victims, if any).
+std::optional<VictimPlan> CheapestPlan(const ClusterState& state, const WorkloadSpec& spec,
+                                       const VictimFilter& filter,
+                                       const std::vector<NodeId>& candidates, int max_victims) {
   NodePlanner planner(state, spec, filter);
-  if (rank == 0) {
-    std::optional<VictimPlan> best;
-    for (NodeId node : candidates) {
-      std::optional<VictimPlan> plan = planner.Plan(node, max_victims);
-      if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
-        best = std::move(plan);
-      }
-      if (best && best->victims.empty()) break;
+  std::optional<VictimPlan> best;
+  for (NodeId node : candidates) {
+    std::optional<VictimPlan> plan = planner.Plan(node, max_victims);
+    if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
+      best = std::move(plan);
     }
-    return best;
+    if (best && best->victims.empty()) break;
   }
-  std::vector<std::pair<VictimCost, VictimPlan>> plans;
+  return best;
+}
+
+// Every plan for `spec` over `candidates`, one per node, cheapest first.
+std::vector<VictimPlan> PlansByCost(const ClusterState& state, const WorkloadSpec& spec,
+                                    const VictimFilter& filter,
+                                    const std::vector<NodeId>& candidates, int max_victims) {
+  NodePlanner planner(state, spec, filter);
+  std::vector<std::pair<VictimCost, VictimPlan>> costed;
   for (NodeId node : candidates) {
     if (std::optional<VictimPlan> plan = planner.Plan(node, max_victims)) {
-      plans.push_back({CostOf(state, plan->victims), std::move(*plan)});
+      costed.push_back({CostOf(state, plan->victims), std::move(*plan)});
     }
   }
-  if (static_cast<int>(plans.size()) <= rank) return std::nullopt;
-  // Stable: equal costs keep the candidates' order, as rank 0 does.
-  std::stable_sort(plans.begin(), plans.end(),
+  // Stable: equal costs keep the candidates' order, as CheapestPlan does.
+  std::stable_sort(costed.begin(), costed.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
-  return std::move(plans[rank].second);
+  std::vector<VictimPlan> plans;
+  plans.reserve(costed.size());
+  for (auto& [cost, plan] : costed) plans.push_back(std::move(plan));
+  return plans;
 }
 
 enum class TryResult { kPlaced, kNoRoom, kRejected };
 
 // One attempt at placing the item `first` (a workload or its gang) by evicting victims that pass
-// `filter` on one of `candidates`: the first member takes its plan of rank `first_rank`, the
-// others their cheapest. Commits only when every step and `validate` succeed.
+// `filter` on one of `candidates`: the first member takes `first_plan` when given, the others
+// (and the first, without it) their cheapest plan. Commits only when every step and `validate`
+// succeed.
 TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
                    const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                   const Validator& validate, int first_rank) {
+                   const Validator& validate, const VictimPlan* first_plan) {
   ClusterState& state = ctx.state;
   const std::vector<WorkloadId> members = ItemMembers(state, first);
   const int required = RequiredMembers(state, first, members.size());
@@ -254,8 +261,9 @@ TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
     const WorkloadId m = members[i];
     const WorkloadSpec& spec = state.workload(m).spec;
     const std::optional<VictimPlan> best =
-        RankedPlan(state, spec, filter, candidates, ctx.config.max_evictions_per_workload,
-                   i == 0 ? first_rank : 0);
+        i == 0 && first_plan != nullptr
+            ? std::optional<VictimPlan>(*first_plan)
+            : CheapestPlan(state, spec, filter, candidates, ctx.config.max_evictions_per_workload);
     std::string reason;
     bool ok = false;
     if (best) {
@@ -284,8 +292,6 @@ TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
       } else {
         ctx.Rollback(member_mark);
       }
-    } else if (i == 0 && first_rank > 0) {
-      break;  // no plan of that rank: nothing new to try
     }
     if (ok) {
       ++placed;
@@ -309,15 +315,20 @@ TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
 // keeps to its cheapest plan (each further try re-places every victim).
 constexpr int kReclaimPlans = 4;
 
-// Tries the item's cheapest plan, then, while `validate` rejects them, the next cheapest ones,
-// `plans` in all.
+// Tries the item's cheapest plan, then, while `validate` rejects them, the first member's next
+// cheapest ones, `plans` in all.
 bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
                 const std::vector<NodeId>& candidates, const VictimFilter& filter,
                 const Validator& validate, int plans) {
-  for (int rank = 0; rank < plans; ++rank) {
-    const TryResult result = TryPlans(ctx, first, action, candidates, filter, validate, rank);
-    if (result == TryResult::kPlaced) return true;
-    if (result == TryResult::kNoRoom) return false;
+  TryResult result = TryPlans(ctx, first, action, candidates, filter, validate, nullptr);
+  if (result != TryResult::kRejected || plans <= 1) return result == TryResult::kPlaced;
+  // Rolled back, the state is as it was: rank the first member's plans once.
+  const WorkloadSpec& spec = ctx.state.workload(ItemMembers(ctx.state, first).front()).spec;
+  const std::vector<VictimPlan> ranked =
+      PlansByCost(ctx.state, spec, filter, candidates, ctx.config.max_evictions_per_workload);
+  for (size_t rank = 1; rank < ranked.size() && static_cast<int>(rank) < plans; ++rank) {
+    result = TryPlans(ctx, first, action, candidates, filter, validate, &ranked[rank]);
+    if (result != TryResult::kRejected) return result == TryResult::kPlaced;
   }
   return false;
 }
