@@ -190,6 +190,7 @@ class ScenarioParser {
       r_.Fail(p, "expected a map of label: value");
       return;
     }
+    if (!r_.UniqueKeys(n, p)) return;
     for (const auto& kv : n) {
       const std::string key = kv.first.as<std::string>("");
       (*out)[key] = r_.String(kv.second, Child(p, key));
