@@ -116,6 +116,18 @@ bool PlaceOne(CycleContext& ctx, WorkloadId id, const PlacementQuery& query, Dec
   return true;
 }
 
+namespace {
+
+// Whether any node carries the label `key` (a gang's topology domains come from it).
+bool AnyNodeLabelled(const ClusterState& state, const std::string& key) {
+  for (NodeId n = 0; n < state.node_count(); ++n) {
+    if (state.node(n).spec.labels.count(key) > 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 // The topology domains (values of `key`) a gang may try, fullest first among those with at
 // least `need` free GPU compute, so that gangs pack into domains like fractions into GPUs.
 std::vector<std::string> DomainsFor(const ClusterState& state, const std::string& key,
@@ -172,8 +184,11 @@ bool AllocateGang(CycleContext& ctx, WorkloadId first, std::string* reason) {
       queries.push_back(std::move(q));
     }
     if (queries.empty()) {
-      *reason = "gang '" + gang.name + "': no '" + gang.topology_key +
-                "' domain has enough free GPUs for its members together";
+      *reason = "gang '" + gang.name + "': " +
+                (AnyNodeLabelled(state, gang.topology_key)
+                     ? "no '" + gang.topology_key +
+                           "' domain has enough free GPUs for its members together"
+                     : "no node has a '" + gang.topology_key + "' label to keep its members in");
       return false;
     }
   }
