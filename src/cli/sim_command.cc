@@ -39,6 +39,13 @@ int RunSim(const SimFlags& flags) {
   }
   if (flags.check_invariants) scenario.scheduler.check_invariants = true;
   if (flags.duration >= 0) scenario.sim.duration = flags.duration;
+  if (flags.duration > 0 && scenario.sim.warmup >= flags.duration) {
+    std::fprintf(stderr,
+                 "gpufrac sim: error: --duration: must be longer than the scenario's sim.warmup "
+                 "(%g s), or no sample is left for the steady state\n",
+                 scenario.sim.warmup);
+    return kExitUsage;
+  }
   if (flags.seed >= 0) scenario.sim.seed = static_cast<uint64_t>(flags.seed);
   if (!scenario.generator.empty() && scenario.sim.duration <= 0) {
     std::fprintf(stderr, "gpufrac sim: error: --duration: must be > 0 with a generator\n");
@@ -65,7 +72,8 @@ int RunSim(const SimFlags& flags) {
                  status.message().c_str());
     return kExitUsage;
   }
-  if (!flags.quiet) sched::PrintReportTable(report, stdout);
+  // With the JSON on stdout, the table goes to stderr so that stdout stays one JSON document.
+  if (!flags.quiet) sched::PrintReportTable(report, flags.json == "-" ? stderr : stdout);
   if (!flags.json.empty()) {
     const std::string json = sched::ReportJson(report);
     if (flags.json == "-") {

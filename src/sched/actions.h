@@ -20,6 +20,18 @@ struct CycleContext {
   // and why. Later actions try them again and drop the ones they place.
   std::vector<WorkloadId> failed;
   std::unordered_map<WorkloadId, std::string> reasons;
+  // Where each workload bound this cycle got its bind (or nominate) decision. Entries that a
+  // rollback cut from `decisions` go stale; BoundThisCycle checks against what still stands.
+  std::unordered_map<WorkloadId, size_t> bind_decision;
+
+  // Whether the workload was bound by this cycle's standing decisions. Such a workload is
+  // never a victim in the same cycle: it would be bound and evicted without ever running.
+  bool BoundThisCycle(WorkloadId id) const {
+    auto it = bind_decision.find(id);
+    if (it == bind_decision.end() || it->second >= decisions.size()) return false;
+    const Decision& d = decisions[it->second];
+    return d.workload == id && (d.kind == DecisionKind::kBind || d.kind == DecisionKind::kNominate);
+  }
 
   // A transaction spans the state's undo log and the decisions taken so far.
   struct Mark {

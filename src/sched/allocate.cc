@@ -111,9 +111,22 @@ bool PlaceOne(CycleContext& ctx, WorkloadId id, const PlacementQuery& query, Dec
   d.node = placement->node;
   for (const GpuSlice& s : placement->slices) d.gpus.push_back(s.gpu);
   d.reason = why;
+  ctx.bind_decision[id] = ctx.decisions.size();
   ctx.decisions.push_back(std::move(d));
   return true;
 }
+
+namespace {
+
+// Whether any node carries the label `key` (a gang's topology domains come from it).
+bool AnyNodeLabelled(const ClusterState& state, const std::string& key) {
+  for (NodeId n = 0; n < state.node_count(); ++n) {
+    if (state.node(n).spec.labels.count(key) > 0) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 // The topology domains (values of `key`) a gang may try, fullest first among those with at
 // least `need` free GPU compute, so that gangs pack into domains like fractions into GPUs.
@@ -171,8 +184,11 @@ bool AllocateGang(CycleContext& ctx, WorkloadId first, std::string* reason) {
       queries.push_back(std::move(q));
     }
     if (queries.empty()) {
-      *reason = "gang '" + gang.name + "': no '" + gang.topology_key +
-                "' domain has enough free GPUs for its members together";
+      *reason = "gang '" + gang.name + "': " +
+                (AnyNodeLabelled(state, gang.topology_key)
+                     ? "no '" + gang.topology_key +
+                           "' domain has enough free GPUs for its members together"
+                     : "no node has a '" + gang.topology_key + "' label to keep its members in");
       return false;
     }
   }
@@ -218,7 +234,7 @@ void RunAllocate(CycleContext& ctx) {
   for (QueueId q = 0; q < state.queue_count(); ++q) {
     if (!state.queue(q).IsLeaf() || state.pending(q).empty()) continue;
     for (const PendingKey& key : state.pending(q)) cursors[q].pending.push_back(key.id);
-    order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+    order.push({QueueSaturation(ctx.fair_share, q, state.queue(q).allocated), q});
   }
   std::map<Shape, std::string> failed_shapes;
   std::unordered_set<GangId> gangs_done;
@@ -255,7 +271,7 @@ void RunAllocate(CycleContext& ctx) {
       }
     }
     if (cursor.next < cursor.pending.size()) {
-      order.push({SaturationRatio(state.queue(q).allocated, ctx.fair_share.share[q]), q});
+      order.push({QueueSaturation(ctx.fair_share, q, state.queue(q).allocated), q});
     }
   }
 }

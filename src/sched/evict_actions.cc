@@ -206,29 +206,64 @@ class NodePlanner {
   VictimPlan plan_;
 };
 
-// Tries to place the item `first` (a workload or its gang) by evicting victims that pass
-// `filter` on one of `candidates`. Commits and returns true only when every step and `validate`
+// The cheapest plan for `spec` over `candidates` (the first found without victims, if any).
+std::optional<VictimPlan> CheapestPlan(const ClusterState& state, const WorkloadSpec& spec,
+                                       const VictimFilter& filter,
+                                       const std::vector<NodeId>& candidates, int max_victims) {
+  NodePlanner planner(state, spec, filter);
+  std::optional<VictimPlan> best;
+  for (NodeId node : candidates) {
+    std::optional<VictimPlan> plan = planner.Plan(node, max_victims);
+    if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
+      best = std::move(plan);
+    }
+    if (best && best->victims.empty()) break;
+  }
+  return best;
+}
+
+// Every plan for `spec` over `candidates`, one per node, cheapest first.
+std::vector<VictimPlan> PlansByCost(const ClusterState& state, const WorkloadSpec& spec,
+                                    const VictimFilter& filter,
+                                    const std::vector<NodeId>& candidates, int max_victims) {
+  NodePlanner planner(state, spec, filter);
+  std::vector<std::pair<VictimCost, VictimPlan>> costed;
+  for (NodeId node : candidates) {
+    if (std::optional<VictimPlan> plan = planner.Plan(node, max_victims)) {
+      costed.push_back({CostOf(state, plan->victims), std::move(*plan)});
+    }
+  }
+  // Stable: equal costs keep the candidates' order, as CheapestPlan does.
+  std::stable_sort(costed.begin(), costed.end(),
+                   [](const auto& a, const auto& b) { return a.first < b.first; });
+  std::vector<VictimPlan> plans;
+  plans.reserve(costed.size());
+  for (auto& [cost, plan] : costed) plans.push_back(std::move(plan));
+  return plans;
+}
+
+enum class TryResult { kPlaced, kNoRoom, kRejected };
+
+// One attempt at placing the item `first` (a workload or its gang) by evicting victims that pass
+// `filter` on one of `candidates`: the first member takes `first_plan` when given, the others
+// (and the first, without it) their cheapest plan. Commits only when every step and `validate`
 // succeed.
-bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
-                const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                const Validator& validate) {
+TryResult TryPlans(CycleContext& ctx, WorkloadId first, Action action,
+                   const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                   const Validator& validate, const VictimPlan* first_plan) {
   ClusterState& state = ctx.state;
   const std::vector<WorkloadId> members = ItemMembers(state, first);
   const int required = RequiredMembers(state, first, members.size());
   const CycleContext::Mark mark = ctx.Begin();
   std::vector<WorkloadId> all_victims;
   int placed = 0;
-  for (WorkloadId m : members) {
+  for (size_t i = 0; i < members.size(); ++i) {
+    const WorkloadId m = members[i];
     const WorkloadSpec& spec = state.workload(m).spec;
-    NodePlanner planner(state, spec, filter);
-    std::optional<VictimPlan> best;
-    for (NodeId node : candidates) {
-      std::optional<VictimPlan> plan = planner.Plan(node, ctx.config.max_evictions_per_workload);
-      if (plan && (!best || CostOf(state, plan->victims) < CostOf(state, best->victims))) {
-        best = std::move(plan);
-      }
-      if (best && best->victims.empty()) break;
-    }
+    const std::optional<VictimPlan> best =
+        i == 0 && first_plan != nullptr
+            ? std::optional<VictimPlan>(*first_plan)
+            : CheapestPlan(state, spec, filter, candidates, ctx.config.max_evictions_per_workload);
     std::string reason;
     bool ok = false;
     if (best) {
@@ -264,22 +299,49 @@ bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
       break;
     }
   }
-  if (placed < required || !validate(all_victims).empty()) {
+  if (placed < required) {
     ctx.Rollback(mark);
-    return false;
+    return TryResult::kNoRoom;
   }
-  return true;
+  if (!validate(all_victims).empty()) {
+    ctx.Rollback(mark);
+    return TryResult::kRejected;
+  }
+  return TryResult::kPlaced;
+}
+
+// Plans reclaim's order check may reject before the item gives up, cheapest first: the cheapest
+// victims may be in a queue that must keep them, acceptable ones on another node. Consolidate
+// keeps to its cheapest plan (each further try re-places every victim).
+constexpr int kReclaimPlans = 4;
+
+// Tries the item's cheapest plan, then, while `validate` rejects them, the first member's next
+// cheapest ones, `plans` in all.
+bool TryOnNodes(CycleContext& ctx, WorkloadId first, Action action,
+                const std::vector<NodeId>& candidates, const VictimFilter& filter,
+                const Validator& validate, int plans) {
+  TryResult result = TryPlans(ctx, first, action, candidates, filter, validate, nullptr);
+  if (result != TryResult::kRejected || plans <= 1) return result == TryResult::kPlaced;
+  // Rolled back, the state is as it was: rank the first member's plans once.
+  const WorkloadSpec& spec = ctx.state.workload(ItemMembers(ctx.state, first).front()).spec;
+  const std::vector<VictimPlan> ranked =
+      PlansByCost(ctx.state, spec, filter, candidates, ctx.config.max_evictions_per_workload);
+  for (size_t rank = 1; rank < ranked.size() && static_cast<int>(rank) < plans; ++rank) {
+    result = TryPlans(ctx, first, action, candidates, filter, validate, &ranked[rank]);
+    if (result != TryResult::kRejected) return result == TryResult::kPlaced;
+  }
+  return false;
 }
 
 // As TryOnNodes; a gang with a topology key tries the candidate nodes one domain at a time
 // (only its running members' domain, if it has any), so that it never spans two domains.
 bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
                       const std::vector<NodeId>& candidates, const VictimFilter& filter,
-                      const Validator& validate) {
+                      const Validator& validate, int plans = 1) {
   const ClusterState& state = ctx.state;
   const GangId gang = state.workload(first).spec.gang;
   if (gang == kNone || state.gang(gang).topology_key.empty()) {
-    return TryOnNodes(ctx, first, action, candidates, filter, validate);
+    return TryOnNodes(ctx, first, action, candidates, filter, validate, plans);
   }
   const std::string& key = state.gang(gang).topology_key;
   auto domain_of = [&](NodeId n) {
@@ -311,7 +373,7 @@ bool TryWithEvictions(CycleContext& ctx, WorkloadId first, Action action,
     if (it != listed.end() && it->second.insert(n).second) by_domain[it->first].push_back(n);
   }
   for (const std::string& d : order) {
-    if (TryOnNodes(ctx, first, action, by_domain[d], filter, validate)) return true;
+    if (TryOnNodes(ctx, first, action, by_domain[d], filter, validate, plans)) return true;
   }
   return false;
 }
@@ -352,7 +414,7 @@ void AddNode(std::vector<NodeId>* nodes, std::unordered_set<NodeId>* seen, NodeI
 }
 
 double QueueRatio(const CycleContext& ctx, QueueId q) {
-  return SaturationRatio(ctx.state.queue(q).allocated, ctx.fair_share.share[q]);
+  return QueueSaturation(ctx.fair_share, q, ctx.state.queue(q).allocated);
 }
 
 }  // namespace
@@ -393,7 +455,8 @@ void RunConsolidate(CycleContext& ctx) {
     if (free_total < need || candidates.empty()) return Attempt::kNotApplicable;
     auto movable = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return v != id && s.gang == kNone && (s.gpu.IsFraction() || s.preemptible);
+      return v != id && s.gang == kNone && (s.gpu.IsFraction() || s.preemptible) &&
+             !ctx.BoundThisCycle(v);
     };
     // Every moved workload must find a place again, elsewhere.
     auto replace_all = [&](const std::vector<WorkloadId>& victims) -> std::string {
@@ -418,7 +481,7 @@ void RunReclaim(CycleContext& ctx) {
     ResourceVec after = state.queue(q).allocated;
     after += DemandOf(state.workload(id));
     // Only a queue that stays within its fair share with this workload may reclaim.
-    if (SaturationRatio(after, ctx.fair_share.share[q]) > 1 + kRatioEpsilon)
+    if (QueueSaturation(ctx.fair_share, q, after) > 1 + kRatioEpsilon)
       return Attempt::kNotApplicable;
     // Victims come from leaf queues above their fair share, the most saturated first.
     std::vector<std::pair<double, QueueId>> over;
@@ -442,19 +505,31 @@ void RunReclaim(CycleContext& ctx) {
     }
     auto filter = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return s.preemptible && victim_queues.count(s.queue) > 0;
+      return s.preemptible && victim_queues.count(s.queue) > 0 && !ctx.BoundThisCycle(v);
     };
-    // Saturation order is kept: no victim queue ends up less saturated than the reclaimer.
+    // Saturation order is kept: no victim queue is pushed below its own fair share to end up
+    // less saturated than the reclaimer. What a victim held of a resource its queue has no share
+    // of was all borrowed; giving it back leaves the queue at its share (of nothing) there.
     auto keeps_order = [&](const std::vector<WorkloadId>& victims) -> std::string {
       const double mine = QueueRatio(ctx, q);
-      for (WorkloadId v : victims) {
-        if (QueueRatio(ctx, state.workload(v).spec.queue) + kRatioEpsilon < mine) {
+      std::map<QueueId, ResourceVec> freed;
+      for (WorkloadId v : victims)
+        freed[state.workload(v).spec.queue] += DemandOf(state.workload(v));
+      for (const auto& [vq, given_back] : freed) {
+        double theirs = QueueRatio(ctx, vq);
+        for (int r = 0; r < kResourceCount; ++r) {
+          const bool no_share =
+              !ctx.fair_share.entitled[vq][r] || ctx.fair_share.share[vq].value[r] <= kRatioEpsilon;
+          if (given_back.value[r] > kRatioEpsilon && no_share) theirs = std::max(theirs, 1.0);
+        }
+        if (theirs + kRatioEpsilon < std::min(mine, 1.0)) {
           return "reclaim would invert the queues' order";
         }
       }
       return "";
     };
-    return Tried(TryWithEvictions(ctx, id, Action::kReclaim, candidates, filter, keeps_order));
+    return Tried(TryWithEvictions(ctx, id, Action::kReclaim, candidates, filter, keeps_order,
+                                  kReclaimPlans));
   });
 }
 
@@ -473,7 +548,8 @@ void RunPreempt(CycleContext& ctx) {
     if (candidates.empty()) return Attempt::kNotApplicable;
     auto lower = [&](WorkloadId v) {
       const WorkloadSpec& s = state.workload(v).spec;
-      return s.queue == spec.queue && s.preemptible && s.priority < spec.priority;
+      return s.queue == spec.queue && s.preemptible && s.priority < spec.priority &&
+             !ctx.BoundThisCycle(v);
     };
     auto any = [](const std::vector<WorkloadId>&) { return std::string(); };
     return Tried(TryWithEvictions(ctx, id, Action::kPreempt, candidates, lower, any));

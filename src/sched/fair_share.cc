@@ -47,6 +47,19 @@ void ComputeDemand(const ClusterState& state, QueueId q, FairShare* fs) {
   fs->demand[q] = demand;
 }
 
+// A queue can hold a share of a resource only through a quota or an over-quota weight, and only
+// where its parent can.
+void ComputeEntitlement(const ClusterState& state, QueueId q, const ResourceMask& parent,
+                        FairShare* fs) {
+  const QueueSpec& spec = state.queue(q).spec;
+  ResourceMask mine{};
+  for (int r = 0; r < kResourceCount; ++r) {
+    mine[r] = parent[r] && (spec.deserved.value[r] > kEpsilon || spec.over_quota_weight > 0);
+  }
+  fs->entitled[q] = mine;
+  for (QueueId c : spec.children) ComputeEntitlement(state, c, mine, fs);
+}
+
 }  // namespace
 
 std::vector<double> DivideShare(double amount, const std::vector<ShareClaim>& claims) {
@@ -107,9 +120,11 @@ FairShare ComputeFairShare(const ClusterState& state) {
   const size_t n = static_cast<size_t>(state.queue_count());
   fs.share.assign(n, ResourceVec{});
   fs.demand.assign(n, ResourceVec{});
+  fs.entitled.assign(n, kAllResources);
   for (QueueId q = 0; q < state.queue_count(); ++q) {
     if (state.queue(q).spec.parent != kNone) continue;
     ComputeDemand(state, q, &fs);
+    ComputeEntitlement(state, q, kAllResources, &fs);
   }
   // Top-level queues divide the cluster as children of an implicit root.
   std::vector<QueueId> roots;
@@ -130,15 +145,27 @@ FairShare ComputeFairShare(const ClusterState& state) {
   return fs;
 }
 
-double SaturationRatio(const ResourceVec& allocated, const ResourceVec& share) {
+double SaturationRatio(const ResourceVec& allocated, const ResourceVec& share,
+                       const ResourceMask& counted) {
   double ratio = 0;
+  bool holds_counted = false;
+  bool holds_other = false;
   for (int r = 0; r < kResourceCount; ++r) {
     const double alloc = allocated.value[r];
     if (alloc <= kEpsilon) continue;
+    if (!counted[r]) {
+      holds_other = true;
+      continue;
+    }
+    holds_counted = true;
     if (share.value[r] <= kEpsilon) return HUGE_VAL;
     ratio = std::max(ratio, alloc / share.value[r]);
   }
-  return ratio;
+  return holds_other && !holds_counted ? HUGE_VAL : ratio;
+}
+
+double QueueSaturation(const FairShare& fs, QueueId q, const ResourceVec& allocated) {
+  return SaturationRatio(allocated, fs.share[q], fs.entitled[q]);
 }
 
 }  // namespace gpufrac::sched

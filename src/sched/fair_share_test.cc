@@ -8,6 +8,7 @@ namespace gpufrac::sched {
 namespace {
 
 using testing::Fraction;
+using testing::kGiB;
 using testing::Node;
 using testing::Queue;
 using testing::Whole;
@@ -97,6 +98,37 @@ TEST(SaturationRatioTest, DominantResourceDecides) {
   share[Resource::kCpu] = 0;
   EXPECT_TRUE(SaturationRatio(alloc, share) > 1e9);
   EXPECT_DOUBLE_EQ(SaturationRatio(ResourceVec{}, share), 0);
+}
+
+TEST(SaturationRatioTest, ResourcesOutsideTheMaskDoNotCount) {
+  ResourceVec alloc;
+  ResourceVec share;
+  alloc[Resource::kGpu] = 2;
+  share[Resource::kGpu] = 2;
+  alloc[Resource::kCpu] = 8;  // no CPU share at all
+  const ResourceMask gpu_only = {true, false, false};
+  EXPECT_DOUBLE_EQ(SaturationRatio(alloc, share, gpu_only), 1);
+  // Holding only what it has no share of leaves nothing to fall back to.
+  alloc[Resource::kGpu] = 0;
+  EXPECT_TRUE(SaturationRatio(alloc, share, gpu_only) > 1e9);
+}
+
+TEST(FairShareTest, WeightZeroQueueIsJudgedOnlyByWhatItHasAQuotaFor) {
+  ClusterState s;
+  s.AddNode(Node("n0", 4));
+  // Quota of 2 GPUs and no CPU quota: with weight 0 it can never get a CPU share.
+  const QueueId guaranteed = s.AddQueue(Queue("guaranteed", 2, 0));
+  const QueueId burst = s.AddQueue(Queue("burst", 0, 1));
+  const WorkloadId own = s.AddWorkload(Whole("own", guaranteed, 2));
+  s.AddWorkload(Whole("borrow", burst, 2));
+  s.Bind(own, {0, {{0, kMilliPerGpu, 80 * kGiB}, {1, kMilliPerGpu, 80 * kGiB}}});
+  s.Commit();
+  const FairShare fs = ComputeFairShare(s);
+  EXPECT_TRUE(fs.entitled[guaranteed][static_cast<int>(Resource::kGpu)]);
+  EXPECT_FALSE(fs.entitled[guaranteed][static_cast<int>(Resource::kCpu)]);
+  EXPECT_TRUE(fs.entitled[burst][static_cast<int>(Resource::kCpu)]);
+  // Within its quota, though it uses CPU it has no share of.
+  EXPECT_DOUBLE_EQ(QueueSaturation(fs, guaranteed, s.queue(guaranteed).allocated), 1);
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 #include "sched/placement.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 
@@ -195,8 +196,26 @@ std::string Summarize(const Rejections& r) {
   return out;
 }
 
+// For a memory request larger than every GPU of its type: says so, with the largest GPU's
+// memory (free capacity is beside the point then). Empty otherwise.
+std::string TooLargeForAnyGpu(const ClusterState& state, const WorkloadSpec& spec) {
+  if (spec.gpu.kind != GpuRequestKind::kMemory) return "";
+  uint64_t largest = 0;
+  for (const GpuPool& pool : state.pools()) {
+    if (spec.gpu_type.empty() || pool.type == spec.gpu_type)
+      largest = std::max(largest, pool.memory);
+  }
+  if (largest == 0 || spec.gpu.memory_bytes <= largest) return "";  // no such type: said below
+  char size[32];
+  FormatBytes(largest, size, sizeof(size));
+  return std::string("no GPU has that much memory (the largest has ") + size + ")";
+}
+
 // The largest free share of any GPU the workload could use, and where, for failure reasons.
 std::string LargestFree(const ClusterState& state, const WorkloadSpec& spec) {
+  if (std::string too_large = TooLargeForAnyGpu(state, spec); !too_large.empty()) {
+    return too_large;
+  }
   int64_t best = 0;
   int32_t where = kNone;
   for (const GpuPool& pool : state.pools()) {

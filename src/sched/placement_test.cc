@@ -110,5 +110,14 @@ TEST_F(PlacementTest, MemoryRequestsUseFreeMemory) {
   EXPECT_EQ(s_.gpu(0).free_memory, 0u);
 }
 
+TEST_F(PlacementTest, MemoryAskLargerThanAnyGpuSaysSo) {
+  WorkloadSpec w = Fraction("huge", q_, 0);
+  w.gpu.kind = GpuRequestKind::kMemory;
+  w.gpu.memory_bytes = 100 * kGiB;  // the cards have 80 GiB, all of it free
+  const std::string got = Add(w);
+  EXPECT_NE(got.find("no GPU has that much memory (the largest has 80.0GiB)"), std::string::npos)
+      << got;
+}
+
 }  // namespace
 }  // namespace gpufrac::sched

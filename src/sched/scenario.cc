@@ -1,6 +1,9 @@
 #include "sched/scenario.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -49,6 +52,7 @@ class ScenarioParser {
     if (root["trace_file"]) ParseTraceFile(root["trace_file"], "trace_file");
     if (root["generator"]) ParseGenerator(root["generator"], "generator");
     if (root["expect"]) ParseExpect(root["expect"], "expect");
+    if (r_.ok()) CheckPinned();
     return r_.ok();
   }
 
@@ -97,6 +101,12 @@ class ScenarioParser {
       if (r_.ok() && sim.sample_interval <= 0) r_.Fail(Child(p, "sample_interval"), "must be > 0");
     }
     if (n["warmup"]) sim.warmup = r_.Seconds(n["warmup"], Child(p, "warmup"));
+    // Steady-state figures come from the samples after the warmup; there must be some.
+    if (n["warmup"] && r_.ok() && sim.duration > 0 && sim.warmup >= sim.duration) {
+      r_.Fail(Child(p, "warmup"), "must be shorter than sim.duration (" + Amount(sim.warmup) +
+                                      " s >= " + Amount(sim.duration) +
+                                      " s), or no sample is left for the steady state");
+    }
     if (n["seed"])
       sim.seed = static_cast<uint64_t>(r_.Number(n["seed"], Child(p, "seed"), 0, 1e15));
   }
@@ -180,6 +190,7 @@ class ScenarioParser {
       r_.Fail(p, "expected a map of label: value");
       return;
     }
+    if (!r_.UniqueKeys(n, p)) return;
     for (const auto& kv : n) {
       const std::string key = kv.first.as<std::string>("");
       (*out)[key] = r_.String(kv.second, Child(p, key));
@@ -233,6 +244,46 @@ class ScenarioParser {
     for (size_t i = 0; i < n["children"].size() && r_.ok(); ++i) {
       ParseQueue(n["children"][i], Index(Child(p, "children"), i), id);
     }
+    if (r_.ok()) ReconcileDeserved(n, p, id);
+  }
+
+  // A child's quota is carved out of its parent's: a parent that leaves a resource's deserved
+  // unset deserves what its children add up to (else a child's quota would be worth nothing,
+  // its parent getting no share to pass down), and a child never deserves more than its
+  // parent says it does.
+  void ReconcileDeserved(const YAML::Node& n, const std::string& p, QueueId id) {
+    const YAML::Node given = n["deserved"];
+    for (int r = 0; r < kResourceCount && r_.ok(); ++r) {
+      const char* key = ResourceName(static_cast<Resource>(r));
+      const std::vector<QueueId> children = s_->queues[id].children;
+      if (!given || !given[key]) {
+        double sum = 0;
+        for (QueueId c : children) sum += s_->queues[c].deserved.value[r];
+        QueueSpec& q = s_->queues[id];
+        q.deserved.value[r] = sum;
+        if (q.limit.value[r] < sum) {
+          r_.Fail(Child(Child(p, "limit"), key),
+                  "limit is below the deserved quota its children add up to (" + Amount(sum) + ")");
+        }
+        continue;
+      }
+      const double parent = s_->queues[id].deserved.value[r];
+      for (size_t i = 0; i < children.size(); ++i) {
+        const double child = s_->queues[children[i]].deserved.value[r];
+        if (child > parent * (1 + 1e-9)) {
+          r_.Fail(
+              Child(Child(Index(Child(p, "children"), i), "deserved"), key),
+              "above the parent's deserved quota (" + Amount(child) + " > " + Amount(parent) + ")");
+          return;
+        }
+      }
+    }
+  }
+
+  static std::string Amount(double value) {
+    char buf[32];
+    std::snprintf(buf, sizeof(buf), "%g", value);
+    return buf;
   }
 
   QueueId LeafQueue(const YAML::Node& n, const std::string& p) {
@@ -389,10 +440,20 @@ class ScenarioParser {
       }
       if (replicas != 1) r_.Fail(Child(ip, "node"), "a bound workload cannot have replicas");
       if (w["gpu_index"] && r_.ExpectList(w["gpu_index"], Child(ip, "gpu_index"))) {
-        for (size_t k = 0; k < w["gpu_index"].size(); ++k) {
-          e.bound_gpus.push_back(r_.Integer(w["gpu_index"][k], Index(Child(ip, "gpu_index"), k), 0,
-                                            bound ? std::max(0, bound->gpu_count - 1) : 0));
+        for (size_t k = 0; k < w["gpu_index"].size() && r_.ok(); ++k) {
+          const std::string kp = Index(Child(ip, "gpu_index"), k);
+          const int index =
+              r_.Integer(w["gpu_index"][k], kp, 0, bound ? std::max(0, bound->gpu_count - 1) : 0);
+          if (r_.ok() && std::count(e.bound_gpus.begin(), e.bound_gpus.end(), index) > 0) {
+            r_.Fail(kp, "GPU " + std::to_string(index) + " listed twice");
+          }
+          e.bound_gpus.push_back(index);
         }
+      }
+      // Pinned workloads are the cluster's state when the simulation starts.
+      if (w["arrival"] && e.arrival > 0 && r_.ok()) {
+        r_.Fail(Child(ip, "arrival"),
+                "a workload pinned with node is bound from the start; drop arrival or node");
       }
       if (e.bound_gpus.empty() && e.spec.gpu.kind != GpuRequestKind::kNoGpu) {
         r_.Fail(Child(ip, "gpu_index"), "missing (a bound GPU workload names its GPUs)");
@@ -408,6 +469,7 @@ class ScenarioParser {
         r_.Fail(Child(ip, "name"), "workload name '" + copy.spec.name + "' used twice");
         return;
       }
+      if (!copy.bound_node.empty()) pinned_.push_back({s_->trace.size(), ip});
       s_->trace.push_back(std::move(copy));
     }
   }
@@ -459,6 +521,40 @@ class ScenarioParser {
     if (r_.ok() && header.empty()) r_.Fail(p, "trace file '" + path + "' has no header");
   }
 
+  // A generator names its workloads <name>-<n> (gang members <name>-<n>-m<k>). Two workloads
+  // with one name would be indistinguishable in decisions and reports.
+  void CheckGeneratorName(const std::string& name, const std::string& p) {
+    for (const GeneratorClass& other : s_->generator) {
+      if (other.name == name) {
+        r_.Fail(p, "generator '" + name + "' defined twice");
+        return;
+      }
+    }
+    for (const std::string& taken : workload_names_) {
+      if (IsGeneratedName(taken, name)) {
+        r_.Fail(p,
+                "generated names '" + name + "-<n>' would collide with workload '" + taken + "'");
+        return;
+      }
+    }
+  }
+
+  // Whether `name` is of the form <generator>-<digits>, or <generator>-<digits>-m<digits>.
+  static bool IsGeneratedName(const std::string& name, const std::string& generator) {
+    if (name.size() <= generator.size() + 1 || name.compare(0, generator.size(), generator) != 0 ||
+        name[generator.size()] != '-') {
+      return false;
+    }
+    auto digits = [](const std::string& text) {
+      return !text.empty() && std::all_of(text.begin(), text.end(),
+                                          [](unsigned char ch) { return std::isdigit(ch) != 0; });
+    };
+    const std::string rest = name.substr(generator.size() + 1);
+    const size_t m = rest.find("-m");
+    return m == std::string::npos ? digits(rest)
+                                  : digits(rest.substr(0, m)) && digits(rest.substr(m + 2));
+  }
+
   static std::vector<std::string> SplitCsv(const std::string& line) {
     std::vector<std::string> cells(1);
     for (char c : line) {
@@ -488,6 +584,7 @@ class ScenarioParser {
       if (!r_.ok()) return;
       GeneratorClass g;
       g.name = r_.String(c["name"], Child(ip, "name"));
+      CheckGeneratorName(g.name, Child(ip, "name"));
       ParseWorkloadSpec(c, ip, &g.spec);
       g.rate = r_.Number(c["rate"], Child(ip, "rate"), 0, 1e6);
       g.mean_duration = r_.Seconds(c["mean_duration"], Child(ip, "mean_duration"));
@@ -529,8 +626,25 @@ class ScenarioParser {
     if (n["evicted"]) ParseNameList(n["evicted"], Child(p, "evicted"), &e.evicted);
   }
 
+  // Binds the pinned workloads, in order, as the simulation will at its start, so that one that
+  // does not fit (GPU full, node short of CPU, queue limit) is refused here with its key.
+  void CheckPinned() {
+    if (pinned_.empty()) return;
+    ClusterState state = BuildClusterState(*s_);
+    for (const auto& [index, path] : pinned_) {
+      WorkloadId id = kNone;
+      std::string error;
+      if (!AddTraceEntry(&state, s_->trace[index], &id, &error)) {
+        r_.Fail(Child(path, "node"), error);
+        return;
+      }
+    }
+  }
+
   Scenario* s_;
-  std::string base_dir_;  // folder of the scenario file, for relative trace paths
+  std::string base_dir_;
+  std::vector<std::pair<size_t, std::string>>
+      pinned_;  // trace index, key path  // folder of the scenario file, for relative trace paths
   std::set<std::string> workload_names_;
   YamlReader r_;
 };

@@ -157,5 +157,20 @@ workloads:
   EXPECT_DOUBLE_EQ(s.trace[0].duration, 90);
 }
 
+// AddTraceEntry is also called on entries not checked by the parser (tests, benchmarks).
+TEST(AddTraceEntryTest, RefusesAGpuListedTwice) {
+  ClusterState state;
+  state.AddNode(testing::Node("n", 2));
+  state.AddQueue(testing::Queue("q", 2));
+  TraceEntry entry;
+  entry.spec = testing::Whole("w", 0, 2);
+  entry.bound_node = "n";
+  entry.bound_gpus = {0, 0};
+  WorkloadId id = kNone;
+  std::string error;
+  EXPECT_FALSE(AddTraceEntry(&state, entry, &id, &error));
+  EXPECT_NE(error.find("lists GPU 0 twice"), std::string::npos) << error;
+}
+
 }  // namespace
 }  // namespace gpufrac::sched

@@ -54,7 +54,7 @@ const char* ActionName(Action action) {
 
 CycleResult Scheduler::RunCycle(ClusterState& state) const {
   const Clock::time_point start = Clock::now();
-  CycleContext ctx{state, config_, ComputeFairShare(state), {}, {}, {}};
+  CycleContext ctx{state, config_, ComputeFairShare(state), {}, {}, {}, {}};
   CycleResult result;
   Timed(&result.stats.allocate_seconds, [&] { RunAllocate(ctx); });
   if (config_.consolidate) Timed(&result.stats.consolidate_seconds, [&] { RunConsolidate(ctx); });

@@ -73,11 +73,11 @@ int Lines(const std::string& text) {
 TEST_F(SimCliTest, RunsAnExampleAndPrintsTableAndJson) {
   const Result r = RunSim(Source("examples/sched/anchor-32gpu-mixed.yaml") + " --json -");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("scenario anchor-32gpu-mixed: 4 nodes, 32 GPUs"), std::string::npos)
-      << r.out;
-  const size_t json_start = r.out.find("\n{");
-  ASSERT_NE(json_start, std::string::npos);
-  const nlohmann::json j = nlohmann::json::parse(r.out.substr(json_start + 1));
+  // The JSON has stdout to itself; the table goes to stderr.
+  EXPECT_NE(r.err.find("scenario anchor-32gpu-mixed: 4 nodes, 32 GPUs"), std::string::npos)
+      << r.err;
+  ASSERT_TRUE(nlohmann::json::accept(r.out)) << r.out.substr(0, 200);
+  const nlohmann::json j = nlohmann::json::parse(r.out);
   // 12 whole + 24 halves + 32 quarters are exactly 32 GPUs: all fit only with tight packing.
   EXPECT_EQ(j["binds"], 68);
   EXPECT_EQ(j["pending_at_end"], 0);
@@ -137,6 +137,12 @@ TEST_F(SimCliTest, MissingFileAndBadFlagsExitTwo) {
   r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --duration -5");
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_EQ(Lines(r.err), 1) << r.err;
+  // fair-share.yaml has a 1 h warmup: 10 minutes would leave no steady state.
+  r = RunSim(Source("examples/sched/fair-share.yaml") + " --duration 600");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("--duration: must be longer than the scenario's sim.warmup"),
+            std::string::npos)
+      << r.err;
   r = RunSim(Source("examples/sched/anchor-32gpu-whole.yaml") + " --no-such-flag");
   EXPECT_EQ(r.exit_code, 2);
   r = RunSim("");

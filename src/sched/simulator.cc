@@ -162,22 +162,16 @@ Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSin
       if (report->invariant_failures++ == 0)
         report->first_invariant_failure = r.invariants.message();
     }
+    std::vector<WorkloadId> bound_now;
     for (const Decision& d : r.decisions) {
       if (sink) sink(t, state, d);
       Runtime& rt = runtime[d.workload];
-      const WorkloadSpec& spec = state.workload(d.workload).spec;
       switch (d.kind) {
         case DecisionKind::kBind:
         case DecisionKind::kNominate:
           ++report->binds;
           rt.started = t;
-          if (rt.first_start < 0) {
-            rt.first_start = t;
-            waits_queue[state.queue(spec.queue).spec.name].push_back(t - rt.arrival);
-            waits_priority[spec.priority_class].push_back(t - rt.arrival);
-            waits_queue_priority[state.queue(spec.queue).spec.name + "/" + spec.priority_class]
-                .push_back(t - rt.arrival);
-          }
+          bound_now.push_back(d.workload);
           if (rt.remaining >= 0) completions.push({t + rt.remaining, d.workload, rt.epoch});
           break;
         case DecisionKind::kEvict:
@@ -192,6 +186,18 @@ Status RunSimulation(const Scenario& input, SimReport* report, const DecisionSin
           rt.told_unschedulable = true;
           break;
       }
+    }
+    // A workload has started once it is still bound when the cycle's decisions are done; one
+    // bound and evicted in the same cycle never ran, and is still waiting.
+    for (WorkloadId id : bound_now) {
+      Runtime& rt = runtime[id];
+      if (rt.first_start >= 0 || state.workload(id).status != WorkloadStatus::kBound) continue;
+      rt.first_start = t;
+      const WorkloadSpec& spec = state.workload(id).spec;
+      const std::string& queue = state.queue(spec.queue).spec.name;
+      waits_queue[queue].push_back(t - rt.arrival);
+      waits_priority[spec.priority_class].push_back(t - rt.arrival);
+      waits_queue_priority[queue + "/" + spec.priority_class].push_back(t - rt.arrival);
     }
 
     if (t >= next_sample) {

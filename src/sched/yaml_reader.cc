@@ -1,8 +1,10 @@
 #include "sched/yaml_reader.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstdlib>
+#include <vector>
 
 #include "common/quantity.h"
 
@@ -24,11 +26,26 @@ bool YamlReader::Fail(const std::string& path, const std::string& reason) {
 bool YamlReader::ExpectMap(const YAML::Node& node, const std::string& path,
                            std::initializer_list<const char*> allowed) {
   if (!node.IsMap()) return Fail(path, "expected a map");
+  if (!UniqueKeys(node, path)) return false;
   for (const auto& kv : node) {
     const std::string key = kv.first.as<std::string>("");
     bool known = false;
     for (const char* a : allowed) known = known || key == a;
     if (!known) return Fail(Child(path, key), "unknown key");
+  }
+  return true;
+}
+
+bool YamlReader::UniqueKeys(const YAML::Node& node, const std::string& path) {
+  // The YAML parser keeps both entries of a repeated key and lookups see only the first, so a
+  // second value would be dropped without a word.
+  std::vector<std::string> seen;
+  for (const auto& kv : node) {
+    std::string key = kv.first.as<std::string>("");
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
+      return Fail(Child(path, key), "key given twice");
+    }
+    seen.push_back(std::move(key));
   }
   return true;
 }

@@ -17,9 +17,11 @@ class YamlReader {
   // Records the first failure only; always returns false so callers can `return r.Fail(...)`.
   bool Fail(const std::string& path, const std::string& reason);
 
-  // The node must be a map with only `allowed` keys.
+  // The node must be a map with only `allowed` keys, each given once.
   bool ExpectMap(const YAML::Node& node, const std::string& path,
                  std::initializer_list<const char*> allowed);
+  // The map's keys must each be given once.
+  bool UniqueKeys(const YAML::Node& node, const std::string& path);
   bool ExpectList(const YAML::Node& node, const std::string& path);
 
   std::string String(const YAML::Node& node, const std::string& path);
