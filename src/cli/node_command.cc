@@ -73,7 +73,7 @@ int RunNode(const NodeFlags& flags) {
   // agent, refused later, would leave the live agent's tenants owned by a dead pid and the live
   // agent would reap their memory while they run.
   node::InstanceLock state_lock;
-  if (Status s = state_lock.Acquire(config.state_path, "state"); !s.ok()) {
+  if (Status s = state_lock.Acquire(config.state_path, "is using the state"); !s.ok()) {
     std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
     return 1;
   }

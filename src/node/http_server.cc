@@ -287,7 +287,7 @@ Status HttpServer::Listen(const HttpServerOptions& options) {
   const std::string& path = options.socket_path;
   // Held from before the stale-socket check: two agents starting at once could otherwise both
   // find a dead agent's socket, and the second would unlink the first one's fresh socket.
-  if (Status e = s.socket_lock.Acquire(path, "socket"); !e.ok()) return e;
+  if (Status e = s.socket_lock.Acquire(path, "is serving on"); !e.ok()) return e;
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdir(path.substr(0, slash).c_str(), 0755);
   struct stat st;

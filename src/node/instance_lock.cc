@@ -14,7 +14,7 @@ InstanceLock::~InstanceLock() {
   if (fd_ >= 0) close(fd_);
 }
 
-Status InstanceLock::Acquire(const std::string& guarded, const std::string& what) {
+Status InstanceLock::Acquire(const std::string& guarded, const std::string& doing) {
   const std::string path = guarded + ".lock";
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdir(path.substr(0, slash).c_str(), 0755);
@@ -26,8 +26,8 @@ Status InstanceLock::Acquire(const std::string& guarded, const std::string& what
     const int err = errno;
     close(fd);
     if (err == EWOULDBLOCK) {
-      return Status::Error("another agent is running on the " + what + " '" + guarded +
-                           "' (it holds '" + path + "')");
+      return Status::Error("another agent " + doing + " '" + guarded + "' (it holds '" + path +
+                           "')");
     }
     return Status::Error("cannot lock '" + path + "': " + strerror(err));
   }

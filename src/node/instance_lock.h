@@ -18,9 +18,9 @@ class InstanceLock {
   InstanceLock& operator=(const InstanceLock&) = delete;
 
   // Locks `guarded` + ".lock" (created if missing; never removed, since removing a lock file
-  // races with the next agent opening it). Refuses, naming `what` and the path, when another
-  // process holds it.
-  Status Acquire(const std::string& guarded, const std::string& what);
+  // races with the next agent opening it). When another process holds it, refuses with
+  // "another agent <doing> '<guarded>' (it holds '<guarded>.lock')".
+  Status Acquire(const std::string& guarded, const std::string& doing);
   bool held() const { return fd_ >= 0; }
 
  private:

@@ -36,8 +36,7 @@ TEST_F(NodeExclusiveTest, ASecondAgentOnTheSameSocketOrStateIsRefusedAndAdoptsNo
 
   ProcessResult same = RunSecondAgent({"--config", config});
   EXPECT_EQ(same.exit_code, 1) << same.err;
-  EXPECT_NE(same.err.find("another agent is running on the state '" + state_ + "'"),
-            std::string::npos)
+  EXPECT_NE(same.err.find("another agent is using the state '" + state_ + "'"), std::string::npos)
       << same.err;
   EXPECT_EQ(same.err.find("tenant.adopted"), std::string::npos) << same.err;
 
@@ -45,7 +44,7 @@ TEST_F(NodeExclusiveTest, ASecondAgentOnTheSameSocketOrStateIsRefusedAndAdoptsNo
   ProcessResult other_socket =
       RunSecondAgent({"--config", config, "--socket", TempDir() + "/other.sock"});
   EXPECT_EQ(other_socket.exit_code, 1) << other_socket.err;
-  EXPECT_NE(other_socket.err.find("another agent is running on the state"), std::string::npos)
+  EXPECT_NE(other_socket.err.find("another agent is using the state"), std::string::npos)
       << other_socket.err;
   EXPECT_EQ(other_socket.err.find("tenant.adopted"), std::string::npos) << other_socket.err;
 
@@ -53,7 +52,7 @@ TEST_F(NodeExclusiveTest, ASecondAgentOnTheSameSocketOrStateIsRefusedAndAdoptsNo
   ProcessResult other_state =
       RunSecondAgent({"--config", config, "--state", TempDir() + "/other.db"});
   EXPECT_EQ(other_state.exit_code, 1) << other_state.err;
-  EXPECT_NE(other_state.err.find("another agent is running on the socket '" + socket_ + "'"),
+  EXPECT_NE(other_state.err.find("another agent is serving on '" + socket_ + "'"),
             std::string::npos)
       << other_state.err;
 
