@@ -175,6 +175,14 @@ Ledger* Agent::LedgerFor(const std::string& uuid, int* gpu_index) {
   return nullptr;
 }
 
+double Agent::ComputePromisedLocked(size_t pos) const {
+  double promised = 0;
+  for (const TenantLimits& t : ledgers_[pos]->limits()->tenants) {
+    if (t.active != 0) promised += t.spec.compute_request;
+  }
+  return promised;
+}
+
 void Agent::Adopt(std::vector<TenantRecord> records) {
   std::lock_guard lock(mu_);
   for (TenantRecord& r : records) {
@@ -265,6 +273,9 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   place.request = request.memory;
   if (request.has_memory_limit) place.limit = request.memory_limit;
   place.policy = request.has_placement ? request.placement : config_.default_placement;
+  place.compute_request = request.compute_request;
+  place.compute_limit = request.compute_limit;
+  place.compute_strict = request.compute_strict;
   if (!request.gpu.empty()) {
     GpuInfo gpu;
     if (Status s = FindGpu(gpus_, request.gpu, &gpu); !s.ok()) {
@@ -277,15 +288,8 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   std::vector<GpuLoad> loads;
   for (size_t i = 0; i < gpus_.size(); ++i) {
     largest = std::max(largest, gpus_[i].total_bytes);
-    loads.push_back(
-        {gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed(), gpu_problem_[i]});
-  }
-  for (const GpuInfo& g : gpus_) {
-    if (LimitBytes(place, g.total_bytes) < RequestBytes(place, g.total_bytes)) {
-      return AgentError::Invalid("memory_limit: " + Human(LimitBytes(place, g.total_bytes)) +
-                                 " is below the request " +
-                                 Human(RequestBytes(place, g.total_bytes)));
-    }
+    loads.push_back({gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed(),
+                     gpu_problem_[i], ComputePromisedLocked(i)});
   }
   if (!request.memory.is_fraction && request.memory.bytes > largest) {
     return AgentError::Invalid("memory: " + Human(request.memory.bytes) +
@@ -296,13 +300,25 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     return AgentError::Invalid("memory_limit: " + Human(request.memory_limit.bytes) +
                                " exceeds the largest GPU here (" + Human(largest) + ")");
   }
+  // So is a request invalid on every GPU it may go to. One invalid on some GPUs only (a byte
+  // limit below a fractional request on the larger cards) just cannot go there: Place says why.
+  // Checked before any burst reclaim, which must never kill a borrower for a request refused.
+  std::string invalid;
+  for (const GpuInfo& g : gpus_) {
+    if (place.gpu >= 0 && g.index != place.gpu) continue;
+    invalid = RequestProblem(place, g.total_bytes);
+    if (invalid.empty()) break;
+  }
+  if (!invalid.empty()) return AgentError::Invalid(invalid);
 
   PlacementResult placed = Place(place, loads);
   std::string refusal = placed.refusal;
   if (placed.candidates.empty()) {
     std::vector<uint64_t> asked;
     for (const GpuInfo& g : gpus_) asked.push_back(RequestBytes(place, g.total_bytes));
-    const BurstPlan plan = PlanBurstReclaimLocked(asked, place.gpu);
+    // Only where memory is all that is missing: a kill must never precede a refusal for another
+    // reason (compute, an invalid limit, an unhealthy GPU).
+    const BurstPlan plan = PlanBurstReclaimLocked(asked, placed.short_of_memory);
     if (plan.gpu >= 0) {
       lock.unlock();
       ReclaimBurst(plan, asked[static_cast<size_t>(plan.gpu)]);
@@ -324,19 +340,10 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     spec.memory_limit = LimitBytes(place, gpu.total_bytes);
     // Compute as gpufrac run sets it: by default the same share of the GPU as of its memory; fair
     // mode may burst to the whole GPU, strict mode is held to its request.
-    spec.compute_request = request.compute_request >= 0 ? request.compute_request
-                                                        : static_cast<double>(spec.memory_request) /
-                                                              static_cast<double>(gpu.total_bytes);
+    spec.compute_request = ComputeRequest(place, gpu.total_bytes);
     spec.compute_mode = request.compute_strict ? ComputeMode::kStrict : ComputeMode::kFair;
     spec.priority = request.batch ? Priority::kBatch : Priority::kInference;
-    spec.compute_limit = request.compute_strict       ? spec.compute_request
-                         : request.compute_limit >= 0 ? request.compute_limit
-                                                      : 1.0;
-    if (spec.compute_limit < spec.compute_request) {
-      return AgentError::Invalid("compute_limit: " + std::to_string(spec.compute_limit) +
-                                 " is below the compute request " +
-                                 std::to_string(spec.compute_request));
-    }
+    spec.compute_limit = ComputeLimit(place, gpu.total_bytes);
     char why[256] = {};
     int ledger_index = -1;
     // The ledger re-checks under its lock: a gpufrac run on the same GPU may have taken the room.

@@ -163,9 +163,14 @@ class Agent {
   void SignalLocked(const TenantRecord& r, int sig) const;
   void FinishLocked(Tenant* t);
   void PersistLocked(const TenantRecord& r);
-  // When `asked` bytes fit nowhere, a GPU where taking back borrowed memory (used above request)
-  // from this agent's tenants would make room, and the borrowers to take it from.
-  BurstPlan PlanBurstReclaimLocked(const std::vector<uint64_t>& asked, int only_gpu);
+  // When `asked` bytes fit nowhere, a GPU among `short_of_memory` (those that would take the
+  // request but for free memory) where taking back borrowed memory (used above request) from this
+  // agent's tenants would make room, and the borrowers to take it from.
+  BurstPlan PlanBurstReclaimLocked(const std::vector<uint64_t>& asked,
+                                   const std::vector<int>& short_of_memory);
+  // The compute guaranteed to the live tenants of GPU position `pos` (the agent's and any gpufrac
+  // run's), as the ledger will count it at admission.
+  double ComputePromisedLocked(size_t pos) const;
   // Notifies the plan's borrowers, waits up to the deadline for `asked` bytes to be free on the
   // GPU, then kills those still borrowing and waits for their memory. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
