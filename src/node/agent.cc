@@ -255,6 +255,10 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     return AgentError::Invalid("attach_pid: " + std::to_string(request.attach_pid) +
                                " is not a running process");
   }
+  if (std::string why = request.attach_pid > 0 ? WhyPidCannotJoin(request.attach_pid) : "";
+      !why.empty()) {
+    return AgentError::Invalid("attach_pid: " + why);
+  }
   if (!request.name.empty() && !ValidName(request.name)) {
     return AgentError::Invalid("name: '" + request.name +
                                "' must be 1-63 characters of letters, digits, '-', '_', '.', "

@@ -109,6 +109,10 @@ struct BackstopView {
   std::vector<uint64_t> unattributed;  // per GPU: bytes NVML sees held by no tenant's processes
 };
 
+// Why process `pid` may not join a tenant (it is init, the agent, or an ancestor of the agent,
+// which a delete's signals must never reach); empty when it may.
+std::string WhyPidCannotJoin(pid_t pid);
+
 class Agent {
  public:
   // Discovers GPUs, opens their ledgers, opens the state database, adopts tenants an earlier

@@ -227,6 +227,10 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
     std::string message;
   };
   const std::string cmd = "\"command\": [\"true\"]";
+  // A live process that is nothing to the agent, for pids that must pass the pid checks.
+  const pid_t sleeper_pid = StartProcess({"sleep", "30"}, {}, TempDir() + "/sleeper.out");
+  tenant_pids_.push_back(sleeper_pid);
+  const std::string sleeper = std::to_string(sleeper_pid);
   const std::vector<Case> cases = {
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\",", 400, "malformed JSON body"},
       {"POST", "/v1/tenants", "[1, 2]", 400, "the body must be a JSON object"},
@@ -264,8 +268,9 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "unknown field 'as'"},
       {"POST", "/v1/attach", "{\"token\": \"x\", \"pid\": 2147483647}", 400,
        "pid: 2147483647 is not a running process"},
-      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": 1}", 403,
+      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": " + sleeper + "}", 403,
        "no running attach-only tenant has this token"},
+      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": 1}", 400, "pid: 1 is init"},
       {"GET", "/v1/attach", "", 405, "method GET not allowed on /v1/attach"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": []}", 400,
        "command: expected a non-empty array"},
