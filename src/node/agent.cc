@@ -215,6 +215,17 @@ void Agent::Adopt(std::vector<TenantRecord> records) {
                                     {"gpu", std::to_string(gpu_index)},
                                     {"pid", std::to_string(rec.pid)},
                                     {"alive", alive ? "true" : "false"}});
+        if (alive && rec.state == TenantState::kStopping) {
+          // The previous agent died while deleting it, and the SIGKILL that would have ended
+          // the grace period died with it: start the delete over (SIGTERM, a fresh grace
+          // period, then SIGKILL by the reaper) rather than leave it stopping forever.
+          SignalLocked(rec, SIGTERM);
+          t.resumed_kill_at =
+              std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.grace_period_ms);
+          LogEvent("tenant.stopping", {{"id", rec.id},
+                                       {"grace_ms", std::to_string(config_.grace_period_ms)},
+                                       {"resumed", "true"}});
+        }
       }
       if (!lost.empty()) {
         rec.state = TenantState::kExited;
@@ -499,6 +510,11 @@ void Agent::ReapOnce() {
   for (auto& [id, t] : tenants_) {
     TenantRecord& r = t.record;
     if (r.state == TenantState::kExited) continue;
+    if (t.resumed_kill_at != std::chrono::steady_clock::time_point{} && !t.escalated &&
+        std::chrono::steady_clock::now() >= t.resumed_kill_at) {
+      t.escalated = true;
+      SignalLocked(r, SIGKILL);
+    }
     if (r.attach_only) {
       // A reservation: it ends when deleted, or (release on exit) when what attached has ended.
       const bool none_left = PruneAttachedLocked(&r);

@@ -147,6 +147,9 @@ class Agent {
     bool escalated = false;     // SIGKILL was needed
     bool burst_killed = false;  // killed for not giving borrowed memory back
     std::string backstop_kill;  // why the NVML backstop killed its processes, if it did
+    // A delete the previous agent did not finish (it died in the grace period): the reaper sends
+    // SIGKILL at this time. Unset otherwise: a live delete escalates on its own.
+    std::chrono::steady_clock::time_point resumed_kill_at{};
   };
   struct Suspect {
     int samples = 0;  // consecutive samples it was found in
