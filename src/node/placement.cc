@@ -45,6 +45,9 @@ double ComputeLimit(const PlacementRequest& r, uint64_t total_bytes) {
 std::string RequestProblem(const PlacementRequest& r, uint64_t total_bytes) {
   const uint64_t request = RequestBytes(r, total_bytes);
   const uint64_t limit = LimitBytes(r, total_bytes);
+  // Sizes below a byte are refused when parsed; a fraction that small only shows here.
+  if (request == 0)
+    return "memory: the fraction resolves to 0 bytes on a " + Human(total_bytes) + " card";
   if (limit < request) {
     return "memory_limit: " + Human(limit) + " is below the request " + Human(request);
   }

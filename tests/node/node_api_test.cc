@@ -242,6 +242,8 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "memory: 900.0GiB exceeds the largest GPU here (80.0GiB)"},
       {"POST", "/v1/tenants", "{\"memory\": \"99999999999TiB\", " + cmd + "}", 400,
        "memory: '99999999999TiB'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1e-12\", " + cmd + "}", 400,
+       "memory: the fraction resolves to 0 bytes on a 80.0GiB card"},
       {"POST", "/v1/tenants", "{\"memory\": \"2GiB\", \"memory_limit\": \"1GiB\", " + cmd + "}",
        400, "memory_limit: 1.0GiB is below the request 2.0GiB"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"release\": \"on_exit\", " + cmd + "}", 400,
