@@ -175,6 +175,14 @@ Ledger* Agent::LedgerFor(const std::string& uuid, int* gpu_index) {
   return nullptr;
 }
 
+double Agent::ComputePromisedLocked(size_t pos) const {
+  double promised = 0;
+  for (const TenantLimits& t : ledgers_[pos]->limits()->tenants) {
+    if (t.active != 0) promised += t.spec.compute_request;
+  }
+  return promised;
+}
+
 void Agent::Adopt(std::vector<TenantRecord> records) {
   std::lock_guard lock(mu_);
   for (TenantRecord& r : records) {
@@ -207,6 +215,17 @@ void Agent::Adopt(std::vector<TenantRecord> records) {
                                     {"gpu", std::to_string(gpu_index)},
                                     {"pid", std::to_string(rec.pid)},
                                     {"alive", alive ? "true" : "false"}});
+        if (alive && rec.state == TenantState::kStopping) {
+          // The previous agent died while deleting it, and the SIGKILL that would have ended
+          // the grace period died with it: start the delete over (SIGTERM, a fresh grace
+          // period, then SIGKILL by the reaper) rather than leave it stopping forever.
+          SignalLocked(rec, SIGTERM);
+          t.resumed_kill_at =
+              std::chrono::steady_clock::now() + std::chrono::milliseconds(config_.grace_period_ms);
+          LogEvent("tenant.stopping", {{"id", rec.id},
+                                       {"grace_ms", std::to_string(config_.grace_period_ms)},
+                                       {"resumed", "true"}});
+        }
       }
       if (!lost.empty()) {
         rec.state = TenantState::kExited;
@@ -247,6 +266,10 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     return AgentError::Invalid("attach_pid: " + std::to_string(request.attach_pid) +
                                " is not a running process");
   }
+  if (std::string why = request.attach_pid > 0 ? WhyPidCannotJoin(request.attach_pid) : "";
+      !why.empty()) {
+    return AgentError::Invalid("attach_pid: " + why);
+  }
   if (!request.name.empty() && !ValidName(request.name)) {
     return AgentError::Invalid("name: '" + request.name +
                                "' must be 1-63 characters of letters, digits, '-', '_', '.', "
@@ -265,6 +288,9 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   place.request = request.memory;
   if (request.has_memory_limit) place.limit = request.memory_limit;
   place.policy = request.has_placement ? request.placement : config_.default_placement;
+  place.compute_request = request.compute_request;
+  place.compute_limit = request.compute_limit;
+  place.compute_strict = request.compute_strict;
   if (!request.gpu.empty()) {
     GpuInfo gpu;
     if (Status s = FindGpu(gpus_, request.gpu, &gpu); !s.ok()) {
@@ -277,15 +303,8 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   std::vector<GpuLoad> loads;
   for (size_t i = 0; i < gpus_.size(); ++i) {
     largest = std::max(largest, gpus_[i].total_bytes);
-    loads.push_back(
-        {gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed(), gpu_problem_[i]});
-  }
-  for (const GpuInfo& g : gpus_) {
-    if (LimitBytes(place, g.total_bytes) < RequestBytes(place, g.total_bytes)) {
-      return AgentError::Invalid("memory_limit: " + Human(LimitBytes(place, g.total_bytes)) +
-                                 " is below the request " +
-                                 Human(RequestBytes(place, g.total_bytes)));
-    }
+    loads.push_back({gpus_[i].index, gpus_[i].total_bytes, ledgers_[i]->Committed(),
+                     gpu_problem_[i], ComputePromisedLocked(i)});
   }
   if (!request.memory.is_fraction && request.memory.bytes > largest) {
     return AgentError::Invalid("memory: " + Human(request.memory.bytes) +
@@ -296,13 +315,25 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     return AgentError::Invalid("memory_limit: " + Human(request.memory_limit.bytes) +
                                " exceeds the largest GPU here (" + Human(largest) + ")");
   }
+  // So is a request invalid on every GPU it may go to. One invalid on some GPUs only (a byte
+  // limit below a fractional request on the larger cards) just cannot go there: Place says why.
+  // Checked before any burst reclaim, which must never kill a borrower for a request refused.
+  std::string invalid;
+  for (const GpuInfo& g : gpus_) {
+    if (place.gpu >= 0 && g.index != place.gpu) continue;
+    invalid = RequestProblem(place, g.total_bytes);
+    if (invalid.empty()) break;
+  }
+  if (!invalid.empty()) return AgentError::Invalid(invalid);
 
   PlacementResult placed = Place(place, loads);
   std::string refusal = placed.refusal;
   if (placed.candidates.empty()) {
     std::vector<uint64_t> asked;
     for (const GpuInfo& g : gpus_) asked.push_back(RequestBytes(place, g.total_bytes));
-    const BurstPlan plan = PlanBurstReclaimLocked(asked, place.gpu);
+    // Only where memory is all that is missing: a kill must never precede a refusal for another
+    // reason (compute, an invalid limit, an unhealthy GPU).
+    const BurstPlan plan = PlanBurstReclaimLocked(asked, placed.short_of_memory);
     if (plan.gpu >= 0) {
       lock.unlock();
       ReclaimBurst(plan, asked[static_cast<size_t>(plan.gpu)]);
@@ -324,19 +355,10 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
     spec.memory_limit = LimitBytes(place, gpu.total_bytes);
     // Compute as gpufrac run sets it: by default the same share of the GPU as of its memory; fair
     // mode may burst to the whole GPU, strict mode is held to its request.
-    spec.compute_request = request.compute_request >= 0 ? request.compute_request
-                                                        : static_cast<double>(spec.memory_request) /
-                                                              static_cast<double>(gpu.total_bytes);
+    spec.compute_request = ComputeRequest(place, gpu.total_bytes);
     spec.compute_mode = request.compute_strict ? ComputeMode::kStrict : ComputeMode::kFair;
     spec.priority = request.batch ? Priority::kBatch : Priority::kInference;
-    spec.compute_limit = request.compute_strict       ? spec.compute_request
-                         : request.compute_limit >= 0 ? request.compute_limit
-                                                      : 1.0;
-    if (spec.compute_limit < spec.compute_request) {
-      return AgentError::Invalid("compute_limit: " + std::to_string(spec.compute_limit) +
-                                 " is below the compute request " +
-                                 std::to_string(spec.compute_request));
-    }
+    spec.compute_limit = ComputeLimit(place, gpu.total_bytes);
     char why[256] = {};
     int ledger_index = -1;
     // The ledger re-checks under its lock: a gpufrac run on the same GPU may have taken the room.
@@ -488,6 +510,11 @@ void Agent::ReapOnce() {
   for (auto& [id, t] : tenants_) {
     TenantRecord& r = t.record;
     if (r.state == TenantState::kExited) continue;
+    if (t.resumed_kill_at != std::chrono::steady_clock::time_point{} && !t.escalated &&
+        std::chrono::steady_clock::now() >= t.resumed_kill_at) {
+      t.escalated = true;
+      SignalLocked(r, SIGKILL);
+    }
     if (r.attach_only) {
       // A reservation: it ends when deleted, or (release on exit) when what attached has ended.
       const bool none_left = PruneAttachedLocked(&r);

@@ -109,6 +109,10 @@ struct BackstopView {
   std::vector<uint64_t> unattributed;  // per GPU: bytes NVML sees held by no tenant's processes
 };
 
+// Why process `pid` may not join a tenant (it is init, the agent, or an ancestor of the agent,
+// which a delete's signals must never reach); empty when it may.
+std::string WhyPidCannotJoin(pid_t pid);
+
 class Agent {
  public:
   // Discovers GPUs, opens their ledgers, opens the state database, adopts tenants an earlier
@@ -143,6 +147,9 @@ class Agent {
     bool escalated = false;     // SIGKILL was needed
     bool burst_killed = false;  // killed for not giving borrowed memory back
     std::string backstop_kill;  // why the NVML backstop killed its processes, if it did
+    // A delete the previous agent did not finish (it died in the grace period): the reaper sends
+    // SIGKILL at this time. Unset otherwise: a live delete escalates on its own.
+    std::chrono::steady_clock::time_point resumed_kill_at{};
   };
   struct Suspect {
     int samples = 0;  // consecutive samples it was found in
@@ -163,9 +170,14 @@ class Agent {
   void SignalLocked(const TenantRecord& r, int sig) const;
   void FinishLocked(Tenant* t);
   void PersistLocked(const TenantRecord& r);
-  // When `asked` bytes fit nowhere, a GPU where taking back borrowed memory (used above request)
-  // from this agent's tenants would make room, and the borrowers to take it from.
-  BurstPlan PlanBurstReclaimLocked(const std::vector<uint64_t>& asked, int only_gpu);
+  // When `asked` bytes fit nowhere, a GPU among `short_of_memory` (those that would take the
+  // request but for free memory) where taking back borrowed memory (used above request) from this
+  // agent's tenants would make room, and the borrowers to take it from.
+  BurstPlan PlanBurstReclaimLocked(const std::vector<uint64_t>& asked,
+                                   const std::vector<int>& short_of_memory);
+  // The compute guaranteed to the live tenants of GPU position `pos` (the agent's and any gpufrac
+  // run's), as the ledger will count it at admission.
+  double ComputePromisedLocked(size_t pos) const;
   // Notifies the plan's borrowers, waits up to the deadline for `asked` bytes to be free on the
   // GPU, then kills those still borrowing and waits for their memory. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);

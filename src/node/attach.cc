@@ -4,10 +4,13 @@
 // the process under the interposer as that tenant, and from then on signals it on delete and
 // counts it among the tenant's processes.
 #include <signal.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <cstdio>
+#include <fstream>
 #include <random>
+#include <sstream>
 
 #include "node/agent.h"
 #include "node/log.h"
@@ -24,7 +27,32 @@ bool SameToken(const std::string& a, const std::string& b) {
   return diff == 0;
 }
 
+// The parent of `pid` from /proc/PID/stat (fields after the command, which may hold spaces and
+// parentheses), or 0 when it cannot be read.
+pid_t ParentPid(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return 0;
+  std::istringstream rest(stat.substr(paren + 1));
+  std::string state;
+  pid_t ppid = 0;
+  return rest >> state >> ppid ? ppid : 0;
+}
+
 }  // namespace
+
+std::string WhyPidCannotJoin(pid_t pid) {
+  // A tenant's delete signals its attached processes (SIGTERM, then SIGKILL): joining init, the
+  // agent or one of its ancestors (its supervisor, the shell that started it) to a tenant would
+  // let a delete take the agent, or the host, down.
+  if (pid == 1) return std::to_string(pid) + " is init";
+  if (pid == getpid()) return std::to_string(pid) + " is the agent itself";
+  for (pid_t at = ParentPid(getpid()); at > 1; at = ParentPid(at)) {
+    if (at == pid) return std::to_string(pid) + " is an ancestor of the agent";
+  }
+  return "";
+}
 
 std::string Agent::NewTokenLocked() {
   // 128 bits from the kernel's generator: the token is the only thing that lets a process join.
@@ -52,6 +80,9 @@ AgentError Agent::Attach(const std::string& token, pid_t pid, AttachView* out) {
   const uint64_t start = pid > 0 ? ProcessStartTime(pid) : 0;
   if (start == 0) {
     return AgentError::Invalid("pid: " + std::to_string(pid) + " is not a running process");
+  }
+  if (std::string why = WhyPidCannotJoin(pid); !why.empty()) {
+    return AgentError::Invalid("pid: " + why);
   }
   std::lock_guard lock(mu_);
   for (auto& [id, t] : tenants_) {

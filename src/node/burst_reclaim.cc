@@ -21,12 +21,12 @@ constexpr auto kPoll = std::chrono::milliseconds(10);
 
 }  // namespace
 
-Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& asked, int only_gpu) {
+Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& asked,
+                                                const std::vector<int>& short_of_memory) {
   BurstPlan best;
   uint64_t best_slack = UINT64_MAX;
-  for (size_t i = 0; i < gpus_.size(); ++i) {
-    const int gpu = gpus_[i].index;
-    if ((only_gpu >= 0 && gpu != only_gpu) || !gpu_problem_[i].empty()) continue;
+  for (const int gpu : short_of_memory) {
+    const size_t i = static_cast<size_t>(gpu);  // GPU indexes are positions in gpus_
     const uint64_t total = gpus_[i].total_bytes;
     const uint64_t committed = ledgers_[i]->Committed();
     const uint64_t free_bytes = committed < total ? total - committed : 0;

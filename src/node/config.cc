@@ -1,5 +1,6 @@
 #include "node/config.h"
 
+#include <arpa/inet.h>
 #include <grp.h>
 #include <yaml-cpp/yaml.h>
 
@@ -140,6 +141,14 @@ const std::map<std::string, Setter>& Keys() {
              std::stoul(port) > 65535) {
            return Bad(p, "'" + text + "' is not IP:PORT with a port in 1-65535");
          }
+         // An address literal, as the listener will need it: a host name ("localhost") would
+         // pass here and fail only at bind time.
+         const std::string ip = text.substr(0, colon);
+         in6_addr parsed;
+         if (inet_pton(AF_INET, ip.c_str(), &parsed) != 1 &&
+             inet_pton(AF_INET6, ip.c_str(), &parsed) != 1) {
+           return Bad(p, "'" + ip + "' is not an IPv4 or IPv6 address (a name is not resolved)");
+         }
          c->tcp_address = text;
          return Status::Ok();
        }},
@@ -269,6 +278,10 @@ Status ParseConfig(const std::string& yaml, const std::string& origin, NodeConfi
   }
   if (!config->tcp_address.empty() && config->tcp_token_file.empty()) {
     return Status::Error(origin + ": tcp.token_file: required when tcp.address is set");
+  }
+  if (config->tcp_address.empty() && !config->tcp_token_file.empty()) {
+    // Likely a forgotten address: the operator expects a TCP listener that would not exist.
+    return Status::Error(origin + ": tcp.address: required when tcp.token_file is set");
   }
   return Status::Ok();
 }

@@ -82,6 +82,13 @@ TEST(ConfigTest, TcpNeedsAValidAddressAndAToken) {
   EXPECT_NE(Refusal("tcp:\n  address: localhost\n").find("tcp.address: 'localhost' is not IP:PORT"),
             std::string::npos);
   EXPECT_NE(Refusal("tcp:\n  address: 1.2.3.4:70000\n").find("tcp.address"), std::string::npos);
+  // Names are not resolved by the listener: refused here rather than when the agent binds.
+  EXPECT_EQ(Refusal("tcp:\n  address: localhost:9400\n  token_file: /etc/t\n"),
+            "node.yaml: tcp.address: 'localhost' is not an IPv4 or IPv6 address (a name is not "
+            "resolved)");
+  ASSERT_TRUE(ParseConfig("tcp:\n  address: ::1:9400\n  token_file: /etc/t\n", "n", &c).ok());
+  EXPECT_EQ(Refusal("tcp:\n  token_file: /etc/t\n"),
+            "node.yaml: tcp.address: required when tcp.token_file is set");
 }
 
 TEST(ConfigTest, RefusesBrokenYamlWithTheLine) {

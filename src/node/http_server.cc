@@ -21,6 +21,8 @@
 #include <thread>
 #include <vector>
 
+#include "node/instance_lock.h"
+
 namespace gpufrac::node {
 namespace {
 
@@ -246,6 +248,8 @@ struct HttpServer::Impl {
   std::vector<std::thread> threads;
   std::mutex mu;
   std::condition_variable cv;
+  InstanceLock socket_lock;
+  bool bound = false;  // the socket file is ours: Stop removes it
   bool signalled = false;
   bool stopped = false;
 
@@ -277,11 +281,13 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
 
 HttpServer::~HttpServer() { Stop(); }
 
-Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) {
+Status HttpServer::Listen(const HttpServerOptions& options) {
   Impl& s = *impl_;
   s.options = options;
-  s.handler = std::move(handler);
   const std::string& path = options.socket_path;
+  // Held from before the stale-socket check: two agents starting at once could otherwise both
+  // find a dead agent's socket, and the second would unlink the first one's fresh socket.
+  if (Status e = s.socket_lock.Acquire(path, "is serving on"); !e.ok()) return e;
   const size_t slash = path.rfind('/');
   if (slash != std::string::npos && slash > 0) mkdir(path.substr(0, slash).c_str(), 0755);
   struct stat st;
@@ -296,6 +302,7 @@ Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) 
   if (!ec) CloseOnExec(s.acceptor->native_handle());
   if (!ec) s.acceptor->bind(Local::endpoint(path), ec);
   if (ec) return Status::Error("cannot bind '" + path + "': " + ec.message());
+  s.bound = true;
   // Before listen, so that nobody connects while the mode and group are still the defaults.
   if (options.socket_gid >= 0 &&
       chown(path.c_str(), static_cast<uid_t>(-1), static_cast<gid_t>(options.socket_gid)) != 0) {
@@ -309,8 +316,14 @@ Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) 
   if (ec) return Status::Error("cannot listen on '" + path + "': " + ec.message());
   if (!options.tcp_address.empty()) {
     if (Status e = ListenTcp(options, &s.ioc, &s.tcp_acceptor); !e.ok()) return e;
-    s.AcceptTcp();
   }
+  return Status::Ok();
+}
+
+void HttpServer::Serve(HttpHandler handler) {
+  Impl& s = *impl_;
+  s.handler = std::move(handler);
+  if (s.tcp_acceptor) s.AcceptTcp();
   s.signals.emplace(s.ioc, SIGINT, SIGTERM);
   s.signals->async_wait([&s](beast::error_code e, int) {
     if (e) return;
@@ -319,9 +332,14 @@ Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) 
     s.cv.notify_all();
   });
   s.Accept();
-  for (uint32_t i = 0; i < std::max(1u, options.threads); ++i) {
+  for (uint32_t i = 0; i < std::max(1u, s.options.threads); ++i) {
     s.threads.emplace_back([&s] { s.ioc.run(); });
   }
+}
+
+Status HttpServer::Start(const HttpServerOptions& options, HttpHandler handler) {
+  if (Status s = Listen(options); !s.ok()) return s;
+  Serve(std::move(handler));
   return Status::Ok();
 }
 
@@ -332,7 +350,7 @@ void HttpServer::WaitForSignal() {
 
 void HttpServer::Stop() {
   Impl& s = *impl_;
-  if (s.stopped || s.threads.empty()) return;
+  if (s.stopped || !s.bound) return;  // nothing bound: the path may be another agent's socket
   s.stopped = true;
   s.ioc.stop();
   for (std::thread& t : s.threads) t.join();

@@ -53,8 +53,14 @@ class HttpServer {
   HttpServer(const HttpServer&) = delete;
   HttpServer& operator=(const HttpServer&) = delete;
 
-  // Binds the socket (replacing a stale one left by a dead agent, refusing one a live agent
-  // answers on) and starts serving on `threads` threads.
+  // Binds and listens on the socket (replacing a stale one left by a dead agent, refusing one a
+  // live agent answers on) and the TCP address, if any. Nothing is accepted yet: clients that
+  // connect wait in the backlog until Serve. Split from Serve so that the agent can claim the
+  // socket before it adopts tenants, and so that a start that fails here has touched nothing.
+  Status Listen(const HttpServerOptions& options);
+  // Starts answering on `threads` threads.
+  void Serve(HttpHandler handler);
+  // Listen, then Serve.
   Status Start(const HttpServerOptions& options, HttpHandler handler);
   // Blocks until SIGINT or SIGTERM, then stops serving.
   void WaitForSignal();

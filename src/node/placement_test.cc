@@ -89,5 +89,48 @@ TEST(PlacementTest, AnUnhealthyGpuGetsNothingAndSaysWhy) {
             "80.0GiB");
 }
 
+TEST(PlacementTest, ALimitBelowTheRequestOnOneCardOnlyRulesOutThatCard) {
+  // 80 + 40 GiB: half is 40 GiB on GPU 0, above the 30 GiB limit, and 20 GiB on GPU 1.
+  PlacementRequest r;
+  r.request = MemoryAmount{.is_fraction = true, .fraction = 0.5, .bytes = 0};
+  r.limit = MemoryAmount{.is_fraction = false, .fraction = 0, .bytes = 30 * kGiB};
+  EXPECT_EQ(RequestProblem(r, 80 * kGiB), "memory_limit: 30.0GiB is below the request 40.0GiB");
+  EXPECT_EQ(RequestProblem(r, 40 * kGiB), "");
+  const std::vector<GpuLoad> gpus = {{0, 80 * kGiB, 0, ""}, {1, 40 * kGiB, 30 * kGiB, ""}};
+  PlacementResult p = Place(r, gpus);
+  EXPECT_TRUE(p.candidates.empty());
+  EXPECT_EQ(p.refusal,
+            "GPU 0: memory_limit: 30.0GiB is below the request 40.0GiB; GPU 1: asked 20.0GiB, free "
+            "10.0GiB of 40.0GiB");
+  // Only GPU 1 lacks nothing but memory: a burst reclaim may only look there.
+  EXPECT_EQ(p.short_of_memory, (std::vector<int>{1}));
+}
+
+TEST(PlacementTest, ComputeGuaranteesNeverOverCommitAndAreNotAMemoryShortage) {
+  PlacementRequest r = Ask(10 * kGiB);
+  r.compute_request = 0.5;
+  GpuLoad gpu = {0, 80 * kGiB, 60 * kGiB, "", 0.7};
+  PlacementResult p = Place(r, {gpu});
+  EXPECT_EQ(p.refusal, "GPU 0: compute asked 0.500, 0.300 of the GPU not yet guaranteed");
+  EXPECT_TRUE(p.short_of_memory.empty());
+  // Short of both: memory is named first, and reclaiming memory would not be enough.
+  gpu.committed_bytes = 75 * kGiB;
+  p = Place(r, {gpu});
+  EXPECT_EQ(p.refusal, "GPU 0: asked 10.0GiB, free 5.0GiB of 80.0GiB");
+  EXPECT_TRUE(p.short_of_memory.empty());
+  gpu.compute_promised = 0.5;
+  p = Place(r, {gpu});
+  EXPECT_EQ(p.refusal, "GPU 0: asked 10.0GiB, free 5.0GiB of 80.0GiB");
+  EXPECT_EQ(p.short_of_memory, (std::vector<int>{0}));
+  // The default compute request is the memory share: 40 of 80 GiB is 0.5.
+  PlacementRequest half = Ask(40 * kGiB);
+  EXPECT_DOUBLE_EQ(ComputeRequest(half, 80 * kGiB), 0.5);
+  half.compute_limit = 0.25;
+  EXPECT_EQ(RequestProblem(half, 80 * kGiB),
+            "compute_limit: 0.250 is below the compute request 0.500");
+  half.compute_strict = true;  // strict: the limit is the request
+  EXPECT_EQ(RequestProblem(half, 80 * kGiB), "");
+}
+
 }  // namespace
 }  // namespace gpufrac::node

@@ -167,6 +167,51 @@ TEST_F(NodeApiTest, PlacesByBinPackSpreadAndExplicitGpuAndRefusesWithReasons) {
   EXPECT_EQ(Call("GET", "/v1/tenants").body["tenants"].size(), 6u);
 }
 
+// Fractions resolve per card: a byte limit below the request on one card is fine on another, and
+// is refused only where it is below (400 only when it is below on every card it may go to).
+TEST_F(NodeApiTest, ChecksTheLimitAgainstTheRequestOnEachCardOfMixedSizes) {
+  devices_ = "H100:80GiB,A100:40GiB";
+  StartAgent();
+  const json sleep = {"sleep", "30"};
+  // Half of GPU 1 is 20 GiB, within 30 GiB (half of GPU 0 would be 40 GiB, above it).
+  json t = Create({{"name", "half"},
+                   {"memory", "0.5"},
+                   {"memory_limit", "30GiB"},
+                   {"gpu", 1},
+                   {"command", sleep}});
+  EXPECT_EQ(t["gpu"], 1);
+  EXPECT_EQ(t["memory"]["limit"], 30 * kGiB);
+  // Without an explicit GPU it goes where it is valid, and says why not elsewhere when full.
+  t = Create(
+      {{"name", "third"}, {"memory", "0.25"}, {"memory_limit", "15GiB"}, {"command", sleep}});
+  EXPECT_EQ(t["gpu"], 1);
+  ApiReply r =
+      Call("POST", "/v1/tenants",
+           json({{"name", "x"}, {"memory", "0.5"}, {"memory_limit", "30GiB"}, {"command", sleep}})
+               .dump());
+  EXPECT_EQ(r.status, 409) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"],
+            "does not fit: GPU 0: memory_limit: 30.0GiB is below the request 40.0GiB; GPU 1: asked "
+            "20.0GiB, free 10.0GiB of 40.0GiB");
+  // Below the request on the one card asked for, or on every card: the caller's mistake.
+  r = Call("POST", "/v1/tenants",
+           json({{"name", "x"},
+                 {"memory", "0.5"},
+                 {"memory_limit", "30GiB"},
+                 {"gpu", 0},
+                 {"command", sleep}})
+               .dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "memory_limit: 30.0GiB is below the request 40.0GiB");
+  r = Call("POST", "/v1/tenants",
+           json({{"name", "x"}, {"memory", "0.5"}, {"memory_limit", "10GiB"}, {"command", sleep}})
+               .dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  // A size above the smaller card but within the larger, limit a fraction: valid on GPU 0.
+  t = Create({{"name", "big"}, {"memory", "45GiB"}, {"memory_limit", "1.0"}, {"command", sleep}});
+  EXPECT_EQ(t["gpu"], 0);
+}
+
 TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
   StartAgent("api:\n  request_timeout: 1s\n");
   // A slow client that never finishes its request, held open through everything below.
@@ -182,6 +227,10 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
     std::string message;
   };
   const std::string cmd = "\"command\": [\"true\"]";
+  // A live process that is nothing to the agent, for pids that must pass the pid checks.
+  const pid_t sleeper_pid = StartProcess({"sleep", "30"}, {}, TempDir() + "/sleeper.out");
+  tenant_pids_.push_back(sleeper_pid);
+  const std::string sleeper = std::to_string(sleeper_pid);
   const std::vector<Case> cases = {
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\",", 400, "malformed JSON body"},
       {"POST", "/v1/tenants", "[1, 2]", 400, "the body must be a JSON object"},
@@ -193,6 +242,8 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "memory: 900.0GiB exceeds the largest GPU here (80.0GiB)"},
       {"POST", "/v1/tenants", "{\"memory\": \"99999999999TiB\", " + cmd + "}", 400,
        "memory: '99999999999TiB'"},
+      {"POST", "/v1/tenants", "{\"memory\": \"1e-12\", " + cmd + "}", 400,
+       "memory: the fraction resolves to 0 bytes on a 80.0GiB card"},
       {"POST", "/v1/tenants", "{\"memory\": \"2GiB\", \"memory_limit\": \"1GiB\", " + cmd + "}",
        400, "memory_limit: 1.0GiB is below the request 2.0GiB"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"release\": \"on_exit\", " + cmd + "}", 400,
@@ -219,8 +270,9 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "unknown field 'as'"},
       {"POST", "/v1/attach", "{\"token\": \"x\", \"pid\": 2147483647}", 400,
        "pid: 2147483647 is not a running process"},
-      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": 1}", 403,
+      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": " + sleeper + "}", 403,
        "no running attach-only tenant has this token"},
+      {"POST", "/v1/attach", "{\"token\": \"nope\", \"pid\": 1}", 400, "pid: 1 is init"},
       {"GET", "/v1/attach", "", 405, "method GET not allowed on /v1/attach"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"command\": []}", 400,
        "command: expected a non-empty array"},
@@ -238,7 +290,7 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
        "compute: expected a share of the GPU in [0, 1]"},
       {"POST", "/v1/tenants",
        "{\"memory\": \"1GiB\", \"compute\": 0.5, \"compute_limit\": 0.2, " + cmd + "}", 400,
-       "compute_limit: 0.200000 is below the compute request 0.500000"},
+       "compute_limit: 0.200 is below the compute request 0.500"},
       {"POST", "/v1/tenants", "{\"memory\": \"1GiB\", \"priority\": \"urgent\", " + cmd + "}", 400,
        "priority: expected"},
       {"POST", "/v1/tenants",

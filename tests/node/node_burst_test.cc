@@ -125,5 +125,52 @@ TEST_F(NodeBurstTest, AnAttachOnlyBorrowerIsNotifiedThroughItsMembers) {
   EXPECT_EQ(Committed(0), 40 * kGiB);
 }
 
+// A request that would be refused anyway (invalid, or its compute guarantee does not fit) never
+// costs a borrower its memory: it is refused before any reclaim starts.
+TEST_F(NodeBurstTest, ARequestRefusedForAnotherReasonKillsNoBorrower) {
+  StartAgent("burst_reclaim_deadline: 300ms\n");
+  Create({{"name", "hog"},
+          {"memory", "10GiB"},
+          {"memory_limit", "80GiB"},
+          {"command", {Probe(), "hold", "alloc", "60GiB"}}});
+  WaitTenant("hog", [](const json& b) { return b["memory"]["used"] >= 60 * kGiB; });
+  const json sleep = {"sleep", "30"};
+  // 30 GiB would need a reclaim, but the compute limit is below the compute request: 400.
+  ApiReply r = Call("POST", "/v1/tenants",
+                    json({{"name", "bad"},
+                          {"memory", "30GiB"},
+                          {"compute", 0.9},
+                          {"compute_limit", 0.1},
+                          {"command", sleep}})
+                        .dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "compute_limit: 0.100 is below the compute request 0.900");
+  // The default compute request follows memory (30 of 80 GiB): 0.375, above this limit.
+  r = Call("POST", "/v1/tenants",
+           json({{"name", "bad"}, {"memory", "30GiB"}, {"compute_limit", 0.1}, {"command", sleep}})
+               .dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "compute_limit: 0.100 is below the compute request 0.375");
+  // Valid, but its compute guarantee does not fit beside the others (0.125 + 0.8 taken): 409.
+  Create({{"name", "busy"}, {"memory", "1GiB"}, {"compute", 0.8}, {"command", sleep}});
+  r = Call(
+      "POST", "/v1/tenants",
+      json({{"name", "late"}, {"memory", "30GiB"}, {"compute", 0.5}, {"command", sleep}}).dump());
+  EXPECT_EQ(r.status, 409) << r.raw;
+  EXPECT_NE(r.raw.find("does not fit: GPU 0: asked 30.0GiB, free 18.5GiB"), std::string::npos)
+      << r.raw;
+  // With the memory there, compute is what it says.
+  r = Call(
+      "POST", "/v1/tenants",
+      json({{"name", "late"}, {"memory", "1GiB"}, {"compute", 0.5}, {"command", sleep}}).dump());
+  EXPECT_EQ(r.status, 409) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"],
+            "does not fit: GPU 0: compute asked 0.500, 0.075 of the GPU not yet guaranteed");
+  // The borrower was never notified, let alone killed.
+  EXPECT_EQ(Call("GET", "/v1/tenants/hog").body["state"], "running");
+  EXPECT_EQ(ReadFile(agent_log_).find("burst_notified"), std::string::npos);
+  EXPECT_GE(Call("GET", "/v1/tenants/hog").body["memory"]["used"].get<uint64_t>(), 60 * kGiB);
+}
+
 }  // namespace
 }  // namespace gpufrac::testing

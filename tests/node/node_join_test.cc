@@ -132,6 +132,35 @@ TEST_F(NodeJoinTest, AttachOnlyTenantsAreJoinedWithTheirToken) {
             "settings apply)\n");
 }
 
+// A delete signals a tenant's attached processes, so neither the agent nor a process whose end
+// takes the agent with it (its parent: here this test, a supervisor in production) may join one.
+TEST_F(NodeJoinTest, TheAgentAndItsAncestorsCannotJoinATenant) {
+  StartAgent();
+  const std::string self = std::to_string(agent_);
+  const std::string parent = std::to_string(getpid());  // the agent's parent
+  ApiReply r = Call("POST", "/v1/tenants",
+                    json({{"name", "a"}, {"memory", "1GiB"}, {"attach_pid", agent_}}).dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "attach_pid: " + self + " is the agent itself");
+  r = Call("POST", "/v1/tenants",
+           json({{"name", "a"}, {"memory", "1GiB"}, {"attach_pid", getpid()}}).dump());
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "attach_pid: " + parent + " is an ancestor of the agent");
+  EXPECT_EQ(Committed(0), 0u);
+
+  json t = Create({{"name", "svc"}, {"memory", "1GiB"}});
+  for (const pid_t pid : {agent_, getpid()}) {
+    r = Call("POST", "/v1/attach", json({{"token", t["token"]}, {"pid", pid}}).dump());
+    EXPECT_EQ(r.status, 400) << r.raw;
+    EXPECT_NE(r.raw.find("pid: " + std::to_string(pid) + " is "), std::string::npos) << r.raw;
+  }
+  // ASSERT: were they attached, the delete below would signal the agent and this test.
+  ASSERT_EQ(Call("GET", "/v1/tenants/svc").body["attached"].size(), 0u);
+  json gone = Call("DELETE", "/v1/tenants/svc?grace=1s").body;
+  EXPECT_EQ(gone["state"], "exited");
+  EXPECT_EQ(Call("GET", "/v1/health").status, 200);  // the agent is still here
+}
+
 // An attach-only tenant survives an agent restart with its token and its joined processes.
 TEST_F(NodeJoinTest, AttachOnlyTenantsAreAdoptedAfterAnAgentRestart) {
   StartAgent();

@@ -2,6 +2,7 @@
 // with their exit status; a kill -9 of the agent and a restart adopt live tenants without
 // allocating anything twice, and reclaim those that died meanwhile.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include "node_test_support.h"
 #include "runtime/process_identity.h"
@@ -100,6 +101,42 @@ TEST_F(NodeRestartTest, AKilledAgentIsRestartedAndAdoptsLiveTenantsWithoutDouble
   const pid_t pid = live["pid"].get<pid_t>();
   EXPECT_FALSE(ProcessIsAlive(pid, ProcessStartTime(pid)));
   EXPECT_EQ(Committed(0), 40 * kGiB);
+}
+
+// The agent dies (kill -9) in a delete's grace period: the next agent finishes the delete (SIGTERM
+// again, a fresh grace period, SIGKILL) instead of leaving the tenant stopping forever.
+TEST_F(NodeRestartTest, ADeleteCutShortByAnAgentCrashIsFinishedByTheNextAgent) {
+  StartAgent();  // grace_period: 2s
+  const std::string ready = TempDir() + "/ready";
+  Create({{"name", "stubborn"},
+          {"memory", "10GiB"},
+          {"command",
+           {"sh", "-c", "trap '' TERM; touch " + ready + "; while :; do sleep 0.1; done"}}});
+  // Only once it ignores SIGTERM: before, the delete would simply end it.
+  for (int i = 0; i < 500 && access(ready.c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_EQ(access(ready.c_str(), F_OK), 0);
+  // A delete with a long grace period, never read back: the agent dies while it waits.
+  const int deleting = ConnectRaw(socket_);
+  ASSERT_GE(deleting, 0);
+  const std::string del = "DELETE /v1/tenants/stubborn?grace=60s HTTP/1.1\r\nHost: x\r\n\r\n";
+  ASSERT_EQ(write(deleting, del.data(), del.size()), static_cast<ssize_t>(del.size()));
+  WaitTenant("stubborn", [](const json& b) { return b["state"] == "stopping"; });
+  KillAgent(SIGKILL);
+  close(deleting);
+
+  StartAgent();
+  const auto start = std::chrono::steady_clock::now();
+  json done = WaitTenant("stubborn", Exited, 8000);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(6));
+  EXPECT_EQ(done["reason"],
+            "deleted, SIGKILL after the grace period; exit status unknown (adopted)");
+  EXPECT_EQ(done["processes"], 0);
+  EXPECT_EQ(Committed(0), 0u);
+  EXPECT_NE(
+      ReadFile(agent_log_).find("event=tenant.stopping id=stubborn grace_ms=2000 resumed=true"),
+      std::string::npos);
 }
 
 // restart: on-failure: a command that fails is started again in the same admission, up to
