@@ -63,8 +63,10 @@ void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 
 
 // --- accounting ---
 // Charges `bytes` to the tenant on device `ordinal` (as this process numbers devices) before the
-// driver is asked. False means refused: the caller returns CUDA_ERROR_OUT_OF_MEMORY.
-bool Charge(int ordinal, uint64_t bytes);
+// driver is asked. Returns CUDA_SUCCESS, or the error the caller returns instead of calling the
+// driver: CUDA_ERROR_OUT_OF_MEMORY when refused, or the driver's own error when it cannot name the
+// device yet (before cuInit), which the guarded call would have met too.
+int ChargeDevice(int ordinal, uint64_t bytes);
 void Credit(int ordinal, uint64_t bytes);
 // The device of the calling thread's current context, or -1.
 int CurrentOrdinal();

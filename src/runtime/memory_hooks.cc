@@ -25,7 +25,7 @@ template <typename Allocate, typename Handle>
 int ChargedAllocation(int ordinal, uint64_t bytes, AllocKind kind, Allocate allocate,
                       Handle* handle_out) {
   if (ordinal < 0) return allocate();  // no context: the driver reports the error
-  if (!Charge(ordinal, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (const int refused = ChargeDevice(ordinal, bytes); refused != CUDA_SUCCESS) return refused;
   const int r = allocate();
   if (r != CUDA_SUCCESS) {
     Credit(ordinal, bytes);
@@ -91,7 +91,7 @@ void Reconcile(PoolCharge& p) {
   const uint64_t reserved = PoolReserved(p.pool);
   if (reserved > p.charged) {
     // Growth beyond the estimate (at most one granule): charged after the fact, unconditionally.
-    if (!Charge(p.ordinal, reserved - p.charged)) {
+    if (ChargeDevice(p.ordinal, reserved - p.charged) != CUDA_SUCCESS) {
       Log(LogLevel::kDebug, "pool grew %llu bytes past its estimate",
           static_cast<unsigned long long>(reserved - p.charged));
     }
@@ -125,7 +125,7 @@ int PoolAllocation(CUmemoryPool pool, int ordinal, uint64_t bytes, Allocate allo
     const uint64_t used = PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
     const uint64_t cached = p->charged > used ? p->charged - used : 0;
     const uint64_t growth = bytes > cached ? RoundUp(bytes - cached, kPoolGranule) : 0;
-    if (growth == 0 || Charge(ordinal, growth)) {
+    if (growth == 0 || ChargeDevice(ordinal, growth) == CUDA_SUCCESS) {
       p->charged += growth;
       r = allocate();
       Reconcile(*p);  // the real growth replaces the estimate, whether or not it succeeded
@@ -237,7 +237,7 @@ GPUFRAC_EXPORT int cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t w
       AllocRecord record{};
       Allocations().Take(AllocKind::kDevicePointer, *dptr, &record);
       if (actual > estimate) {
-        Charge(ordinal, actual - estimate);
+        ChargeDevice(ordinal, actual - estimate);  // allocated already: cannot be refused now
       } else {
         Credit(ordinal, estimate - actual);
       }

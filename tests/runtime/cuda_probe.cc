@@ -22,6 +22,8 @@
 //     ranks SECONDS KERNELS         two processes, one per visible GPU, as tensor-parallel ranks:
 //                                  each launches KERNELS kernels and synchronizes, then both meet
 //                                  at a barrier; print "iterations=<n>" done together
+//     preinit API BYTES            retain a context and allocate with vmm before cuInit (both must
+//                                  fail), then allocate BYTES with API as usual
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
 #include <dlfcn.h>
 #include <sys/mman.h>
@@ -350,6 +352,15 @@ void Bursts(int count, int kernels, int period_ms) {
   printf("p50_us=%.0f p99_us=%.0f max_us=%.0f\n", pct(0.5), pct(0.99), latencies.back());
 }
 
+// Driver calls before cuInit fail, and must not leave the device unmanaged afterwards.
+void PreInit(const std::string& api, uint64_t bytes) {
+  CUcontext ctx = nullptr;
+  printf("early_context_result=%d ", g.PrimaryCtxRetain(&ctx, 0));
+  printf("early_vmm_result=%d\n", Allocate("vmm", bytes));
+  Start();
+  printf("result=%d\n", Allocate(api, bytes));
+}
+
 void WaitForFile(const char* path) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (access(path, F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
@@ -428,6 +439,10 @@ int main(int argc, char** argv) {
   const std::string& command = args[0];
   if (command == "ranks" && args.size() == 3) {
     Ranks(atof(args[1].c_str()), atoi(args[2].c_str()));
+    return 0;
+  }
+  if (command == "preinit" && args.size() == 3) {
+    PreInit(args[1], Size(args[2].c_str()));
     return 0;
   }
   Start();

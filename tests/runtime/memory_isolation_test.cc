@@ -55,6 +55,16 @@ INSTANTIATE_TEST_SUITE_P(AllocationApis, PerApiTest,
                          ::testing::Values("alloc", "pitch", "managed", "async", "pool", "vmm",
                                            "array", "array3d", "mipmap"));
 
+// A driver call made before cuInit fails as the driver fails it, and the device is still managed
+// once the program initializes: the failed lookup is not remembered as "unmanaged".
+TEST_P(PerApiTest, CallsBeforeCuInitDoNotTurnEnforcementOff) {
+  ProcessResult r = RunProbe({"--memory", "2GiB"}, {"preinit", GetParam(), "3GiB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Field(r.out, "early_context_result"), 3u) << r.out;  // CUDA_ERROR_NOT_INITIALIZED
+  EXPECT_EQ(Field(r.out, "early_vmm_result"), 3u) << r.out;
+  EXPECT_EQ(Field(r.out, "result"), 2u) << r.out;  // over the limit: CUDA_ERROR_OUT_OF_MEMORY
+}
+
 TEST_F(MemoryIsolationTest, WithoutGpufracTheSameProgramGetsTheWholeCard) {
   devices_ = "H100:4GiB";
   ProcessResult r = RunProcess({Probe(), "fill", "alloc", "256MiB"}, SimEnv());
