@@ -70,6 +70,9 @@ int ChargeDevice(int ordinal, uint64_t bytes);
 void Credit(int ordinal, uint64_t bytes);
 // The device of the calling thread's current context, or -1.
 int CurrentOrdinal();
+// Reconciles every pool's charge with its reservation after memory may have gone back to one
+// (pool_hooks.cc).
+void ReconcilePoolsAfterFree();
 // The workload's view of a device: true and the tenant's limit and headroom when managed.
 bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
 // The same, for a device named by UUID (NVML's numbering differs from CUDA's).
