@@ -111,6 +111,13 @@ int Run(const RunFlags& flags) {
   } else if (!flags.mode.empty() && flags.mode != "fair") {
     return Fail("--mode '" + flags.mode + "': expected fair or strict");
   }
+  // Strict holds a tenant to its request: a request of 0 would be a cap of no GPU time at all.
+  if (request.compute_mode == ComputeMode::kStrict && request.compute_request == 0) {
+    return Fail("--mode strict needs --compute above 0 (strict caps the tenant at its request)");
+  }
+  if (request.compute_limit == 0) {
+    return Fail("--compute-limit '" + flags.compute_limit + "': a cap of no GPU time at all");
+  }
   if (flags.priority == "batch") {
     request.priority = Priority::kBatch;
   } else if (!flags.priority.empty() && flags.priority != "inference") {

@@ -18,7 +18,7 @@ namespace {
 
 constexpr int kMaxDevices = 64;
 
-enum class DeviceMode : int { kUnknown = 0, kManaged, kUnmanaged, kDenied };
+enum class DeviceMode : int { kUnknown = 0, kManaged, kDenied };
 
 struct DeviceState {
   DeviceMode mode;
@@ -60,14 +60,17 @@ void FormatUuid(const CUuuid& uuid, char* out, size_t size) {
            b[14], b[15]);
 }
 
-bool DeviceUuid(int ordinal, char* out, size_t size) {
+// CUDA_SUCCESS, or the driver's reason it cannot name the device (not initialized yet, no such
+// device).
+int DeviceUuid(int ordinal, char* out, size_t size) {
   using UuidFn = int (*)(CUuuid*, CUdevice);
   auto get_uuid = reinterpret_cast<UuidFn>(RealDriverSymbol("cuDeviceGetUuid_v2"));
   if (get_uuid == nullptr) get_uuid = reinterpret_cast<UuidFn>(RealDriverSymbol("cuDeviceGetUuid"));
+  if (get_uuid == nullptr) return CUDA_ERROR_NOT_FOUND;
   CUuuid uuid{};
-  if (get_uuid == nullptr || get_uuid(&uuid, ordinal) != CUDA_SUCCESS) return false;
+  if (const int r = get_uuid(&uuid, ordinal); r != CUDA_SUCCESS) return r;
   FormatUuid(uuid, out, size);
-  return true;
+  return CUDA_SUCCESS;
 }
 
 // The i-th entry of a comma list ("20GiB,0.5"), or the only entry when there is one.
@@ -131,10 +134,13 @@ bool SelfRegister(DeviceState& d, int ordinal, uint64_t card_bytes) {
   return true;
 }
 
-DeviceMode SetUpDevice(int ordinal, DeviceState& d) {
+// Finds the tenant on the device and claims this process's slot. kUnknown, with the driver's
+// error in *lookup_error, while the driver cannot name the device.
+DeviceMode SetUpDevice(int ordinal, DeviceState& d, int* lookup_error) {
   d.slot = -1;
   d.refusal_logged = false;
-  if (!DeviceUuid(ordinal, d.uuid, sizeof d.uuid)) return DeviceMode::kUnmanaged;
+  *lookup_error = DeviceUuid(ordinal, d.uuid, sizeof d.uuid);
+  if (*lookup_error != CUDA_SUCCESS) return DeviceMode::kUnknown;
   bool opened = d.ledger.OpenAsTenant(d.uuid);
   if (!opened || d.ledger.FindTenant(GetConfig().tenant, &d.generation) < 0) {
     size_t total = 0;
@@ -173,7 +179,12 @@ DeviceMode SetUpDevice(int ordinal, DeviceState& d) {
   return DeviceMode::kManaged;
 }
 
-DeviceState* Device(int ordinal) {
+// The device's state, set up at first use. Null while the driver cannot name the device (a call
+// before cuInit, an ordinal it lacks), with the driver's error in *lookup_error (CUDA_SUCCESS when
+// the ordinal is outside what gpufrac tracks). The mode then stays unknown, so that the next call
+// asks again: a call before cuInit must not decide how the device is treated for good.
+DeviceState* Device(int ordinal, int* lookup_error) {
+  *lookup_error = CUDA_SUCCESS;
   DeviceState* devices = Devices();
   if (devices == nullptr || ordinal < 0 || ordinal >= kMaxDevices) return nullptr;
   DeviceState& d = devices[ordinal];
@@ -181,11 +192,17 @@ DeviceState* Device(int ordinal) {
   pthread_mutex_lock(&g_setup_mu);
   if (d.mode == DeviceMode::kUnknown) {
     // Everything SetUpDevice writes is published by the release store of the mode.
-    const DeviceMode mode = SetUpDevice(ordinal, d);
+    const DeviceMode mode = SetUpDevice(ordinal, d, lookup_error);
     __atomic_store_n(&d.mode, mode, __ATOMIC_RELEASE);
   }
+  const bool known = d.mode != DeviceMode::kUnknown;
   pthread_mutex_unlock(&g_setup_mu);
-  return &d;
+  return known ? &d : nullptr;
+}
+
+DeviceState* Device(int ordinal) {
+  int ignored = CUDA_SUCCESS;
+  return Device(ordinal, &ignored);
 }
 
 void LogRefusal(DeviceState& d, int ordinal, uint64_t bytes, Refusal why) {
@@ -206,20 +223,23 @@ void LogRefusal(DeviceState& d, int ordinal, uint64_t bytes, Refusal why) {
 
 }  // namespace
 
-bool Charge(int ordinal, uint64_t bytes) {
-  if (!GetConfig().managed) return true;
-  DeviceState* d = Device(ordinal);
-  if (d == nullptr || d->mode == DeviceMode::kUnmanaged) return true;
-  if (d->mode == DeviceMode::kDenied) return false;
+int ChargeDevice(int ordinal, uint64_t bytes) {
+  if (!GetConfig().managed) return CUDA_SUCCESS;
+  int lookup_error = CUDA_SUCCESS;
+  DeviceState* d = Device(ordinal, &lookup_error);
+  // The driver cannot name the device, so it would fail the call too: fail it the same way
+  // rather than let it through uncharged.
+  if (d == nullptr) return lookup_error;
+  if (d->mode == DeviceMode::kDenied) return CUDA_ERROR_OUT_OF_MEMORY;
   Refusal r = d->ledger.Reserve(d->tenant, d->generation, d->slot, bytes);
   if (r == Refusal::kTenantLimit || r == Refusal::kCardFull) {
     // Dead processes may still be charged; the real driver would already have freed them.
     if (d->ledger.ReapDead() > 0) r = d->ledger.Reserve(d->tenant, d->generation, d->slot, bytes);
   }
-  if (r == Refusal::kNone) return true;
+  if (r == Refusal::kNone) return CUDA_SUCCESS;
   d->ledger.usage()->tenants[d->tenant].refusals.fetch_add(1, std::memory_order_relaxed);
   LogRefusal(*d, ordinal, bytes, r);
-  return false;
+  return CUDA_ERROR_OUT_OF_MEMORY;
 }
 
 void Credit(int ordinal, uint64_t bytes) {
@@ -243,7 +263,7 @@ int CurrentOrdinal() {
 bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used) {
   if (!GetConfig().managed) return false;
   DeviceState* d = Device(ordinal);
-  if (d == nullptr || d->mode == DeviceMode::kUnmanaged) return false;
+  if (d == nullptr) return false;
   if (d->mode == DeviceMode::kDenied) {
     *total = *free_bytes = *used = 0;
     return true;

@@ -85,8 +85,10 @@ void ChargeHolder(Ledger& ledger, uint64_t lease, uint64_t now) {
   u.gpu_time_ns.fetch_add(held, std::memory_order_relaxed);
   u.pass.fetch_add(static_cast<uint64_t>(static_cast<double>(held) / Weight(spec)),
                    std::memory_order_relaxed);
-  const double limit = spec.compute_limit;
-  if (limit > 0 && limit < 1) {
+  // A cap at or near 0 (a strict tenant that asked for no compute) would otherwise read as no cap
+  // at all: it is held to the minimal share instead.
+  const double limit = spec.compute_limit < kMinimumWeight ? kMinimumWeight : spec.compute_limit;
+  if (limit < 1) {
     // Sit out long enough that held / (held + rest) = limit.
     const uint64_t rest = static_cast<uint64_t>(static_cast<double>(held) * (1 - limit) / limit);
     u.not_before_ns.store(stop + rest, std::memory_order_relaxed);

@@ -19,7 +19,7 @@ template <typename Create>
 int CreateCharged(CUcontext* ctx, CUdevice dev, Create create) {
   if (!Enforcing() || ctx == nullptr || dev < 0 || dev >= kMaxDevices) return create();
   const uint64_t bytes = GetConfig().context_bytes;
-  if (!Charge(dev, bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
+  if (const int refused = ChargeDevice(dev, bytes); refused != CUDA_SUCCESS) return refused;
   const int r = create();
   if (r != CUDA_SUCCESS) {
     Credit(dev, bytes);
@@ -47,11 +47,9 @@ GPUFRAC_EXPORT int cuDevicePrimaryCtxRetain(CUcontext* ctx, CUdevice dev) {
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || dev < 0 || dev >= kMaxDevices) return real(ctx, dev);
   pthread_mutex_lock(&g_ctx_mu);
-  int r = CUDA_SUCCESS;
   // The primary context exists once per device however often it is retained.
-  if (g_primary_refs[dev] == 0 && !Charge(dev, GetConfig().context_bytes)) {
-    r = CUDA_ERROR_OUT_OF_MEMORY;
-  } else {
+  int r = g_primary_refs[dev] == 0 ? ChargeDevice(dev, GetConfig().context_bytes) : CUDA_SUCCESS;
+  if (r == CUDA_SUCCESS) {
     r = real(ctx, dev);
     if (r == CUDA_SUCCESS) {
       ++g_primary_refs[dev];

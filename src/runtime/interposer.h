@@ -63,11 +63,16 @@ void Log(LogLevel level, const char* format, ...) __attribute__((format(printf, 
 
 // --- accounting ---
 // Charges `bytes` to the tenant on device `ordinal` (as this process numbers devices) before the
-// driver is asked. False means refused: the caller returns CUDA_ERROR_OUT_OF_MEMORY.
-bool Charge(int ordinal, uint64_t bytes);
+// driver is asked. Returns CUDA_SUCCESS, or the error the caller returns instead of calling the
+// driver: CUDA_ERROR_OUT_OF_MEMORY when refused, or the driver's own error when it cannot name the
+// device yet (before cuInit), which the guarded call would have met too.
+int ChargeDevice(int ordinal, uint64_t bytes);
 void Credit(int ordinal, uint64_t bytes);
 // The device of the calling thread's current context, or -1.
 int CurrentOrdinal();
+// Reconciles every pool's charge with its reservation after memory may have gone back to one
+// (pool_hooks.cc).
+void ReconcilePoolsAfterFree();
 // The workload's view of a device: true and the tenant's limit and headroom when managed.
 bool ManagedView(int ordinal, uint64_t* total, uint64_t* free_bytes, uint64_t* used);
 // The same, for a device named by UUID (NVML's numbering differs from CUDA's).

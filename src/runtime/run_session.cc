@@ -1,7 +1,10 @@
 #include "runtime/run_session.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,10 +13,13 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <utility>
 
 #include "common/human_bytes.h"
 #include "runtime/gpu_inventory.h"
@@ -27,6 +33,8 @@ namespace {
 constexpr auto kReapInterval = std::chrono::milliseconds(100);
 
 std::atomic<pid_t> g_child{0};
+// A signal that arrived after the command exited, for the processes it left running.
+std::atomic<int> g_signal_for_leftovers{0};
 
 // The tenant admitted on one GPU's ledger.
 struct Registration {
@@ -83,7 +91,78 @@ Status Admit(const RunRequest& request, const TenantSpec& base, const GpuInfo& g
 
 void ForwardSignal(int signal_number) {
   const pid_t child = g_child.load();
-  if (child > 0) kill(child, signal_number);
+  if (child > 0) {
+    kill(child, signal_number);
+  } else {
+    g_signal_for_leftovers.store(signal_number);
+  }
+}
+
+constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+
+void HandleForwardedSignals(int flags) {
+  struct sigaction forward {};
+  forward.sa_handler = ForwardSignal;
+  sigemptyset(&forward.sa_mask);
+  forward.sa_flags = flags;
+  for (int sig : kForwardedSignals) sigaction(sig, &forward, nullptr);
+}
+
+// Starts `body` on a thread that never takes the forwarded signals: they must interrupt the main
+// thread's wait (WaitForLeftovers).
+template <typename Body>
+std::thread StartWithoutForwardedSignals(Body body) {
+  sigset_t forwarded, old;
+  sigemptyset(&forwarded);
+  for (int sig : kForwardedSignals) sigaddset(&forwarded, sig);
+  pthread_sigmask(SIG_BLOCK, &forwarded, &old);
+  std::thread thread(std::move(body));
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
+  return thread;
+}
+
+// The parent pid in /proc/PID/stat (field 4, after the parenthesized command name), or -1.
+pid_t ParentOf(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/stat", pid);
+  const int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  char text[512];
+  const ssize_t n = read(fd, text, sizeof text - 1);
+  close(fd);
+  if (n <= 0) return -1;
+  text[n] = '\0';
+  const char* after_name = strrchr(text, ')');
+  char state = 0;
+  int parent = -1;
+  if (after_name == nullptr || sscanf(after_name + 1, " %c %d", &state, &parent) != 2) return -1;
+  return parent;
+}
+
+void SignalChildren(int signal_number) {
+  DIR* proc = opendir("/proc");
+  if (proc == nullptr) return;
+  const pid_t self = getpid();
+  while (dirent* entry = readdir(proc)) {
+    const pid_t pid = static_cast<pid_t>(atoi(entry->d_name));
+    if (pid > 0 && ParentOf(pid) == self) kill(pid, signal_number);
+  }
+  closedir(proc);
+}
+
+// Waits for what the command left running. This process is a child subreaper, so every
+// descendant that outlives the command becomes its child; they may hold GPU memory under the
+// tenant, which must stay registered (and reaped) until the last of them is gone. Signals are
+// passed on to them.
+void WaitForLeftovers() {
+  HandleForwardedSignals(0);  // no SA_RESTART: a signal interrupts the wait below
+  if (waitpid(-1, nullptr, WNOHANG) == 0) {
+    fprintf(stderr, "gpufrac run: the command exited; waiting for the processes it left running\n");
+  }
+  for (;;) {
+    if (const int sig = g_signal_for_leftovers.exchange(0); sig != 0) SignalChildren(sig);
+    if (waitpid(-1, nullptr, 0) < 0 && errno != EINTR) return;  // ECHILD: none left
+  }
 }
 
 }  // namespace
@@ -171,6 +250,12 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   std::string visible;
   for (const auto& r : registrations) visible += (visible.empty() ? "" : ",") + r->gpu.uuid;
 
+  // Descendants that outlive the command are reparented here rather than to init, so that the
+  // tenant can be kept until they are gone (WaitForLeftovers).
+  if (prctl(PR_SET_CHILD_SUBREAPER, 1) != 0) {
+    unregister_all();
+    return Status::Error(std::string("cannot become a child subreaper: ") + strerror(errno));
+  }
   std::string error;
   const pid_t child =
       SpawnTenantProcess(request.command, ChildEnvironment(interposer, tenant, visible), &error);
@@ -179,17 +264,13 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
     return Status::Error(error);
   }
   g_child.store(child);
-  struct sigaction forward {};
-  forward.sa_handler = ForwardSignal;
-  sigemptyset(&forward.sa_mask);
-  forward.sa_flags = SA_RESTART;
-  for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT}) sigaction(sig, &forward, nullptr);
+  HandleForwardedSignals(SA_RESTART);
 
   // Reclaims the memory of tenant processes that die (SIGKILL included) while the command runs.
   std::mutex mu;
   std::condition_variable wake;
   bool done = false;
-  std::thread reaper([&] {
+  std::thread reaper = StartWithoutForwardedSignals([&] {
     std::unique_lock lock(mu);
     while (!done) {
       for (auto& r : registrations) r->ledger.ReapDead();
@@ -199,6 +280,8 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
   int status = 0;
   while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
   }
+  g_child.store(0);  // reaped: its pid may be reused
+  WaitForLeftovers();
   {
     std::lock_guard lock(mu);
     done = true;

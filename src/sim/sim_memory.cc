@@ -50,6 +50,8 @@ CUresult FreeRecorded(uint64_t key) {
 // Releases what a pool caches beyond max(used, keep). Caller holds Proc().mu.
 void TrimPool(Pool* pool, uint64_t keep) {
   const uint64_t floor = pool->used > keep ? pool->used : keep;
+  // Checked before rounding: a threshold near UINT64_MAX (keep everything) would wrap to 0.
+  if (floor >= pool->reserved) return;
   const uint64_t target = RoundUp(floor, kGranularity);
   if (pool->reserved > target) {
     State().Free(Physical(pool->ordinal), pool->reserved - target);

@@ -145,6 +145,31 @@ TEST_F(ComputeSharingTest, StrictHalfGetsHalfOnAnIdleGpu) {
   }
 }
 
+// A strict tenant with no compute request (registered by hand: gpufrac run refuses it) is held to
+// the minimal share, not left uncapped.
+TEST_F(ComputeSharingTest, AStrictTenantWithoutAComputeRequestGetsTheMinimalShare) {
+  Ledger owner;
+  ASSERT_TRUE(owner.OpenAsOwner(Uuid(0).c_str(), 80 * kGiB));
+  TenantSpec spec;
+  snprintf(spec.name, sizeof spec.name, "nothing");
+  spec.memory_request = spec.memory_limit = 8 * kGiB;
+  spec.compute_request = spec.compute_limit = 0;
+  spec.compute_mode = ComputeMode::kStrict;
+  int index = -1;
+  char why[200] = {};
+  ASSERT_TRUE(owner.RegisterTenant(spec, getpid(), &index, why, sizeof why)) << why;
+  Env env = SimEnv();
+  env["LD_PRELOAD"] = std::string(GPUFRAC_BUILD_DIR) + "/lib/libgpufrac.so";
+  env["GPUFRAC_TENANT"] = "nothing";
+  ProcessResult r = RunProcess({Probe(), "spin", "3", "1000"}, env);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Throttled this hard, the probe reaches few window boundaries: count its kernels in all.
+  uint64_t kernels = 0;
+  for (const auto& [window, k] : Windows(r.out)) kernels += k;
+  EXPECT_LT(kernels * kKernelUs / 3e6, 0.05) << r.out;
+  owner.UnregisterTenant(index, owner.limits()->tenants[index].generation);
+}
+
 TEST_F(ComputeSharingTest, ALoneFairTenantBorrowsTheIdleGpu) {
   const pid_t plain = StartProcess({Probe(), "spin", "2", "1000"}, SimEnv(), TempDir() + "/plain");
   ASSERT_EQ(WaitProcess(plain, std::chrono::seconds(30)), 0);
@@ -304,7 +329,9 @@ TEST_F(ComputeSharingTest, BadComputeFlagsAreRefused) {
            {{"--mode", "greedy"}, "--mode 'greedy'"},
            {{"--priority", "urgent"}, "--priority 'urgent'"},
            {{"--mode", "strict", "--compute-limit", "0.9"}, "cannot be combined"},
-           {{"--compute", "0.6", "--compute-limit", "0.3"}, "below the compute request"}}) {
+           {{"--compute", "0.6", "--compute-limit", "0.3"}, "below the compute request"},
+           {{"--mode", "strict", "--compute", "0"}, "--mode strict needs --compute above 0"},
+           {{"--compute", "0", "--compute-limit", "0"}, "--compute-limit '0'"}}) {
     std::vector<std::string> argv = {"run", "--fraction", "0.5"};
     argv.insert(argv.end(), args.begin(), args.end());
     argv.insert(argv.end(), {"--", "true"});

@@ -22,6 +22,13 @@
 //     ranks SECONDS KERNELS         two processes, one per visible GPU, as tensor-parallel ranks:
 //                                  each launches KERNELS kernels and synchronizes, then both meet
 //                                  at a barrier; print "iterations=<n>" done together
+//     preinit API BYTES            retain a context and allocate with vmm before cuInit (both must
+//                                  fail), then allocate BYTES with API as usual
+//     pool-device DEVICE BYTES     with the context on device 0, allocate BYTES twice from a pool
+//                                  on DEVICE; print the results and both devices' free memory
+//     pool-destroy BYTES           allocate and free BYTES in a pool that caches everything,
+//                                  destroy it, then cuMemAlloc BYTES; print free memory throughout
+//     pool-churn COUNT             COUNT cycles of pool create, allocate, free, destroy
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
 #include <dlfcn.h>
 #include <sys/mman.h>
@@ -70,6 +77,8 @@ struct Driver {
   CUresult (*MemAllocAsync)(CUdeviceptr*, size_t, CUstream);
   CUresult (*MemFreeAsync)(CUdeviceptr, CUstream);
   CUresult (*MemPoolCreate)(CUmemoryPool*, const CUmemPoolProps*);
+  CUresult (*MemPoolDestroy)(CUmemoryPool);
+  CUresult (*MemPoolSetAttribute)(CUmemoryPool, CUmemPool_attribute, void*);
   CUresult (*MemAllocFromPoolAsync)(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
   CUresult (*StreamSynchronize)(CUstream);
   CUresult (*MemCreate)(CUmemGenericAllocationHandle*, size_t, const CUmemAllocationProp*,
@@ -147,6 +156,8 @@ void Load(const std::string& mode) {
   BIND(MemAllocAsync, "cuMemAllocAsync", "cuMemAllocAsync");
   BIND(MemFreeAsync, "cuMemFreeAsync", "cuMemFreeAsync");
   BIND(MemPoolCreate, "cuMemPoolCreate", "cuMemPoolCreate");
+  BIND(MemPoolDestroy, "cuMemPoolDestroy", "cuMemPoolDestroy");
+  BIND(MemPoolSetAttribute, "cuMemPoolSetAttribute", "cuMemPoolSetAttribute");
   BIND(MemAllocFromPoolAsync, "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync");
   BIND(StreamSynchronize, "cuStreamSynchronize", "cuStreamSynchronize");
   BIND(MemCreate, "cuMemCreate", "cuMemCreate");
@@ -189,6 +200,22 @@ uint64_t Size(const char* text) {
   return bytes;
 }
 
+CUmemoryPool CreatePool(CUdevice device) {
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = device;
+  CUmemoryPool pool = nullptr;
+  if (g.MemPoolCreate(&pool, &props) != CUDA_SUCCESS) Die("cuMemPoolCreate failed");
+  return pool;
+}
+
+size_t FreeMemory() {
+  size_t free_bytes = 0, total = 0;
+  if (g.MemGetInfo(&free_bytes, &total) != CUDA_SUCCESS) Die("cuMemGetInfo failed");
+  return free_bytes;
+}
+
 // One allocation of about `bytes` with `api`; returns the result code.
 CUresult Allocate(const std::string& api, uint64_t bytes) {
   CUdeviceptr ptr = 0;
@@ -200,14 +227,7 @@ CUresult Allocate(const std::string& api, uint64_t bytes) {
   }
   if (api == "async") return g.MemAllocAsync(&ptr, bytes, nullptr);
   if (api == "pool") {
-    static CUmemoryPool pool = nullptr;
-    if (pool == nullptr) {
-      CUmemPoolProps props{};
-      props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
-      props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
-      props.location.id = 0;
-      if (g.MemPoolCreate(&pool, &props) != CUDA_SUCCESS) Die("cuMemPoolCreate failed");
-    }
+    static CUmemoryPool pool = CreatePool(0);
     return g.MemAllocFromPoolAsync(&ptr, bytes, pool, nullptr);
   }
   if (api == "vmm") {
@@ -350,6 +370,59 @@ void Bursts(int count, int kernels, int period_ms) {
   printf("p50_us=%.0f p99_us=%.0f max_us=%.0f\n", pct(0.5), pct(0.99), latencies.back());
 }
 
+// Driver calls before cuInit fail, and must not leave the device unmanaged afterwards.
+void PreInit(const std::string& api, uint64_t bytes) {
+  CUcontext ctx = nullptr;
+  printf("early_context_result=%d ", g.PrimaryCtxRetain(&ctx, 0));
+  printf("early_vmm_result=%d\n", Allocate("vmm", bytes));
+  Start();
+  printf("result=%d\n", Allocate(api, bytes));
+}
+
+// A pool's memory is its device's, whichever device the current context is on.
+void PoolOnDevice(CUdevice device, uint64_t bytes) {
+  CUmemoryPool pool = CreatePool(device);
+  CUdeviceptr first = 0, second = 0;
+  const CUresult r1 = g.MemAllocFromPoolAsync(&first, bytes, pool, nullptr);
+  const CUresult r2 = g.MemAllocFromPoolAsync(&second, bytes, pool, nullptr);
+  const size_t context_free = FreeMemory();
+  CUcontext ctx = nullptr;
+  if (g.PrimaryCtxRetain(&ctx, device) != CUDA_SUCCESS) Die("context on the pool's device");
+  g.CtxSetCurrent(ctx);
+  printf("first_result=%d second_result=%d context_free=%zu pool_device_free=%zu\n", r1, r2,
+         context_free, FreeMemory());
+}
+
+void PoolDestroy(uint64_t bytes) {
+  CUmemoryPool pool = CreatePool(0);
+  cuuint64_t keep_everything = UINT64_MAX;  // as frameworks keep freed memory cached
+  g.MemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep_everything);
+  CUdeviceptr ptr = 0;
+  if (g.MemAllocFromPoolAsync(&ptr, bytes, pool, nullptr) != CUDA_SUCCESS) Die("pool alloc");
+  const size_t allocated_free = FreeMemory();
+  g.MemFreeAsync(ptr, nullptr);
+  g.StreamSynchronize(nullptr);
+  const size_t cached_free = FreeMemory();
+  if (g.MemPoolDestroy(pool) != CUDA_SUCCESS) Die("cuMemPoolDestroy");
+  const size_t destroyed_free = FreeMemory();
+  printf("allocated_free=%zu cached_free=%zu destroyed_free=%zu result=%d\n", allocated_free,
+         cached_free, destroyed_free, g.MemAlloc(&ptr, bytes));
+}
+
+void PoolChurn(int count) {
+  int cycles = 0;
+  CUresult r = CUDA_SUCCESS;
+  for (; cycles < count; ++cycles) {
+    CUmemoryPool pool = CreatePool(0);
+    CUdeviceptr ptr = 0;
+    if ((r = g.MemAllocFromPoolAsync(&ptr, 1 << 20, pool, nullptr)) != CUDA_SUCCESS) break;
+    g.MemFreeAsync(ptr, nullptr);
+    g.StreamSynchronize(nullptr);
+    if ((r = g.MemPoolDestroy(pool)) != CUDA_SUCCESS) break;
+  }
+  printf("cycles=%d last_result=%d cuda_free=%zu\n", cycles, r, FreeMemory());
+}
+
 void WaitForFile(const char* path) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (access(path, F_OK) != 0 && std::chrono::steady_clock::now() < deadline) {
@@ -430,6 +503,10 @@ int main(int argc, char** argv) {
     Ranks(atof(args[1].c_str()), atoi(args[2].c_str()));
     return 0;
   }
+  if (command == "preinit" && args.size() == 3) {
+    PreInit(args[1], Size(args[2].c_str()));
+    return 0;
+  }
   Start();
   if (command == "info") {
     PrintInfo();
@@ -484,6 +561,12 @@ int main(int argc, char** argv) {
     g.MemGetInfo(&free4, &total);
     printf("alloc_delta=%zu ipc_delta=%zu vmm_delta=%zu after_release_delta=%zu\n", free0 - free1,
            free1 - free2, free2 - free3, free3 - free4);
+  } else if (command == "pool-device" && args.size() == 3) {
+    PoolOnDevice(atoi(args[1].c_str()), Size(args[2].c_str()));
+  } else if (command == "pool-destroy" && args.size() == 2) {
+    PoolDestroy(Size(args[1].c_str()));
+  } else if (command == "pool-churn" && args.size() == 2) {
+    PoolChurn(atoi(args[1].c_str()));
   } else if (command == "spin" && args.size() >= 3) {
     Spin(atof(args[1].c_str()), static_cast<uint64_t>(atoi(args[2].c_str())) * 1000,
          args.size() >= 4 ? static_cast<uint64_t>(atoi(args[3].c_str())) : 0);

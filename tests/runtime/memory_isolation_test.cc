@@ -55,6 +55,16 @@ INSTANTIATE_TEST_SUITE_P(AllocationApis, PerApiTest,
                          ::testing::Values("alloc", "pitch", "managed", "async", "pool", "vmm",
                                            "array", "array3d", "mipmap"));
 
+// A driver call made before cuInit fails as the driver fails it, and the device is still managed
+// once the program initializes: the failed lookup is not remembered as "unmanaged".
+TEST_P(PerApiTest, CallsBeforeCuInitDoNotTurnEnforcementOff) {
+  ProcessResult r = RunProbe({"--memory", "2GiB"}, {"preinit", GetParam(), "3GiB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Field(r.out, "early_context_result"), 3u) << r.out;  // CUDA_ERROR_NOT_INITIALIZED
+  EXPECT_EQ(Field(r.out, "early_vmm_result"), 3u) << r.out;
+  EXPECT_EQ(Field(r.out, "result"), 2u) << r.out;  // over the limit: CUDA_ERROR_OUT_OF_MEMORY
+}
+
 TEST_F(MemoryIsolationTest, WithoutGpufracTheSameProgramGetsTheWholeCard) {
   devices_ = "H100:4GiB";
   ProcessResult r = RunProcess({Probe(), "fill", "alloc", "256MiB"}, SimEnv());
@@ -118,6 +128,36 @@ TEST_F(MemoryIsolationTest, BurstsAboveTheRequestUpToTheLimit) {
       RunProbe({"--memory", "1GiB", "--memory-limit", "3GiB"}, {"fill", "alloc", "256MiB"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Field(r.out, "filled"), 3 * kGiB - context_bytes_);
+}
+
+// The pool is on GPU 1 and the context on GPU 0: GPU 1's limit governs the pool.
+TEST_F(MemoryIsolationTest, APoolIsChargedToItsOwnGpu) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  ProcessResult r = RunProbe({"--gpu", "0,1", "--memory", "30GiB"}, {"pool-device", "1", "20GiB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Field(r.out, "first_result"), 0u) << r.out;
+  EXPECT_EQ(Field(r.out, "second_result"), 2u) << r.out;  // 40 GiB on GPU 1 is over its 30
+  EXPECT_EQ(Field(r.out, "context_free"), 30 * kGiB - context_bytes_) << r.out;
+  EXPECT_EQ(Field(r.out, "pool_device_free"), 10 * kGiB - context_bytes_) << r.out;
+}
+
+// What a destroyed pool cached goes back to the tenant (and the card).
+TEST_F(MemoryIsolationTest, DestroyingAPoolCreditsWhatItCached) {
+  ProcessResult r = RunProbe({"--memory", "10GiB"}, {"pool-destroy", "8GiB"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const uint64_t empty = 10 * kGiB - context_bytes_;
+  EXPECT_EQ(Field(r.out, "allocated_free"), empty - 8 * kGiB) << r.out;
+  EXPECT_EQ(Field(r.out, "cached_free"), empty - 8 * kGiB) << r.out;  // the pool keeps it all
+  EXPECT_EQ(Field(r.out, "destroyed_free"), empty) << r.out;
+  EXPECT_EQ(Field(r.out, "result"), 0u) << r.out;
+}
+
+// Pools created and destroyed one after another never run out of bookkeeping.
+TEST_F(MemoryIsolationTest, PoolChurnLeavesNothingCharged) {
+  ProcessResult r = RunProbe({"--memory", "2GiB"}, {"pool-churn", "300"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Field(r.out, "cycles"), 300u) << r.out;
+  EXPECT_EQ(Field(r.out, "cuda_free"), 2 * kGiB - context_bytes_) << r.out;
 }
 
 TEST_F(MemoryIsolationTest, TwoHalvesCannotExceedTheCard) {

@@ -1,6 +1,10 @@
 // gpufrac run end to end: bad input is refused with exit code 2, one line, nothing left behind;
-// the command's exit status passes through; the workload sees only its GPU.
+// the command's exit status passes through; the workload sees only its GPU; the tenant lasts as
+// long as any process the command started.
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/sim_fixture.h"
 
@@ -108,6 +112,45 @@ TEST_F(RunCommandTest, RefusesWhatDoesNotFit) {
   EXPECT_NE(r.err.find("already exists"), std::string::npos) << r.err;
   ASSERT_EQ(system(("touch " + barrier).c_str()), 0);
   EXPECT_EQ(WaitProcess(holder, std::chrono::seconds(20)), 0);
+  ExpectNoTenants();
+}
+
+// A process the command leaves running (here holding GPU memory) keeps the tenant registered until
+// it exits; a signal to gpufrac run reaches it.
+TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
+  const std::string dir = TempDir();
+  const std::string script = Probe() + " hold alloc 2GiB > " + dir + "/hold & echo $! > " + dir +
+                             "/pid; while ! grep -q ready " + dir + "/hold; do sleep 0.01; done";
+  const pid_t run = StartProcess(
+      {Gpufrac(), "run", "--memory", "4GiB", "--tenant", "leaver", "--", "sh", "-c", script},
+      SimEnv(), dir + "/run.out");
+  std::string pid_text;
+  for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
+  for (int t = 0; t < 1000 && ReadFile(dir + "/hold").find("ready") == std::string::npos; ++t) {
+    usleep(10000);
+  }
+  ASSERT_NE(ReadFile(dir + "/hold").find("ready"), std::string::npos);
+  const pid_t leftover = std::stoi(pid_text);
+  // Whatever fails below, the leftover must not outlive the test (it holds the test's stderr).
+  struct Killer {
+    pid_t pid;
+    ~Killer() {
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  } killer{leftover};
+  usleep(300000);  // the shell is gone by now: only the probe it started still runs
+  int status = 0;
+  EXPECT_EQ(waitpid(run, &status, WNOHANG), 0) << "gpufrac run returned before its leftovers";
+  Ledger ledger;
+  ASSERT_TRUE(ledger.OpenAsTenant(Uuid(0).c_str()));
+  uint64_t generation = 0;
+  const int tenant = ledger.FindTenant("leaver", &generation);
+  ASSERT_GE(tenant, 0) << "the tenant was removed while its process held memory";
+  EXPECT_EQ(ledger.usage()->tenants[tenant].used.load(), 2 * kGiB + context_bytes_);
+  kill(run, SIGTERM);
+  EXPECT_EQ(WaitProcess(run, std::chrono::seconds(10)), 0);  // the shell's status
+  EXPECT_NE(kill(leftover, 0), 0) << "SIGTERM did not reach the leftover probe";
+  if (kill(leftover, 0) != 0) killer.pid = 0;  // reaped: the pid may name another process soon
   ExpectNoTenants();
 }
 

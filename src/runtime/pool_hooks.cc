@@ -1,0 +1,309 @@
+// Stream-ordered memory pools: charged by how much a pool's reservation grows, on the device the
+// pool's memory lives on, and credited as the reservation shrinks (at synchronizations, trims and
+// the pool's destruction). Each pool this process uses has one entry in a small table.
+#include <pthread.h>
+
+#include <cstdint>
+
+#include "runtime/interposer.h"
+
+namespace gpufrac::runtime {
+namespace {
+
+constexpr uint64_t kPoolGranule = 2ull << 20;
+// Live pools at once; an entry is freed when its pool is destroyed.
+constexpr int kMaxPools = 256;
+constexpr int kHostPool = -1;  // memory on the host: not charged
+
+uint64_t RoundUp(uint64_t v, uint64_t to) { return (v + to - 1) / to * to; }
+
+bool Enforcing() { return GetConfig().managed; }
+
+struct PoolCharge {
+  CUmemoryPool pool;
+  int ordinal;       // the device its memory lives on, or kHostPool
+  uint64_t charged;  // what this process has charged for the pool's reservation
+};
+PoolCharge g_pools[kMaxPools];
+int g_pool_count = 0;
+bool g_pools_may_shrink = false;
+pthread_mutex_t g_pool_mu = PTHREAD_MUTEX_INITIALIZER;
+
+using PoolAttrFn = int (*)(CUmemoryPool, CUmemPool_attribute, void*);
+using DeviceGetPoolFn = int (*)(CUmemoryPool*, CUdevice);
+using DeviceCountFn = int (*)(int*);
+
+uint64_t PoolAttribute(CUmemoryPool pool, CUmemPool_attribute attribute) {
+  static PoolAttrFn get_attr = nullptr;
+  if (get_attr == nullptr) {
+    get_attr = reinterpret_cast<PoolAttrFn>(RealDriverSymbol("cuMemPoolGetAttribute"));
+  }
+  cuuint64_t value = 0;
+  if (get_attr == nullptr || get_attr(pool, attribute, &value) != CUDA_SUCCESS) return 0;
+  return value;
+}
+
+uint64_t PoolReserved(CUmemoryPool pool) {
+  return PoolAttribute(pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT);
+}
+
+// A device's pool as the driver names it: `current` the one cuMemAllocAsync uses, else its
+// default pool. Null if the driver has none.
+CUmemoryPool DevicePool(int ordinal, bool current) {
+  static DeviceGetPoolFn get_current = nullptr;
+  static DeviceGetPoolFn get_default = nullptr;
+  if (get_current == nullptr) {
+    get_current = reinterpret_cast<DeviceGetPoolFn>(RealDriverSymbol("cuDeviceGetMemPool"));
+  }
+  if (get_default == nullptr) {
+    get_default = reinterpret_cast<DeviceGetPoolFn>(RealDriverSymbol("cuDeviceGetDefaultMemPool"));
+  }
+  DeviceGetPoolFn get = current && get_current != nullptr ? get_current : get_default;
+  CUmemoryPool pool = nullptr;
+  if (get == nullptr || get(&pool, ordinal) != CUDA_SUCCESS) return nullptr;
+  return pool;
+}
+
+// The device of a pool not made by cuMemPoolCreate (a device's default pool), or -1.
+int DeviceOfUncreatedPool(CUmemoryPool pool) {
+  static DeviceCountFn get_count = nullptr;
+  if (get_count == nullptr) {
+    get_count = reinterpret_cast<DeviceCountFn>(RealDriverSymbol("cuDeviceGetCount"));
+  }
+  int count = 0;
+  if (get_count == nullptr || get_count(&count) != CUDA_SUCCESS) return -1;
+  for (int ordinal = 0; ordinal < count; ++ordinal) {
+    if (DevicePool(ordinal, false) == pool || DevicePool(ordinal, true) == pool) return ordinal;
+  }
+  return -1;
+}
+
+PoolCharge* FindPool(CUmemoryPool pool) {  // g_pool_mu held
+  for (int i = 0; i < g_pool_count; ++i) {
+    if (g_pools[i].pool == pool) return &g_pools[i];
+  }
+  return nullptr;
+}
+
+PoolCharge* TrackPool(CUmemoryPool pool, int ordinal) {  // g_pool_mu held
+  if (PoolCharge* known = FindPool(pool); known != nullptr) return known;
+  if (g_pool_count == kMaxPools) return nullptr;
+  g_pools[g_pool_count] = PoolCharge{pool, ordinal, 0};
+  return &g_pools[g_pool_count++];
+}
+
+void ForgetPool(PoolCharge* p) {  // g_pool_mu held
+  *p = g_pools[--g_pool_count];
+}
+
+// Brings a pool's charge in line with its real reservation. g_pool_mu held.
+void Reconcile(PoolCharge& p) {
+  if (p.ordinal == kHostPool) return;
+  const uint64_t reserved = PoolReserved(p.pool);
+  if (reserved > p.charged) {
+    // Growth beyond the estimate (at most one granule): charged after the fact, unconditionally.
+    if (ChargeDevice(p.ordinal, reserved - p.charged) != CUDA_SUCCESS) {
+      Log(LogLevel::kDebug, "pool grew %llu bytes past its estimate",
+          static_cast<unsigned long long>(reserved - p.charged));
+    }
+  } else if (reserved < p.charged) {
+    Credit(p.ordinal, p.charged - reserved);
+  }
+  p.charged = reserved;
+}
+
+void ReconcileAllPools() {
+  if (!Enforcing() || !__atomic_load_n(&g_pools_may_shrink, __ATOMIC_ACQUIRE)) return;
+  pthread_mutex_lock(&g_pool_mu);
+  for (int i = 0; i < g_pool_count; ++i) Reconcile(g_pools[i]);
+  g_pools_may_shrink = false;
+  pthread_mutex_unlock(&g_pool_mu);
+}
+
+// Allocates from `pool` through `allocate`, charging the pool's growth to the pool's device.
+// `fallback_ordinal` is used for a pool gpufrac cannot place (none is known to exist).
+template <typename Allocate>
+int PoolAllocation(CUmemoryPool pool, int fallback_ordinal, uint64_t bytes, Allocate allocate) {
+  pthread_mutex_lock(&g_pool_mu);
+  PoolCharge* p = FindPool(pool);
+  if (p == nullptr) {
+    const int ordinal = DeviceOfUncreatedPool(pool);
+    if (ordinal < 0) Log(LogLevel::kDebug, "a pool of unknown device: charged to the current one");
+    p = TrackPool(pool, ordinal >= 0 ? ordinal : fallback_ordinal);
+  }
+  if (p == nullptr) {
+    pthread_mutex_unlock(&g_pool_mu);
+    Log(LogLevel::kError, "more than %d memory pools: refusing to allocate untracked", kMaxPools);
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
+  if (p->ordinal == kHostPool) {
+    pthread_mutex_unlock(&g_pool_mu);
+    return allocate();
+  }
+  Reconcile(*p);
+  int r = CUDA_ERROR_OUT_OF_MEMORY;
+  for (int attempt = 0; attempt < 2; ++attempt) {
+    // The most the reservation can grow by: the request less what the pool has cached.
+    const uint64_t used = PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
+    const uint64_t cached = p->charged > used ? p->charged - used : 0;
+    const uint64_t growth = bytes > cached ? RoundUp(bytes - cached, kPoolGranule) : 0;
+    const int refused = growth == 0 ? CUDA_SUCCESS : ChargeDevice(p->ordinal, growth);
+    if (refused == CUDA_SUCCESS) {
+      p->charged += growth;
+      r = allocate();
+      Reconcile(*p);  // the real growth replaces the estimate, whether or not it succeeded
+      break;
+    }
+    r = refused;
+    if (attempt == 0 && refused == CUDA_ERROR_OUT_OF_MEMORY) {
+      // At the limit: give back what the pool caches unused, then try once more.
+      auto trim = REAL(cuMemPoolTrimTo);
+      if (trim == nullptr) break;
+      trim(pool, 0);
+      Reconcile(*p);
+    } else {
+      break;
+    }
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+  return r;
+}
+
+template <typename RealFn>
+int AllocAsync(RealFn real, CUdeviceptr* dptr, size_t bytes, CUstream stream) {
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  if (!Enforcing()) return real(dptr, bytes, stream);
+  const int ordinal = CurrentOrdinal();
+  CUmemoryPool pool = ordinal >= 0 ? DevicePool(ordinal, true) : nullptr;
+  if (pool == nullptr) return real(dptr, bytes, stream);
+  return PoolAllocation(pool, ordinal, bytes, [&] { return real(dptr, bytes, stream); });
+}
+
+template <typename RealFn>
+int AllocFromPool(RealFn real, CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                  CUstream stream) {
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  if (!Enforcing() || pool == nullptr) return real(dptr, bytes, pool, stream);
+  const int ordinal = CurrentOrdinal();
+  if (ordinal < 0) return real(dptr, bytes, pool, stream);  // no context: the driver fails it
+  return PoolAllocation(pool, ordinal, bytes, [&] { return real(dptr, bytes, pool, stream); });
+}
+
+template <typename RealFn>
+int FreeAsync(RealFn real, CUdeviceptr dptr, CUstream stream) {
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real(dptr, stream);
+  // Pool memory returns to the pool, not the card, until a synchronization or trim releases it.
+  if (r == CUDA_SUCCESS) __atomic_store_n(&g_pools_may_shrink, true, __ATOMIC_RELEASE);
+  return r;
+}
+
+}  // namespace
+
+void ReconcilePoolsAfterFree() {
+  __atomic_store_n(&g_pools_may_shrink, true, __ATOMIC_RELEASE);
+  ReconcileAllPools();
+}
+
+void ResetPoolsAfterFork() {
+  g_pool_count = 0;
+  g_pools_may_shrink = false;
+  pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
+  g_pool_mu = fresh;
+}
+
+}  // namespace gpufrac::runtime
+
+using namespace gpufrac;
+using namespace gpufrac::runtime;
+
+// The pool's device is known only here: allocations from it may come with any current context.
+GPUFRAC_EXPORT int cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* props) {
+  auto real = REAL(cuMemPoolCreate);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  if (!Enforcing() || pool == nullptr || props == nullptr) return real(pool, props);
+  const int ordinal =
+      props->location.type == CU_MEM_LOCATION_TYPE_DEVICE ? props->location.id : kHostPool;
+  pthread_mutex_lock(&g_pool_mu);
+  int r = CUDA_ERROR_OUT_OF_MEMORY;
+  if (g_pool_count == kMaxPools) {
+    Log(LogLevel::kError, "more than %d memory pools at once: cuMemPoolCreate refused", kMaxPools);
+  } else {
+    r = real(pool, props);
+    if (r == CUDA_SUCCESS) TrackPool(*pool, ordinal);
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+  return r;
+}
+
+GPUFRAC_EXPORT int cuMemPoolDestroy(CUmemoryPool pool) {
+  auto real = REAL(cuMemPoolDestroy);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  if (!Enforcing() || pool == nullptr) return real(pool);
+  pthread_mutex_lock(&g_pool_mu);
+  PoolCharge* p = FindPool(pool);
+  // Read before the handle goes away: what is still allocated from the pool.
+  const uint64_t in_use = p != nullptr ? PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT) : 0;
+  const int r = real(pool);
+  if (r == CUDA_SUCCESS && p != nullptr) {
+    // The driver releases the cache now. Memory still allocated from the pool is released as it
+    // is freed, but those frees are not traced back to a destroyed pool: it stays charged until
+    // the process exits, erring toward charging too much rather than too little.
+    const uint64_t kept = RoundUp(in_use, kPoolGranule);
+    if (p->ordinal != kHostPool && p->charged > kept) Credit(p->ordinal, p->charged - kept);
+    ForgetPool(p);
+  }
+  pthread_mutex_unlock(&g_pool_mu);
+  return r;
+}
+
+GPUFRAC_EXPORT int cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, CUstream stream) {
+  return AllocAsync(REAL(cuMemAllocAsync), dptr, bytes, stream);
+}
+GPUFRAC_EXPORT int cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUstream stream) {
+  return AllocAsync(REAL(cuMemAllocAsync_ptsz), dptr, bytes, stream);
+}
+GPUFRAC_EXPORT int cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                                           CUstream stream) {
+  return AllocFromPool(REAL(cuMemAllocFromPoolAsync), dptr, bytes, pool, stream);
+}
+GPUFRAC_EXPORT int cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
+                                                CUstream stream) {
+  return AllocFromPool(REAL(cuMemAllocFromPoolAsync_ptsz), dptr, bytes, pool, stream);
+}
+GPUFRAC_EXPORT int cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
+  return FreeAsync(REAL(cuMemFreeAsync), dptr, stream);
+}
+GPUFRAC_EXPORT int cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
+  return FreeAsync(REAL(cuMemFreeAsync_ptsz), dptr, stream);
+}
+
+GPUFRAC_EXPORT int cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
+  auto real = REAL(cuMemPoolTrimTo);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real(pool, keep);
+  if (r == CUDA_SUCCESS && Enforcing()) ReconcilePoolsAfterFree();
+  return r;
+}
+
+GPUFRAC_EXPORT int cuCtxSynchronize() {
+  auto real = REAL(cuCtxSynchronize);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real();
+  ReconcileAllPools();
+  return r;
+}
+GPUFRAC_EXPORT int cuStreamSynchronize(CUstream stream) {
+  auto real = REAL(cuStreamSynchronize);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real(stream);
+  ReconcileAllPools();
+  return r;
+}
+GPUFRAC_EXPORT int cuStreamSynchronize_ptsz(CUstream stream) {
+  auto real = REAL(cuStreamSynchronize_ptsz);
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real(stream);
+  ReconcileAllPools();
+  return r;
+}
