@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 
 namespace gpufrac {
 namespace {
@@ -117,6 +118,11 @@ ParseError ParseMemoryAmount(const char* text, MemoryAmount* amount) {
   const char* rest = nullptr;
   if (ParseError e = ParseNumber(text, &number, &rest); e != ParseError::kNone) return e;
   while (IsSpace(*rest)) ++rest;
+  // Without a unit, a number above 1 is a byte count and must be whole: "1.5" or "2.0" is a
+  // fraction out of range, not 1 or 2 bytes.
+  if (*rest == '\0' && number > 1 && strpbrk(text, ".eE") != nullptr) {
+    return ParseError::kOutOfRange;
+  }
   if (*rest == '\0' && number <= 1) {
     double fraction = 0;
     if (ParseError e = ParseFraction(text, &fraction); e != ParseError::kNone) return e;

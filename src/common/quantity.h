@@ -29,7 +29,8 @@ struct MemoryAmount {
   uint64_t Resolve(uint64_t card_bytes) const;
 };
 
-// "0.25" is a fraction; anything with a unit, or an integer > 1, is a size.
+// "0.25" is a fraction; anything with a unit, or an integer > 1, is a size. A unit-less number
+// above 1 written with a decimal point or an exponent ("1.5", "2.0") is out of range.
 ParseError ParseMemoryAmount(const char* text, MemoryAmount* amount);
 
 // Writes `bytes` as a short human string ("20.0GiB") into buf (at least 24 bytes).

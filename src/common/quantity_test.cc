@@ -63,6 +63,14 @@ TEST(ParseMemoryAmount, TellsFractionsFromSizes) {
   ASSERT_EQ(ParseMemoryAmount("4096", &amount), ParseError::kNone);
   EXPECT_EQ(amount.bytes, 4096u);
   EXPECT_EQ(ParseMemoryAmount("0", &amount), ParseError::kOutOfRange);
+  // Unit-less and above 1 with a decimal point: a fraction out of range, not 2 bytes.
+  EXPECT_EQ(ParseMemoryAmount("2.0", &amount), ParseError::kOutOfRange);
+  EXPECT_EQ(ParseMemoryAmount("1.5", &amount), ParseError::kOutOfRange);
+  EXPECT_EQ(ParseMemoryAmount("1e9", &amount), ParseError::kOutOfRange);
+  ASSERT_EQ(ParseMemoryAmount("1.0", &amount), ParseError::kNone);  // the whole card
+  EXPECT_TRUE(amount.is_fraction);
+  ASSERT_EQ(ParseMemoryAmount("1.5GiB", &amount), ParseError::kNone);
+  EXPECT_EQ(amount.bytes, 3ull << 29);
 }
 
 TEST(FormatBytes, IsHumanReadable) {
