@@ -89,13 +89,14 @@ Status Admit(const RunRequest& request, const TenantSpec& base, const GpuInfo& g
   return Status::Ok();
 }
 
+// Passes a signal to the command, and keeps a stopping one for what the command leaves running:
+// a shell killed by SIGTERM leaves its children here, and a supervisor that sends one SIGTERM
+// expects everything to stop (WaitForLeftovers sends it on to them). A SIGHUP to a running
+// command often means "reload", so it is not held against its leftovers.
 void ForwardSignal(int signal_number) {
   const pid_t child = g_child.load();
-  if (child > 0) {
-    kill(child, signal_number);
-  } else {
-    g_signal_for_leftovers.store(signal_number);
-  }
+  if (child > 0) kill(child, signal_number);
+  if (child <= 0 || signal_number != SIGHUP) g_signal_for_leftovers.store(signal_number);
 }
 
 constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -150,18 +151,37 @@ void SignalChildren(int signal_number) {
   closedir(proc);
 }
 
+// Waits for the command, reaping meanwhile the orphans it leaves here (this process is their
+// subreaper): left unreaped they would pile up as zombies for the command's whole life.
+int WaitForCommand(pid_t child) {
+  int status = 0;
+  for (;;) {
+    int st = 0;
+    const pid_t ended = waitpid(-1, &st, 0);
+    if (ended == child) return st;
+    if (ended < 0 && errno != EINTR) return status;  // ECHILD: cannot happen while child lives
+  }
+}
+
 // Waits for what the command left running. This process is a child subreaper, so every
 // descendant that outlives the command becomes its child; they may hold GPU memory under the
 // tenant, which must stay registered (and reaped) until the last of them is gone. Signals are
-// passed on to them.
+// passed on to them, the last one forwarded to the command first. Polls rather than blocks, so
+// that a signal arriving between the check and the wait cannot be missed.
 void WaitForLeftovers() {
-  HandleForwardedSignals(0);  // no SA_RESTART: a signal interrupts the wait below
-  if (waitpid(-1, nullptr, WNOHANG) == 0) {
-    fprintf(stderr, "gpufrac run: the command exited; waiting for the processes it left running\n");
-  }
+  constexpr timespec kPoll = {0, 20'000'000};
+  bool announced = false;
   for (;;) {
     if (const int sig = g_signal_for_leftovers.exchange(0); sig != 0) SignalChildren(sig);
-    if (waitpid(-1, nullptr, 0) < 0 && errno != EINTR) return;  // ECHILD: none left
+    const pid_t ended = waitpid(-1, nullptr, WNOHANG);
+    if (ended < 0 && errno == ECHILD) return;  // none left
+    if (ended > 0) continue;                   // one gone: look again at once
+    if (!announced) {
+      fprintf(stderr,
+              "gpufrac run: the command exited; waiting for the processes it left running\n");
+      announced = true;
+    }
+    nanosleep(&kPoll, nullptr);
   }
 }
 
@@ -277,9 +297,7 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
       wake.wait_for(lock, kReapInterval);
     }
   });
-  int status = 0;
-  while (waitpid(child, &status, 0) < 0 && errno == EINTR) {
-  }
+  const int status = WaitForCommand(child);
   g_child.store(0);  // reaped: its pid may be reused
   WaitForLeftovers();
   {

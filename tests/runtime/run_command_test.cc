@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
+
 #include "support/sim_fixture.h"
 
 namespace gpufrac::testing {
@@ -115,6 +117,26 @@ TEST_F(RunCommandTest, RefusesWhatDoesNotFit) {
   ExpectNoTenants();
 }
 
+// Parent pid and state of a process, from /proc/PID/stat; {-1, 0} when it is gone.
+std::pair<pid_t, char> ParentAndState(pid_t pid) {
+  const std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  const size_t name_end = stat.rfind(')');
+  if (name_end == std::string::npos) return {-1, 0};
+  char state = 0;
+  int parent = -1;
+  if (sscanf(stat.c_str() + name_end + 1, " %c %d", &state, &parent) != 2) return {-1, 0};
+  return {parent, state};
+}
+
+// Waits until `pid` is a child of `parent` (a leftover reparented to gpufrac run).
+bool BecomesChildOf(pid_t pid, pid_t parent) {
+  for (int t = 0; t < 1000; ++t) {
+    if (ParentAndState(pid).first == parent) return true;
+    usleep(10000);
+  }
+  return false;
+}
+
 // A process the command leaves running (here holding GPU memory) keeps the tenant registered until
 // it exits; a signal to gpufrac run reaches it.
 TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
@@ -138,7 +160,8 @@ TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
       if (pid > 0) kill(pid, SIGKILL);
     }
   } killer{leftover};
-  usleep(300000);  // the shell is gone by now: only the probe it started still runs
+  // The shell is gone once its probe is ours: only the probe it started still runs.
+  ASSERT_TRUE(BecomesChildOf(leftover, run));
   int status = 0;
   EXPECT_EQ(waitpid(run, &status, WNOHANG), 0) << "gpufrac run returned before its leftovers";
   Ledger ledger;
@@ -152,6 +175,55 @@ TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
   EXPECT_NE(kill(leftover, 0), 0) << "SIGTERM did not reach the leftover probe";
   if (kill(leftover, 0) != 0) killer.pid = 0;  // reaped: the pid may name another process soon
   ExpectNoTenants();
+}
+
+// One SIGTERM while the command (a shell) still runs stops everything: the shell dies of it, and
+// what it started, now gpufrac run's children, get it too. Supervisors send one SIGTERM.
+TEST_F(RunCommandTest, OneSigtermStopsTheCommandAndWhatItStarted) {
+  const std::string dir = TempDir();
+  const std::string script =
+      Probe() + " hold alloc 1GiB > " + dir + "/hold & echo $! > " + dir + "/pid; sleep 60";
+  const pid_t run = StartProcess(
+      {Gpufrac(), "run", "--memory", "4GiB", "--tenant", "stopper", "--", "sh", "-c", script},
+      SimEnv(), dir + "/run.out");
+  std::string pid_text;
+  for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
+  for (int t = 0; t < 1000 && ReadFile(dir + "/hold").find("ready") == std::string::npos; ++t) {
+    usleep(10000);
+  }
+  ASSERT_NE(ReadFile(dir + "/hold").find("ready"), std::string::npos);
+  struct Killer {
+    pid_t pid;
+    ~Killer() {
+      if (pid > 0) kill(pid, SIGKILL);
+    }
+  } killer{std::stoi(pid_text)};
+  kill(run, SIGTERM);
+  EXPECT_EQ(WaitProcess(run, std::chrono::seconds(10)), 128 + SIGTERM);  // the shell's status
+  EXPECT_NE(kill(killer.pid, 0), 0) << "the probe the shell started outlived one SIGTERM";
+  if (kill(killer.pid, 0) != 0) killer.pid = 0;
+  ExpectNoTenants();
+}
+
+// Orphans of the command that end while it runs are reaped, not left as zombies.
+TEST_F(RunCommandTest, OrphansThatEndWhileTheCommandRunsAreReaped) {
+  const std::string dir = TempDir();
+  const pid_t run = StartProcess({Gpufrac(), "run", "--memory", "1GiB", "--", "sh", "-c",
+                                  "for i in 1 2 3 4 5; do (sleep 0.05 &); done; "
+                                  "touch " +
+                                      dir + "/spawned; sleep 2"},
+                                 SimEnv(), dir + "/run.out");
+  for (int t = 0; t < 1000 && access((dir + "/spawned").c_str(), F_OK) != 0; ++t) usleep(10000);
+  usleep(500000);  // the sleeps (50 ms) are long over
+  int zombies = 0;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    auto [parent, state] = ParentAndState(std::stoi(name));
+    if (parent == run && state == 'Z') ++zombies;
+  }
+  EXPECT_EQ(zombies, 0);
+  EXPECT_EQ(WaitProcess(run, std::chrono::seconds(10)), 0);
 }
 
 TEST_F(RunCommandTest, RefusesUnknownFlags) {
