@@ -77,7 +77,9 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
     if (r.error == ErrorKind::kCancelled) ++s.cancelled;
     ++s.measured;
     first_start = std::min(first_start, r.start_ns);
-    last_end = std::max(last_end, r.end_ns);
+    // A cancelled request "ended" when the grace period ran out, not when the server answered:
+    // counting that would stretch the window by the grace period and understate throughput.
+    if (r.error != ErrorKind::kCancelled) last_end = std::max(last_end, r.end_ns);
     lag.push_back(Ms(r.start_ns - r.planned_ns));
     queue.push_back(Ms(r.dispatched_ns - r.planned_ns));
     if (!r.ok()) {
@@ -128,12 +130,15 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
   s.input_token_source = prompt_usage_present == s.ok ? "usage"
                          : prompt_usage_present == 0  ? "prompt words"
                                                       : "usage + prompt words";
-  s.ttft_ms = Describe(std::move(ttft));
-  s.ttst_ms = Describe(std::move(ttst));
-  s.latency_ms = Describe(std::move(latency));
-  s.itl_ms = Describe(std::move(itl));
+  // Per-request SLOs judge failures as the worst values, which needs percentiles other than the
+  // reported ones (slo.cc): the samples are kept when such an SLO is asked.
+  const bool keep = any_per_request_slo;
+  s.ttft_ms = Describe(std::move(ttft), keep);
+  s.ttst_ms = Describe(std::move(ttst), keep);
+  s.latency_ms = Describe(std::move(latency), keep);
+  s.itl_ms = Describe(std::move(itl), keep);
   s.icl_ms = Describe(std::move(icl));
-  s.output_tokens_per_user = Describe(std::move(per_user));
+  s.output_tokens_per_user = Describe(std::move(per_user), keep);
   s.output_tokens = Describe(std::move(out_tokens));
   s.input_tokens = Describe(std::move(in_tokens));
   s.schedule_lag_ms = Describe(std::move(lag));

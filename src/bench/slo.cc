@@ -58,6 +58,26 @@ const Distribution* DistributionFor(const MetricsSummary& s, SloMetric metric) {
   }
 }
 
+// The statistic over every measured request, a failed one counting as the worst value (it never
+// got its token): a run with failures does not meet a per-request objective by leaving them out.
+// So a mean, and the extreme on the bad side, are the worst value itself; a percentile p of all
+// requests, with the failures (share f) at the bad end, is the successful requests' percentile
+// p / (1 - f) for an at-most objective, (p - f) / (1 - f) for an at-least one, and the worst
+// value once the failures alone fill the tail.
+double WithFailuresAsWorst(const MetricsSummary& s, const Distribution& d, const Slo& slo) {
+  const double worst = slo.at_most ? std::numeric_limits<double>::infinity()
+                                   : -std::numeric_limits<double>::infinity();
+  if (slo.stat == "mean" || slo.stat == (slo.at_most ? "max" : "min")) return worst;
+  if (slo.stat == "min") return d.min;
+  if (slo.stat == "max") return d.max;
+  if (d.sorted.empty()) return worst;  // samples not kept: judge it failed rather than guess
+  const double f = static_cast<double>(s.failed) / static_cast<double>(s.measured);
+  const double p = std::stoi(slo.stat.substr(1)) / 100.0;
+  const double q = slo.at_most ? p / (1 - f) : (p - f) / (1 - f);
+  if (q < 0 || q > 1) return worst;
+  return PercentileOfSorted(d.sorted, q * 100);
+}
+
 }  // namespace
 
 bool Slo::per_request() const {
@@ -139,6 +159,7 @@ double SloValue(const MetricsSummary& s, const Slo& slo) {
   }
   const Distribution* d = DistributionFor(s, slo.metric);
   if (d == nullptr || d->count == 0) return std::numeric_limits<double>::quiet_NaN();
+  if (slo.per_request() && s.failed > 0 && s.measured > 0) return WithFailuresAsWorst(s, *d, slo);
   if (slo.stat == "mean") return d->mean;
   if (slo.stat == "min") return d->min;
   if (slo.stat == "max") return d->max;
@@ -152,20 +173,7 @@ bool Compare(double value, const Slo& slo) {
 }
 
 bool SloHolds(const MetricsSummary& summary, const Slo& slo) {
-  // A run with failures does not meet per-request objectives by leaving them out: a failed
-  // request counts as the worst value (it never got its token). So a mean, or the extreme on the
-  // bad side, fails with any failure, and a percentile fails when the failures alone are more
-  // than the tail it allows; within that tail, the percentile of the successful requests is
-  // judged. A run where nothing succeeded has no value and fails every objective.
-  if (slo.per_request() && summary.failed > 0 && summary.measured > 0) {
-    const double failed_share = static_cast<double>(summary.failed) / summary.measured;
-    const std::string worst_extreme = slo.at_most ? "max" : "min";
-    if (slo.stat == "mean" || slo.stat == worst_extreme) return false;
-    if (slo.stat.size() > 1 && slo.stat[0] == 'p') {
-      const double p = std::stoi(slo.stat.substr(1)) / 100.0;
-      if (failed_share > (slo.at_most ? 1 - p : p)) return false;
-    }
-  }
+  // A run where nothing succeeded has no value (NaN) and fails every objective.
   return Compare(SloValue(summary, slo), slo);
 }
 

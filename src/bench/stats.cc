@@ -22,7 +22,7 @@ double PercentileOfSorted(const std::vector<double>& sorted, double p) {
   return sorted[lower] + (sorted[upper] - sorted[lower]) * fraction;
 }
 
-Distribution Describe(std::vector<double> values) {
+Distribution Describe(std::vector<double> values, bool keep_sorted) {
   Distribution d;
   d.count = values.size();
   if (values.empty()) return d;
@@ -38,6 +38,7 @@ Distribution Describe(std::vector<double> values) {
   for (size_t i = 0; i < kPercentiles.size(); ++i) {
     d.percentiles[i] = PercentileOfSorted(values, kPercentiles[i]);
   }
+  if (keep_sorted) d.sorted = std::move(values);
   return d;
 }
 

@@ -14,6 +14,9 @@ struct Distribution {
   size_t count = 0;
   double mean = 0, min = 0, max = 0, std = 0;
   std::array<double, kPercentiles.size()> percentiles{};  // in kPercentiles order
+  // The samples, sorted, when Describe was asked to keep them (for SLOs that need a percentile
+  // other than those above); empty otherwise.
+  std::vector<double> sorted;
 
   // p must be one of kPercentiles; NaN otherwise.
   double Percentile(int p) const;
@@ -21,6 +24,6 @@ struct Distribution {
 
 // Linear-interpolated percentile of sorted values, p in [0, 100].
 double PercentileOfSorted(const std::vector<double>& sorted, double p);
-Distribution Describe(std::vector<double> values);
+Distribution Describe(std::vector<double> values, bool keep_sorted = false);
 
 }  // namespace gpufrac::bench
