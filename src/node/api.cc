@@ -332,6 +332,14 @@ Status ParseCreateTenant(const std::string& body, CreateTenantRequest* out) {
     if (out->compute_strict && j.contains("compute_limit")) {
       return Status::Error("compute_limit: not allowed with compute_mode strict (limit = request)");
     }
+    // Strict caps the tenant at its request: a request of 0 would be a tenant that never runs
+    // (gpufrac run refuses it the same way).
+    if (out->compute_strict && j.contains("compute") && out->compute_request == 0) {
+      return Status::Error("compute: a strict tenant needs a share above 0");
+    }
+  }
+  if (j.contains("compute_limit") && out->compute_limit == 0) {
+    return Status::Error("compute_limit: must be above 0 (a tenant capped at 0 never runs)");
   }
   if (j.contains("priority")) {
     const json& v = j["priority"];

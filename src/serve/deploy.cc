@@ -200,6 +200,14 @@ Status ParseShare(const Map& m, GpuShare* share) {
       share->compute_mode != "strict") {
     return Bad(m.Child("compute_mode"), "'" + share->compute_mode + "': expected fair or strict");
   }
+  // What the node agent would refuse at every replica start is refused here, once, at load.
+  if (share->compute_limit == 0) return Bad(m.Child("compute_limit"), "must be above 0");
+  if (share->compute_mode == "strict") {
+    if (share->compute_limit >= 0) {
+      return Bad(m.Child("compute_limit"), "not allowed with compute_mode strict");
+    }
+    if (share->compute == 0) return Bad(m.Child("compute"), "a strict share must be above 0");
+  }
   std::string priority = "inference";
   if (Status s = m.String("priority", &priority); !s.ok()) return s;
   if (priority != "inference" && priority != "batch") {
