@@ -41,8 +41,12 @@ class Call : public ResponseHandler {
   void OnBody(std::string_view data, int64_t received_ns) override {
     if (record_.first_byte_ns == 0) record_.first_byte_ns = received_ns;
     bool success = record_.http_status >= 200 && record_.http_status < 300;
-    // A stream keeps its first bytes too: if they hold no SSE event, they say what came instead.
-    if (body_.size() < kMaxErrorBody || (success && !stream_)) body_.append(data);
+    // A stream keeps its first bytes until its first event: if it has none, they say what came
+    // instead. (Once an event came they are not needed, and copying every event costs.)
+    const bool stream_ok = stream_ && success;
+    if ((body_.size() < kMaxErrorBody && (!stream_ok || events_ == 0)) || (success && !stream_)) {
+      body_.append(data);
+    }
     if (stream_ && success) {
       event_ns_ = received_ns;
       sse_.Feed(data);
