@@ -30,6 +30,34 @@ class RunCommandTest : public SimFixture {
     for (const TenantLimits& t : ledger.limits()->tenants) EXPECT_EQ(t.active, 0u) << t.spec.name;
     EXPECT_EQ(ledger.Committed(), 0u);
   }
+
+  // Runs `sh -c` under gpufrac run (4 GiB): the shell backgrounds a probe holding `hold` of GPU
+  // memory, then runs `then`. Returns once the probe holds it: {gpufrac run's pid, the probe's}.
+  std::pair<pid_t, pid_t> StartShellWithHoldingProbe(const std::string& dir,
+                                                     const std::string& tenant,
+                                                     const std::string& hold,
+                                                     const std::string& then) {
+    const std::string script = Probe() + " hold alloc " + hold + " > " + dir +
+                               "/hold & echo $! > " + dir + "/pid; " + then;
+    const pid_t run = StartProcess(
+        {Gpufrac(), "run", "--memory", "4GiB", "--tenant", tenant, "--", "sh", "-c", script},
+        SimEnv(), dir + "/run.out");
+    std::string pid_text;
+    for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
+    for (int t = 0; t < 1000 && ReadFile(dir + "/hold").find("ready") == std::string::npos; ++t) {
+      usleep(10000);
+    }
+    EXPECT_NE(ReadFile(dir + "/hold").find("ready"), std::string::npos);
+    return {run, pid_text.empty() ? -1 : std::stoi(pid_text)};
+  }
+};
+
+// Kills a process at the end of a test whatever failed: a leftover probe holds the test's stderr.
+struct KillOnExit {
+  pid_t pid;
+  ~KillOnExit() {
+    if (pid > 0) kill(pid, SIGKILL);
+  }
 };
 
 TEST_F(RunCommandTest, PassesTheExitStatusThrough) {
@@ -141,25 +169,10 @@ bool BecomesChildOf(pid_t pid, pid_t parent) {
 // it exits; a signal to gpufrac run reaches it.
 TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
   const std::string dir = TempDir();
-  const std::string script = Probe() + " hold alloc 2GiB > " + dir + "/hold & echo $! > " + dir +
-                             "/pid; while ! grep -q ready " + dir + "/hold; do sleep 0.01; done";
-  const pid_t run = StartProcess(
-      {Gpufrac(), "run", "--memory", "4GiB", "--tenant", "leaver", "--", "sh", "-c", script},
-      SimEnv(), dir + "/run.out");
-  std::string pid_text;
-  for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
-  for (int t = 0; t < 1000 && ReadFile(dir + "/hold").find("ready") == std::string::npos; ++t) {
-    usleep(10000);
-  }
-  ASSERT_NE(ReadFile(dir + "/hold").find("ready"), std::string::npos);
-  const pid_t leftover = std::stoi(pid_text);
-  // Whatever fails below, the leftover must not outlive the test (it holds the test's stderr).
-  struct Killer {
-    pid_t pid;
-    ~Killer() {
-      if (pid > 0) kill(pid, SIGKILL);
-    }
-  } killer{leftover};
+  auto [run, leftover] = StartShellWithHoldingProbe(
+      dir, "leaver", "2GiB", "while ! grep -q ready " + dir + "/hold; do sleep 0.01; done");
+  ASSERT_GT(leftover, 0);
+  KillOnExit killer{leftover};
   // The shell is gone once its probe is ours: only the probe it started still runs.
   ASSERT_TRUE(BecomesChildOf(leftover, run));
   int status = 0;
@@ -180,24 +193,9 @@ TEST_F(RunCommandTest, KeepsTheTenantWhileTheCommandsLeftoversRun) {
 // One SIGTERM while the command (a shell) still runs stops everything: the shell dies of it, and
 // what it started, now gpufrac run's children, get it too. Supervisors send one SIGTERM.
 TEST_F(RunCommandTest, OneSigtermStopsTheCommandAndWhatItStarted) {
-  const std::string dir = TempDir();
-  const std::string script =
-      Probe() + " hold alloc 1GiB > " + dir + "/hold & echo $! > " + dir + "/pid; sleep 60";
-  const pid_t run = StartProcess(
-      {Gpufrac(), "run", "--memory", "4GiB", "--tenant", "stopper", "--", "sh", "-c", script},
-      SimEnv(), dir + "/run.out");
-  std::string pid_text;
-  for (int t = 0; t < 1000 && (pid_text = ReadFile(dir + "/pid")).empty(); ++t) usleep(10000);
-  for (int t = 0; t < 1000 && ReadFile(dir + "/hold").find("ready") == std::string::npos; ++t) {
-    usleep(10000);
-  }
-  ASSERT_NE(ReadFile(dir + "/hold").find("ready"), std::string::npos);
-  struct Killer {
-    pid_t pid;
-    ~Killer() {
-      if (pid > 0) kill(pid, SIGKILL);
-    }
-  } killer{std::stoi(pid_text)};
+  auto [run, probe] = StartShellWithHoldingProbe(TempDir(), "stopper", "1GiB", "sleep 60");
+  ASSERT_GT(probe, 0);
+  KillOnExit killer{probe};
   kill(run, SIGTERM);
   EXPECT_EQ(WaitProcess(run, std::chrono::seconds(10)), 128 + SIGTERM);  // the shell's status
   EXPECT_NE(kill(killer.pid, 0), 0) << "the probe the shell started outlived one SIGTERM";
