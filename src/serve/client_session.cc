@@ -18,6 +18,7 @@ constexpr auto kIdleTimeout = std::chrono::minutes(5);
 constexpr auto kLinger = std::chrono::seconds(2);
 
 bool ExpectsContinue(const RequestHead& head) {
+  if (head.http10) return false;  // RFC 9110 15.2: no 1xx to an HTTP/1.0 client
   std::string value = head.Header("expect");
   for (char& c : value) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return value == "100-continue";

@@ -51,7 +51,11 @@ void Exchange::ObserveContent() {
   if (first_content_ns_ == 0) {
     first_content_ns_ = read_ns_;
     m.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
-    m.ttft_window.Add(read_ns_, static_cast<double>(read_ns_ - arrival_ns_) / 1e6);
+    // The autoscaler's window: only requests that arrived since the last change in capacity
+    // describe it. One held through a cold start waited for capacity that now exists.
+    if (arrival_ns_ >= model_->window_start_ns) {
+      m.ttft_window.Add(read_ns_, static_cast<double>(read_ns_ - arrival_ns_) / 1e6);
+    }
     replica_->metrics.ttft.Observe(Seconds(read_ns_ - arrival_ns_));
     EndAwaiting();
   } else {

@@ -136,10 +136,17 @@ bool Gateway::Authorized(const RequestHead& head) const {
   const std::string prefix = "Bearer ";
   if (auth.rfind(prefix, 0) != 0) return false;
   const std::string key = auth.substr(prefix.size());
+  // Every key is compared, each in time that does not depend on where the bytes differ: an early
+  // exit would tell a caller, by timing, how much of a key it has right.
+  bool match = false;
   for (const std::string& k : spec_.gateway.api_keys) {
-    if (k == key) return true;
+    unsigned char differ = k.size() == key.size() ? 0 : 1;
+    for (size_t i = 0; i < k.size(); ++i) {
+      differ |= static_cast<unsigned char>(k[i] ^ (i < key.size() ? key[i] : 0));
+    }
+    match |= differ == 0;
   }
-  return false;
+  return match;
 }
 
 void Gateway::Handle(const std::shared_ptr<ClientSession>& session, RequestHead head,

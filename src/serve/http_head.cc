@@ -67,6 +67,8 @@ HeadResult ParseRequestHead(std::string_view buffer, size_t max_head_bytes, Requ
   h.method = std::string(line.substr(0, sp1));
   h.target = std::string(line.substr(sp1 + 1, sp2 - sp1 - 1));
   h.keep_alive = line.substr(sp2 + 1) == "HTTP/1.1";
+  h.http10 = line.substr(sp2 + 1) == "HTTP/1.0";
+  bool has_length = false;
   size_t pos = line_end + 2;
   while (pos < text.size()) {
     size_t eol = text.find("\r\n", pos);
@@ -86,11 +88,20 @@ HeadResult ParseRequestHead(std::string_view buffer, size_t max_head_bytes, Requ
     std::string name = Lower(field.substr(0, colon));
     std::string value(Trim(field.substr(colon + 1)));
     if (name == "content-length") {
-      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), h.content_length);
+      uint64_t length = 0;
+      auto [p, ec] = std::from_chars(value.data(), value.data() + value.size(), length);
       if (ec != std::errc() || p != value.data() + value.size()) {
         *error = "bad Content-Length";
         return HeadResult::kBad;
       }
+      // Two different lengths: a proxy in front may have used the other one, and the body's end
+      // would differ between it and us (request smuggling). RFC 9112 6.3: refuse.
+      if (has_length && length != h.content_length) {
+        *error = "conflicting Content-Length headers";
+        return HeadResult::kBad;
+      }
+      has_length = true;
+      h.content_length = length;
     } else if (name == "transfer-encoding" && HasToken(value, "chunked")) {
       return HeadResult::kChunked;
     } else if (name == "connection") {

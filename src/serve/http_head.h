@@ -16,6 +16,7 @@ struct RequestHead {
   std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
   uint64_t content_length = 0;
   bool keep_alive = true;
+  bool http10 = false;    // an HTTP/1.0 client: no interim (1xx) responses to it
   size_t head_bytes = 0;  // including the blank line
 
   std::string Header(std::string_view lower_name) const;

@@ -23,6 +23,31 @@ TEST(ServeHttpHeadTest, ParsesAHeadBeforeItsBody) {
   EXPECT_EQ(head.head_bytes, req.size() - 3);
 }
 
+TEST(ServeHttpHeadTest, ConflictingContentLengthsAreRefused) {
+  RequestHead head;
+  std::string error;
+  // Two lengths: a proxy in front that took the other one would end the body elsewhere.
+  EXPECT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 50\r\n\r\n",
+                             16384, &head, &error),
+            HeadResult::kBad);
+  EXPECT_EQ(error, "conflicting Content-Length headers");
+  // The same length twice is one length.
+  ASSERT_EQ(ParseRequestHead("POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+                             16384, &head, &error),
+            HeadResult::kDone);
+  EXPECT_EQ(head.content_length, 5u);
+}
+
+TEST(ServeHttpHeadTest, KnowsAnHttp10Client) {
+  RequestHead head;
+  std::string error;
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.0\r\n\r\n", 16384, &head, &error), HeadResult::kDone);
+  EXPECT_TRUE(head.http10);
+  EXPECT_FALSE(head.keep_alive);
+  ASSERT_EQ(ParseRequestHead("GET / HTTP/1.1\r\n\r\n", 16384, &head, &error), HeadResult::kDone);
+  EXPECT_FALSE(head.http10);
+}
+
 TEST(ServeHttpHeadTest, EveryPrefixNeedsMore) {
   const std::string req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
   for (size_t n = 0; n < req.size(); ++n) {

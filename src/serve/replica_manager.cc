@@ -10,6 +10,7 @@
 #include <map>
 
 #include "bench/clock.h"
+#include "serve/exchange.h"
 #include "serve/gateway.h"
 #include "serve/health_probe.h"
 #include "serve/preemption.h"
@@ -115,6 +116,9 @@ void ReplicaManager::Tick() {
   auto& models = gateway_.models();
   for (auto it = models.begin(); it != models.end();) {
     Model& model = *it->second;
+    // Requests already answered (a queue or cold-start timeout) leave the queue here, not only
+    // when the next one comes: they are neither load nor someone waiting for a replica.
+    std::erase_if(model.queue, [](const auto& e) { return e->done(); });
     if (now - model.last_decision_ns >= gateway_.spec().autoscaler.interval_ms * kMs) {
       Autoscale(model, now);
     }
@@ -147,7 +151,11 @@ void ReplicaManager::Autoscale(Model& model, int64_t now) {
   }
   const AutoscalerSpec& a = gateway_.spec().autoscaler;
   ModelMetrics& m = model.metrics;
-  const int placed = std::max(model.CountActive(), model.spec.min_replicas);
+  // Replicas of the previous spec that still serve count as placed: failing to start their
+  // replacements must not make the count drop below them, which would drain them.
+  int stale_serving = 0;
+  for (const auto& r : model.replicas) stale_serving += r->stale && r->Routable() ? 1 : 0;
+  const int placed = std::max(model.CountActive() + stale_serving, model.spec.min_replicas);
   if (model.start_failures >= kRefusedStartsBeforeCap && model.desired > placed) {
     // The host cannot hold more (or they die before serving): stop asking, so that the count
     // the autoscaler works from is what exists. A later scale-out tries again.
@@ -249,11 +257,24 @@ void ReplicaManager::Reconcile(Model& model, int64_t now) {
   }
 }
 
+bool ReplicaManager::TenantNameInUse(const std::string& tenant) const {
+  for (const auto& [name, model] : gateway_.models()) {
+    for (const auto& r : model->replicas) {
+      if (r->tenant == tenant) return true;
+    }
+  }
+  return false;
+}
+
 void ReplicaManager::StartReplica(Model& model) {
   auto replica = std::make_shared<Replica>();
   replica->model = model.spec.name;
-  replica->tenant = tenant_prefix_ + "-" + TenantSafeName(model.spec.name) + "-" +
-                    std::to_string(model.next_seq++);
+  // A name no replica of any model holds: after a reload a removed model's replicas may still be
+  // draining under a name that a new model's would repeat ('team/a' and 'team-a').
+  do {
+    replica->tenant = tenant_prefix_ + "-" + TenantSafeName(model.spec.name) + "-" +
+                      std::to_string(model.next_seq++);
+  } while (TenantNameInUse(replica->tenant));
   replica->port = FreePort();
   replica->created_ns = replica->state_since_ns = NowNs();
   replica->creating = true;

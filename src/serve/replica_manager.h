@@ -41,6 +41,7 @@ class ReplicaManager {
   void Autoscale(Model& model, int64_t now_ns);
   void Reconcile(Model& model, int64_t now_ns);
   void StartReplica(Model& model);
+  bool TenantNameInUse(const std::string& tenant) const;
   void Drain(Model& model, Replica& replica, const std::string& why);
   void Stop(Model& model, const std::shared_ptr<Replica>& replica);
   // Deletes the replica's tenant on a worker; a delete the agent does not confirm is retried

@@ -292,6 +292,88 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_EQ(Metric("gpufrac_serve_reloads_total{result=\"refused\"}"), 2);
 }
 
+// A reload whose new replicas cannot start (more memory than the card has) keeps the old replica
+// serving: it is drained once a new one is ready, never because the new ones failed to start.
+TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
+  StartAgent();
+  // min_replicas 0: the replica serving is one the load asked for, above the floor.
+  const std::string scaling =
+      "    min_replicas: 0\n    max_replicas: 1\n    sla: {ttft_p95: 1s}\n"
+      "    scale_to_zero: {idle: 5m, hold: 10s}\n";
+  StartServe(Chat({"--ttft-ms", "5", "--itl-ms", "5"}, scaling));
+  HttpReply warm =
+      HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2), "", 20000);
+  ASSERT_EQ(warm.status, 200) << warm.body;
+  std::string grown = Chat({"--ttft-ms", "5", "--itl-ms", "5"}, scaling);
+  const std::string small = "memory: \"0.1\"";
+  grown.replace(grown.find(small), small.size(), "memory: 1000GiB");
+  WriteDeploy(grown);
+  const HttpReply reload = HttpRequest(port_, "POST", "/admin/reload");
+  ASSERT_EQ(reload.status, 200) << reload.body;
+  // Three refused starts (backoff 0.5 s, 1 s, 2 s) are where the count used to be capped.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string log = ServeLog();
+        size_t n = 0;
+        for (size_t at = 0; (at = log.find("event=replica.start_failed", at)) != std::string::npos;
+             ++at) {
+          ++n;
+        }
+        return n >= 4;
+      },
+      20000))
+      << ServeLog();
+  EXPECT_EQ(ServeLog().find("replaced after a reload"), std::string::npos) << ServeLog();
+  EXPECT_EQ(Health()["models"]["chat"]["ready"], 1);
+  HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2));
+  EXPECT_EQ(r.status, 200) << r.body;
+}
+
+// A request held for a cold start that never comes gets its 503 when the hold ends, and leaves
+// the queue then: it is no longer load, nor someone waiting for a replica to start.
+TEST_F(ServeFaultsTest, AHeldRequestThatTimedOutLeavesTheQueue) {
+  StartAgent();
+  StartServe("models:\n  - name: cold\n    command: " + Synth() +
+             "\n    gpu: {memory: 1000GiB}\n    min_replicas: 0\n    max_replicas: 1\n"
+             "    sla: {ttft_p95: 1s}\n    scale_to_zero: {idle: 1s, hold: 1s}\n");
+  HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("cold", 2));
+  EXPECT_EQ(r.status, 503) << r.body;
+  EXPECT_TRUE(WaitFor([&] { return Health()["models"]["cold"]["queued"] == 0; }, 1000))
+      << Health().dump();
+  // Nobody waits: after its failed starts the model rests at zero instead of flapping.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  const size_t seen = ServeLog().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+  const std::string later = ServeLog().substr(seen);
+  EXPECT_EQ(later.find("autoscaler.decision"), std::string::npos) << later;
+}
+
+// Requests held through a cold start waited for capacity that then exists: their TTFT (the wait
+// included) must not make the autoscaler add replicas once the load is gone.
+TEST_F(ServeFaultsTest, RequestsHeldThroughAColdStartDoNotScaleOut) {
+  StartAgent();
+  const std::string slow_start = "[sh, -c, \"sleep 2; exec " + std::string(GPUFRAC_BUILD_DIR) +
+                                 "/tests/serve_test_replica --port $0 --ttft-ms 20 --itl-ms 5\", "
+                                 "\"{port}\"]";
+  StartServe("models:\n  - name: cold\n    command: " + slow_start +
+             "\n    gpu: {memory: \"0.1\"}\n    min_replicas: 0\n    max_replicas: 3\n"
+             "    start_timeout: 30s\n    sla: {ttft_p95: 1s}\n"
+             "    scale_to_zero: {idle: 5m, hold: 15s}\n");
+  std::vector<std::thread> clients;
+  std::vector<int> status(6);
+  for (size_t i = 0; i < status.size(); ++i) {
+    clients.emplace_back([&, i] {
+      status[i] =
+          HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("cold", 3), "", 30000).status;
+    });
+  }
+  for (auto& t : clients) t.join();
+  for (int st : status) EXPECT_EQ(st, 200);
+  // Two autoscaler windows' worth of ticks with no load: still the one replica.
+  std::this_thread::sleep_for(std::chrono::milliseconds(2500));
+  EXPECT_EQ(Health()["models"]["cold"]["desired"], 1) << ServeLog();
+}
+
 TEST_F(ServeFaultsTest, AStalledReplicaFailsTheRequestInsteadOfHangingAndIsProbed) {
   StartAgent();
   // Headers and the role chunk come at once, then nothing for 5 s: past upstream_timeout.

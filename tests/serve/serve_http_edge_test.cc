@@ -181,6 +181,25 @@ TEST_F(ServeHttpEdgeTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
   EXPECT_NE(r.body.find("chat.completion"), std::string::npos) << r.body;
 }
 
+TEST_F(ServeHttpEdgeTest, AnHttp10ClientGetsNoInterimResponse) {
+  StartAgent();
+  StartServe("models:\n" + SlowChat());
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  const std::string body = ChatBody("chat", 2, false);
+  const int fd = ConnectLoopback(port_);
+  ASSERT_GE(fd, 0);
+  std::string head = Post(body, "Expect: 100-continue\r\n");
+  head.replace(head.find("HTTP/1.1"), 8, "HTTP/1.0");
+  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+  // RFC 9110 15.2: a 1xx must not go to an HTTP/1.0 client (it sends the body without waiting).
+  pollfd p{fd, POLLIN, 0};
+  EXPECT_EQ(poll(&p, 1, 500), 0) << "an interim response went to an HTTP/1.0 client";
+  ASSERT_EQ(send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
+  HttpReply r = ReadReply(fd, 5000);
+  close(fd);
+  EXPECT_EQ(r.status, 200);
+}
+
 TEST_F(ServeHttpEdgeTest, AReloadKeepsTheListenAddressAndNodeSocketGivenOnTheCommandLine) {
   StartAgent();
   port_ = FreePort();
