@@ -159,45 +159,36 @@ TEST_F(ServeHttpEdgeTest, ARefusedBodyIsDroppedSoTheClientStillGetsItsAnswer) {
   EXPECT_EQ(HttpRequest(port_, "GET", "/health").status, 200);
 }
 
-TEST_F(ServeHttpEdgeTest, ExpectContinueGetsA100BeforeTheBodyIsSent) {
+// "Expect: 100-continue": an HTTP/1.1 client gets its 100 before it sends the body; an HTTP/1.0
+// one gets none (RFC 9110 15.2: no 1xx to HTTP/1.0; it sends the body without waiting).
+TEST_F(ServeHttpEdgeTest, ExpectContinueGetsA100OnlyOverHttp11) {
   StartAgent();
   StartServe("models:\n" + SlowChat());
   ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
   const std::string body = ChatBody("chat", 2, false);
-  const int fd = ConnectLoopback(port_);
-  ASSERT_GE(fd, 0);
-  const std::string head = Post(body, "Expect: 100-continue\r\n");
-  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
-  pollfd p{fd, POLLIN, 0};
-  ASSERT_EQ(poll(&p, 1, 3000), 1) << "no 100 Continue: the client would wait for it";
-  char buf[256];
-  const ssize_t n = read(fd, buf, sizeof buf);
-  ASSERT_GT(n, 0);
-  EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
-  ASSERT_EQ(send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
-  HttpReply r = ReadReply(fd, 5000);
-  close(fd);
-  EXPECT_EQ(r.status, 200);
-  EXPECT_NE(r.body.find("chat.completion"), std::string::npos) << r.body;
-}
-
-TEST_F(ServeHttpEdgeTest, AnHttp10ClientGetsNoInterimResponse) {
-  StartAgent();
-  StartServe("models:\n" + SlowChat());
-  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
-  const std::string body = ChatBody("chat", 2, false);
-  const int fd = ConnectLoopback(port_);
-  ASSERT_GE(fd, 0);
-  std::string head = Post(body, "Expect: 100-continue\r\n");
-  head.replace(head.find("HTTP/1.1"), 8, "HTTP/1.0");
-  ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
-  // RFC 9110 15.2: a 1xx must not go to an HTTP/1.0 client (it sends the body without waiting).
-  pollfd p{fd, POLLIN, 0};
-  EXPECT_EQ(poll(&p, 1, 500), 0) << "an interim response went to an HTTP/1.0 client";
-  ASSERT_EQ(send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
-  HttpReply r = ReadReply(fd, 5000);
-  close(fd);
-  EXPECT_EQ(r.status, 200);
+  for (const std::string version : {"HTTP/1.1", "HTTP/1.0"}) {
+    SCOPED_TRACE(version);
+    const int fd = ConnectLoopback(port_);
+    ASSERT_GE(fd, 0);
+    std::string head = Post(body, "Expect: 100-continue\r\n");
+    head.replace(head.find("HTTP/1.1"), 8, version);
+    ASSERT_EQ(send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+    pollfd p{fd, POLLIN, 0};
+    if (version == "HTTP/1.1") {
+      ASSERT_EQ(poll(&p, 1, 3000), 1) << "no 100 Continue: the client would wait for it";
+      char buf[256];
+      const ssize_t n = read(fd, buf, sizeof buf);
+      ASSERT_GT(n, 0);
+      EXPECT_EQ(std::string(buf, static_cast<size_t>(n)), "HTTP/1.1 100 Continue\r\n\r\n");
+    } else {
+      EXPECT_EQ(poll(&p, 1, 500), 0) << "an interim response went to an HTTP/1.0 client";
+    }
+    ASSERT_EQ(send(fd, body.data(), body.size(), MSG_NOSIGNAL), static_cast<ssize_t>(body.size()));
+    HttpReply r = ReadReply(fd, 5000);
+    close(fd);
+    EXPECT_EQ(r.status, 200);
+    EXPECT_NE(r.body.find("chat.completion"), std::string::npos) << r.body;
+  }
 }
 
 TEST_F(ServeHttpEdgeTest, AReloadKeepsTheListenAddressAndNodeSocketGivenOnTheCommandLine) {
