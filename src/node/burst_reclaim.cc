@@ -22,7 +22,7 @@ constexpr auto kPoll = std::chrono::milliseconds(10);
 }  // namespace
 
 Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& asked,
-                                                const std::vector<int>& short_of_memory) {
+                                               const std::vector<int>& short_of_memory) {
   BurstPlan best;
   uint64_t best_slack = UINT64_MAX;
   for (const int gpu : short_of_memory) {

@@ -27,7 +27,7 @@ struct GpuLoad {
   int index = 0;
   uint64_t total_bytes = 0;
   uint64_t committed_bytes = 0;
-  std::string unhealthy;  // why nothing may be placed on it (NVML's health); empty: healthy
+  std::string unhealthy;        // why nothing may be placed on it (NVML's health); empty: healthy
   double compute_promised = 0;  // compute guaranteed to its tenants, a share of the GPU
 };
 
@@ -35,7 +35,7 @@ struct PlacementRequest {
   MemoryAmount request;
   MemoryAmount limit;  // is_fraction=false, bytes=0: the request
   Placement policy = Placement::kBinPack;
-  int gpu = -1;  // >= 0: only this GPU
+  int gpu = -1;                 // >= 0: only this GPU
   double compute_request = -1;  // < 0: the memory request's share of the card
   double compute_limit = -1;    // < 0: 1 (fair), the request (strict)
   bool compute_strict = false;
