@@ -139,6 +139,7 @@ void ClientSession::TryRequest() {
   continue_sent_ = false;
   busy_ = true;
   keep_alive_ = head.keep_alive;
+  http10_ = head.http10;
   timer_.cancel();
   ReadMore();  // to notice a client that goes away while it waits
   gateway_.Handle(shared_from_this(), std::move(head), std::move(body));

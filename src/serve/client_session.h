@@ -31,6 +31,8 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   void AttachExchange(std::shared_ptr<Exchange> exchange) { exchange_ = std::move(exchange); }
   void ExchangeDone(bool close);
   bool open() const { return open_; }
+  // The request being answered came over HTTP/1.0: its response cannot be chunked.
+  bool http10() const { return http10_; }
 
  private:
   void ReadMore();
@@ -52,6 +54,7 @@ class ClientSession : public std::enable_shared_from_this<ClientSession> {
   bool reading_ = false;
   bool busy_ = false;  // a request is being answered; the next waits in in_
   bool keep_alive_ = true;
+  bool http10_ = false;
   bool continue_sent_ = false;  // for the request being read
   bool lingering_ = false;
 };

@@ -116,7 +116,9 @@ void Exchange::Start(std::shared_ptr<Replica> replica) {
                                     gateway_.spec().gateway.client_write_timeout_ms) *
                                1'000'000);
   parser_ = bench::HttpResponseParser([this](std::string_view d) { OnBody(d); });
-  sse_checked_ = is_sse_ = chunked_ = ended_between_chunks_ = false;
+  sse_checked_ = is_sse_ = chunked_ = ended_between_chunks_ = dechunk_ = false;
+  collect_decoded_ = client_->http10();
+  decoded_.clear();
   ended_between_events_ = stream_ended_ = closed_before_end_ = leftover_ = false;
   received_ = 0;
   pending_head_.clear();
@@ -216,7 +218,11 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
     use = n - static_cast<size_t>(received_ - parser_.consumed());
   }
   if (head_sent_) {
-    Forward(buf_.data(), use);  // buf_ is not read into again before the write completes
+    if (dechunk_) {
+      ForwardDecoded();
+    } else {
+      Forward(buf_.data(), use);  // buf_ is not read into again before the write completes
+    }
     return;
   }
   pending_head_.append(buf_.data(), use);
@@ -226,14 +232,21 @@ void Exchange::OnRead(const boost::system::error_code& ec, size_t n) {
   }
   // Interim responses (103 Early Hints) and stray blank lines before the final head are dropped.
   pending_head_.erase(0, parser_.head_start());
-  // Tell the client which replica answered, right after the status line (whatever ends it).
-  const size_t eol = pending_head_.find('\n');
-  pending_head_.insert(eol + 1, "X-Gpufrac-Replica: " + replica_->tenant + "\r\n");
   for (const bench::HttpHeader& h : parser_.headers()) {
     if (h.name == "transfer-encoding" && Lower(h.value).find("chunked") != std::string::npos) {
       chunked_ = true;
     }
   }
+  dechunk_ = chunked_ && collect_decoded_;
+  collect_decoded_ = dechunk_;
+  if (dechunk_) {
+    // The head without its framing, then the body decoded so far in place of the raw chunks.
+    pending_head_ = CloseDelimitedHead(pending_head_) + decoded_;
+  }
+  decoded_.clear();
+  // Tell the client which replica answered, right after the status line (whatever ends it).
+  const size_t eol = pending_head_.find('\n');
+  pending_head_.insert(eol + 1, "X-Gpufrac-Replica: " + replica_->tenant + "\r\n");
   CheckSse();
   // A whole response is ready when its head comes. For embeddings that is their time to first
   // token (as GenAI-Perf counts it) and what an embedding model's SLA is held to. A non-streamed
@@ -265,6 +278,17 @@ void Exchange::CheckSse() {
 void Exchange::OnBody(std::string_view data) {
   CheckSse();
   if (is_sse_) sse_.Feed(data);
+  if (collect_decoded_) decoded_.append(data);
+}
+
+void Exchange::ForwardDecoded() {
+  decoded_out_.swap(decoded_);  // decoded_ is not fed again before this write completes
+  decoded_.clear();
+  if (decoded_out_.empty()) {
+    OnClientWritten(true);  // the read held only chunk framing: nothing to send
+    return;
+  }
+  Forward(decoded_out_.data(), decoded_out_.size());
 }
 
 void Exchange::Forward(const char* data, size_t size) {
@@ -319,7 +343,8 @@ void Exchange::OnClientWritten(bool ok) {
   if (writing_tail_) {
     writing_tail_ = false;
     gateway_.Dispatch(*model_);
-    client_->ExchangeDone(!ok || !chunked_);  // only the close ends an unframed stream
+    // Only the close ends a stream the client gets unframed.
+    client_->ExchangeDone(!ok || !chunked_ || dechunk_);
     return;
   }
   if (done_) return;
@@ -328,7 +353,7 @@ void Exchange::OnClientWritten(bool ok) {
     return;
   }
   if (parser_.complete()) {
-    Finish(true, !parser_.keep_alive());
+    Finish(true, !parser_.keep_alive() || dechunk_);
   } else {
     Read();
   }
@@ -370,8 +395,9 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
   const bool between_chunks = parser_.between_chunks() || ended_between_chunks_;
   // (After a close, the parser was flushed: where it stood before says whether an event was cut.)
   const bool between_events = closed_before_end_ ? ended_between_events_ : sse_.between_events();
+  // A de-chunked stream is the client's own to end: any point between events will do.
   const bool can_append =
-      is_sse_ && between_events && (chunked_ ? between_chunks : closed_before_end_);
+      is_sse_ && between_events && (dechunk_ || (chunked_ ? between_chunks : closed_before_end_));
   if (!can_append) {
     // The body's length was promised, or the replica died inside a chunk or an event: anything
     // appended would be read as part of it. Closing cuts the response short, which every client
@@ -382,7 +408,9 @@ void Exchange::UpstreamFailed(const std::string& why, bool replica_fault) {
   // Between events: an SSE error event, in the stream's own chunked framing (then its end) or, in
   // a stream the close frames, as it is (then the close).
   const std::string event = "data: " + ErrorBody(502, message) + "\n";
-  if (chunked_) {
+  if (dechunk_) {
+    tail_ = std::move(decoded_) + event;  // with what was decoded before the replica failed
+  } else if (chunked_) {
     char size[32];
     std::snprintf(size, sizeof size, "%zx\r\n", event.size());
     tail_ = std::string(size) + event + "\r\n0\r\n\r\n";

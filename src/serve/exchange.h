@@ -52,6 +52,8 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   void OnRead(const boost::system::error_code& ec, size_t n);
   void OnBody(std::string_view data);
   void Forward(const char* data, size_t size);
+  // For an HTTP/1.0 client: forwards the body the parser decoded from this read's chunks.
+  void ForwardDecoded();
   // Fails the attempt when the replica has sent nothing for the model's upstream_timeout (time
   // spent waiting for a slow client does not count).
   void WatchUpstream(int attempt, int64_t wait_ns);
@@ -83,6 +85,11 @@ class Exchange : public std::enable_shared_from_this<Exchange> {
   bench::HttpResponseParser parser_;
   bench::SseParser sse_;
   bool sse_checked_ = false, is_sse_ = false, chunked_ = false;
+  // An HTTP/1.0 client gets a chunked answer de-chunked, and the close ends it (RFC 9112 7.1).
+  bool dechunk_ = false;
+  bool collect_decoded_ = false;       // until the head says whether the answer is chunked
+  std::string decoded_;                // body bytes decoded since the last write to the client
+  std::string decoded_out_;            // ... and those being written
   bool ended_between_chunks_ = false;  // the replica's connection ended right after a whole chunk
   bool ended_between_events_ = false;  // ... or right after a whole SSE event
   bool stream_ended_ = false;          // "[DONE]" or a finish_reason came

@@ -177,4 +177,36 @@ std::string ErrorResponse(int status, const std::string& message, bool keep_aliv
   return Response(status, "application/json", ErrorBody(status, message), keep_alive, extra);
 }
 
+std::string CloseDelimitedHead(std::string_view bytes) {
+  static constexpr std::string_view kFraming[] = {"transfer-encoding", "content-length", "trailer",
+                                                  "connection", "keep-alive"};
+  std::string out;
+  size_t pos = 0;
+  bool status_line = true;
+  while (pos < bytes.size()) {
+    const size_t eol = bytes.find('\n', pos);
+    const size_t next = eol == std::string_view::npos ? bytes.size() : eol + 1;
+    std::string_view line = bytes.substr(pos, next - pos);
+    pos = next;
+    std::string_view content = line;
+    while (!content.empty() && (content.back() == '\n' || content.back() == '\r')) {
+      content.remove_suffix(1);
+    }
+    if (content.empty() && !status_line) break;  // the blank line that ends the head
+    if (!status_line) {
+      const size_t colon = content.find(':');
+      std::string name(content.substr(0, colon));
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      if (std::find(std::begin(kFraming), std::end(kFraming), name) != std::end(kFraming)) {
+        continue;
+      }
+    }
+    status_line = false;
+    out.append(content);
+    out += "\r\n";
+  }
+  out += "Connection: close\r\n\r\n";
+  return out;
+}
+
 }  // namespace gpufrac::serve

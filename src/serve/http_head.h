@@ -37,4 +37,10 @@ std::string ErrorResponse(int status, const std::string& message, bool keep_aliv
                           int retry_after_s = 0);
 const char* StatusText(int status);
 
+// A replica's response head rewritten for an HTTP/1.0 client, which cannot read chunked framing
+// (RFC 9112 7.1): the gateway de-chunks the body and ends it with the connection, so the framing
+// fields (Transfer-Encoding, Content-Length, Trailer, Connection, Keep-Alive) are dropped and
+// "Connection: close" is added. `bytes` starts with the head; whatever follows it is left out.
+std::string CloseDelimitedHead(std::string_view bytes);
+
 }  // namespace gpufrac::serve

@@ -106,5 +106,18 @@ TEST(ServeHttpHeadTest, ErrorResponsesAreOpenAiShapedWithRetryAfter) {
   EXPECT_EQ(body["error"]["code"], 429);
 }
 
+TEST(ServeHttpHeadTest, AHeadForAnHttp10ClientLosesItsFramingAndEndsWithTheClose) {
+  const std::string head =
+      "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTRANSFER-encoding: chunked\r\n"
+      "Connection: keep-alive\r\nKeep-Alive: timeout=5\r\nTrailer: X-Done\r\n"
+      "X-Request-Id: 7\r\n\r\n1a\r\ndata: {}";
+  EXPECT_EQ(CloseDelimitedHead(head),
+            "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nX-Request-Id: 7\r\n"
+            "Connection: close\r\n\r\n");
+  // Bare LF line ends come out as CRLF; a Content-Length beside chunked framing goes too.
+  EXPECT_EQ(CloseDelimitedHead("HTTP/1.1 200 OK\nContent-Length: 9\nX-A: b\n\nrest"),
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nConnection: close\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace gpufrac::serve

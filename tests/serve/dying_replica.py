@@ -2,6 +2,8 @@
 """An OpenAI-style streaming replica whose answers end badly, one way per MODE:
   inside-chunk  (the default) after one whole event it promises a chunk of 100 bytes, sends 30 of
                 them (half an event) and exits, as a server killed inside a write would;
+  chunked-between
+                one whole event in a chunk, then it exits;
   unframed-between
                 the stream is framed by the connection's close alone (no length, not chunked):
                 one whole event, then it exits;
@@ -30,11 +32,12 @@ class Handler(ReplicaHandler):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
-        if MODE == "inside-chunk":
+        if MODE in ("inside-chunk", "chunked-between"):
             self.send_header("Transfer-Encoding", "chunked")
             self.end_headers()
             self.wfile.write(b"%x\r\n%s\r\n" % (len(FIRST), FIRST))
-            self.wfile.write(b"64\r\n" + HALF)
+            if MODE == "inside-chunk":
+                self.wfile.write(b"64\r\n" + HALF)
             self.wfile.flush()
             os._exit(1)
         self.send_header("Connection", "close")

@@ -40,6 +40,35 @@ class ServeHttpEdgeTest : public ServeFixture {
     return n;
   }
 
+  static std::string Dying(const std::string& name, const std::string& mode) {
+    return "  - name: " + name + "\n    command: [python3, \"" + GPUFRAC_SOURCE_DIR +
+           "/tests/serve/dying_replica.py\", \"{port}\", " + mode +
+           "]\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  }
+
+  // Sends `request` on a new connection and reads everything until the gateway closes it
+  // (`closed` false: it was still open after timeout_ms).
+  std::string ExchangeUntilClose(const std::string& request, bool* closed, int timeout_ms = 5000) {
+    *closed = false;
+    const int fd = SendRaw(port_, request);
+    if (fd < 0) return "";
+    std::string out;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+    while (std::chrono::steady_clock::now() < deadline) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      char buf[4096];
+      const ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) {
+        *closed = true;
+        break;
+      }
+      out.append(buf, static_cast<size_t>(n));
+    }
+    close(fd);
+    return out;
+  }
+
   static std::string Post(const std::string& body, const std::string& extra_headers = "") {
     return "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
            extra_headers + "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n";
@@ -212,6 +241,71 @@ TEST_F(ServeHttpEdgeTest, AReloadKeepsTheListenAddressAndNodeSocketGivenOnTheCom
   ASSERT_TRUE(WaitReplicas("lf", [](int n) { return n == 1; })) << ServeLog();
   EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("lf", 3, false)).status,
             200);
+}
+
+// An HTTP/1.0 client cannot read chunked framing (RFC 9112 7.1): a replica's chunked stream
+// reaches it de-chunked and ended by the close, and a replica that fails between two events still
+// gets it an error event, without chunk framing, before the close.
+TEST_F(ServeHttpEdgeTest, AnHttp10ClientGetsChunkedAnswersDechunkedAndEndedByTheClose) {
+  StartAgent();
+  StartServe("models:\n  - name: chat\n    command: " + Synth({"--ttft-ms", "5", "--itl-ms", "5"}) +
+             "\n    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 10s}\n" +
+             Dying("between", "chunked-between") + Dying("inside", "inside-chunk"));
+  for (const char* model : {"chat", "between", "inside"}) {
+    ASSERT_TRUE(WaitReplicas(model, [](int n) { return n == 1; })) << model;
+  }
+  auto http10 = [](const std::string& body, const std::string& extra = "") {
+    std::string head = Post(body, extra);
+    head.replace(head.find("HTTP/1.1"), 8, "HTTP/1.0");
+    return head + body;
+  };
+  // A whole stream, asked for with keep-alive too: the close still ends it.
+  for (const std::string extra : {"", "Connection: keep-alive\r\n"}) {
+    SCOPED_TRACE(extra);
+    bool closed = false;
+    const std::string reply = ExchangeUntilClose(http10(ChatBody("chat", 20), extra), &closed);
+    EXPECT_TRUE(closed) << "the close is what ends a de-chunked stream";
+    const size_t head_end = reply.find("\r\n\r\n");
+    ASSERT_NE(head_end, std::string::npos) << reply;
+    std::string head = reply.substr(0, head_end + 2);
+    for (char& c : head) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    EXPECT_EQ(head.rfind("http/1.1 200 ok\r\n", 0), 0u) << head;
+    EXPECT_EQ(head.find("transfer-encoding"), std::string::npos) << head;
+    EXPECT_NE(head.find("\r\nconnection: close\r\n"), std::string::npos) << head;
+    EXPECT_NE(head.find("\r\nx-gpufrac-replica: "), std::string::npos) << head;
+    // The body is the events themselves: it starts with one and ends with [DONE], no chunk sizes.
+    const std::string body = reply.substr(head_end + 4);
+    EXPECT_EQ(body.rfind("data: {", 0), 0u) << body;
+    EXPECT_TRUE(body.ends_with("data: [DONE]\n\n")) << body;
+    EXPECT_EQ(body.find("\r\n"), std::string::npos) << "chunk framing left in: " << body;
+  }
+  // The replica fails between two events: its event, then the gateway's error event, then the
+  // close.
+  bool closed = false;
+  std::string reply = ExchangeUntilClose(http10(ChatBody("between", 5)), &closed);
+  EXPECT_TRUE(closed);
+  std::string body = reply.substr(std::min(reply.size(), reply.find("\r\n\r\n") + 4));
+  EXPECT_EQ(body.rfind("data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"hi\"}}]}\n\n"
+                       "data: {\"error\"",
+                       0),
+            0u)
+      << reply;
+  EXPECT_EQ(body.find("\r\n"), std::string::npos) << "chunk framing in: " << body;
+  // ... inside an event: the whole event and the half of the next, then the close; nothing
+  // appended to the half event.
+  reply = ExchangeUntilClose(http10(ChatBody("inside", 5)), &closed);
+  EXPECT_TRUE(closed);
+  body = reply.substr(std::min(reply.size(), reply.find("\r\n\r\n") + 4));
+  EXPECT_EQ(
+      body.rfind("data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"hi\"}}]}\n\n", 0),
+      0u)
+      << reply;
+  EXPECT_EQ(body.find("\"error\""), std::string::npos) << body;
+  // HTTP/1.1 clients still get the replica's chunks as they are.
+  HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 5));
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.Header("transfer-encoding"), "chunked");
+  EXPECT_TRUE(r.complete);
 }
 
 }  // namespace
