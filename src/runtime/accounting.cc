@@ -96,42 +96,81 @@ bool ListEntry(const char* list, int index, char* out, size_t size) {
   }
 }
 
+// What self-registration came to: kNotAsked without the variables; kRefused after it logged why
+// (so the caller does not add a vaguer reason of its own).
+enum class SelfRegistration { kNotAsked, kRegistered, kRefused };
+
 // Self-registration from GPUFRAC_MEMORY_REQUEST / GPUFRAC_MEMORY_LIMIT, for a workload started
 // without gpufrac run. Needs write access to the limits, which an agent-owned ledger denies.
-bool SelfRegister(DeviceState& d, int ordinal, uint64_t card_bytes) {
+SelfRegistration SelfRegister(DeviceState& d, int ordinal, uint64_t card_bytes) {
   const char* request_env = getenv("GPUFRAC_MEMORY_REQUEST");
   const char* limit_env = getenv("GPUFRAC_MEMORY_LIMIT");
-  if (request_env == nullptr && limit_env == nullptr) return false;
+  if (request_env == nullptr && limit_env == nullptr) return SelfRegistration::kNotAsked;
   char text[64];
   MemoryAmount request{}, limit{};
   const char* first = request_env != nullptr ? request_env : limit_env;
   if (!ListEntry(first, ordinal, text, sizeof text) ||
       ParseMemoryAmount(text, &request) != ParseError::kNone) {
-    Log(LogLevel::kError, "GPUFRAC_MEMORY_REQUEST/LIMIT '%s' has no valid entry for device %d",
+    Log(LogLevel::kError,
+        "GPUFRAC_MEMORY_REQUEST/LIMIT '%s' has no valid entry for device %d: allocations there "
+        "are refused",
         first, ordinal);
-    return false;
+    return SelfRegistration::kRefused;
   }
   limit = request;
   if (limit_env != nullptr && (!ListEntry(limit_env, ordinal, text, sizeof text) ||
                                ParseMemoryAmount(text, &limit) != ParseError::kNone)) {
-    Log(LogLevel::kError, "GPUFRAC_MEMORY_LIMIT '%s' has no valid entry for device %d", limit_env,
-        ordinal);
-    return false;
+    Log(LogLevel::kError,
+        "GPUFRAC_MEMORY_LIMIT '%s' has no valid entry for device %d: allocations there are refused",
+        limit_env, ordinal);
+    return SelfRegistration::kRefused;
   }
-  Ledger owner;
-  if (!owner.OpenAsOwner(d.uuid, card_bytes)) return false;
   TenantSpec spec;
   snprintf(spec.name, sizeof spec.name, "%s", GetConfig().tenant);
   spec.memory_request = request.Resolve(card_bytes);
   spec.memory_limit = limit.Resolve(card_bytes);
-  if (spec.memory_limit < spec.memory_request) spec.memory_limit = spec.memory_request;
+  char asked[24], bound[24];
+  if (spec.memory_limit < spec.memory_request) {
+    // Raising the limit silently would grant more than was written; lowering the request would
+    // guarantee less. Neither is what the user meant.
+    FormatBytes(spec.memory_limit, bound, sizeof bound);
+    FormatBytes(spec.memory_request, asked, sizeof asked);
+    Log(LogLevel::kError,
+        "GPUFRAC_MEMORY_LIMIT (%s) is below GPUFRAC_MEMORY_REQUEST (%s) on device %d: allocations "
+        "there are refused",
+        bound, asked, ordinal);
+    return SelfRegistration::kRefused;
+  }
+  if (spec.memory_limit > card_bytes) {
+    FormatBytes(spec.memory_limit, asked, sizeof asked);
+    FormatBytes(card_bytes, bound, sizeof bound);
+    Log(LogLevel::kError,
+        "GPUFRAC_MEMORY_REQUEST/LIMIT asks %s of device %d, which has %s in all: allocations there "
+        "are refused",
+        asked, ordinal, bound);
+    return SelfRegistration::kRefused;
+  }
+  Ledger owner;
+  if (!owner.OpenAsOwner(d.uuid, card_bytes)) {
+    Log(LogLevel::kError,
+        "cannot register tenant '%s' on device %d: its ledger is not writable here (is it owned "
+        "by the node agent? then start the workload through it): allocations there are refused",
+        spec.name, ordinal);
+    return SelfRegistration::kRefused;
+  }
   int index = -1;
   char why[200];
   if (!owner.RegisterTenant(spec, getpid(), &index, why, sizeof why)) {
-    // Another process of the same tenant may have won the race; FindTenant decides.
-    Log(LogLevel::kDebug, "self-registration on device %d: %s", ordinal, why);
+    // Another process of the same tenant may have won the race: then FindTenant finds it.
+    uint64_t generation = 0;
+    if (owner.FindTenant(spec.name, &generation) < 0) {
+      Log(LogLevel::kError,
+          "cannot register tenant '%s' on device %d: %s: allocations there are refused", spec.name,
+          ordinal, why);
+      return SelfRegistration::kRefused;
+    }
   }
-  return true;
+  return SelfRegistration::kRegistered;
 }
 
 // Finds the tenant on the device and claims this process's slot. kUnknown, with the driver's
@@ -142,16 +181,18 @@ DeviceMode SetUpDevice(int ordinal, DeviceState& d, int* lookup_error) {
   *lookup_error = DeviceUuid(ordinal, d.uuid, sizeof d.uuid);
   if (*lookup_error != CUDA_SUCCESS) return DeviceMode::kUnknown;
   bool opened = d.ledger.OpenAsTenant(d.uuid);
+  SelfRegistration self = SelfRegistration::kNotAsked;
   if (!opened || d.ledger.FindTenant(GetConfig().tenant, &d.generation) < 0) {
     size_t total = 0;
     using TotalFn = int (*)(size_t*, CUdevice);
     auto total_mem = reinterpret_cast<TotalFn>(RealDriverSymbol("cuDeviceTotalMem_v2"));
-    if (total_mem != nullptr && total_mem(&total, ordinal) == CUDA_SUCCESS &&
-        SelfRegister(d, ordinal, total)) {
-      opened = d.ledger.OpenAsTenant(d.uuid);
+    if (total_mem != nullptr && total_mem(&total, ordinal) == CUDA_SUCCESS) {
+      self = SelfRegister(d, ordinal, total);
     }
+    if (self == SelfRegistration::kRegistered) opened = d.ledger.OpenAsTenant(d.uuid);
   }
   d.tenant = opened ? d.ledger.FindTenant(GetConfig().tenant, &d.generation) : -1;
+  if (d.tenant < 0 && self == SelfRegistration::kRefused) return DeviceMode::kDenied;
   if (d.tenant < 0) {
     // A named tenant with no share on this GPU gets nothing there, rather than all of it.
     Log(LogLevel::kError, "tenant '%s' has no share of GPU %d (%s): allocations there are refused",

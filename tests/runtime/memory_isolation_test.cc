@@ -289,6 +289,32 @@ TEST_F(MemoryIsolationTest, EnvironmentAloneConfiguresATenant) {
   EXPECT_EQ(Field(r.out, "filled"), 6 * 256 * kMiB);
 }
 
+TEST_F(MemoryIsolationTest, ASelfRegistrationThatCannotBeHonouredSaysWhy) {
+  // Each refusal names its cause (not "no share"), and the tenant gets nothing rather than a
+  // limit raised to its request or a share it did not ask for.
+  struct Case {
+    std::string request, limit, message;
+  };
+  const std::vector<Case> cases = {
+      {"2GiB", "1GiB", "GPUFRAC_MEMORY_LIMIT (1.0GiB) is below GPUFRAC_MEMORY_REQUEST (2.0GiB)"},
+      {"100GiB", "", "asks 100.0GiB of device 0, which has 80.0GiB in all"},
+      {"1GiB", "200GiB", "asks 200.0GiB of device 0, which has 80.0GiB in all"},
+      {"lots", "", "GPUFRAC_MEMORY_REQUEST/LIMIT 'lots' has no valid entry for device 0"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.request + " / " + c.limit);
+    Env env = SimEnv();
+    env["LD_PRELOAD"] = std::string(GPUFRAC_BUILD_DIR) + "/lib/libgpufrac.so";
+    env["GPUFRAC_TENANT"] = "selfmade";
+    env["GPUFRAC_MEMORY_REQUEST"] = c.request;
+    if (!c.limit.empty()) env["GPUFRAC_MEMORY_LIMIT"] = c.limit;
+    ProcessResult r = RunProcess({Probe(), "alloc", "alloc", "1MiB"}, env);
+    EXPECT_EQ(Field(r.out, "context_result"), 2u) << r.out << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_EQ(r.err.find("has no share"), std::string::npos) << r.err;
+  }
+}
+
 TEST_F(MemoryIsolationTest, ANamedTenantWithoutAShareGetsNothing) {
   Env env = SimEnv();
   env["LD_PRELOAD"] = std::string(GPUFRAC_BUILD_DIR) + "/lib/libgpufrac.so";
