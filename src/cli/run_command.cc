@@ -88,12 +88,13 @@ int Run(const RunFlags& flags) {
     request.memory_request = MemoryAmount{.is_fraction = false, .fraction = 0, .bytes = bytes};
   }
   if (!flags.memory_limit.empty()) {
-    uint64_t bytes = 0;
-    if (ParseError e = ParseSize(flags.memory_limit.c_str(), &bytes); e != ParseError::kNone) {
-      return Fail("--memory-limit '" + flags.memory_limit + "': " + ParseErrorText(e));
+    // A size, or (as the agent's API and serve's gpu.memory_limit take it) a fraction of the card.
+    if (ParseError e = ParseMemoryAmount(flags.memory_limit.c_str(), &request.memory_limit);
+        e != ParseError::kNone) {
+      return Fail("--memory-limit '" + flags.memory_limit + "': " + ParseErrorText(e) +
+                  " (expected a size like 30GiB or a fraction of the card in (0, 1])");
     }
     request.has_memory_limit = true;
-    request.memory_limit = MemoryAmount{.is_fraction = false, .fraction = 0, .bytes = bytes};
   }
   if (!flags.compute.empty() && !ParseShare(flags.compute, &request.compute_request)) {
     return Fail("--compute '" + flags.compute + "': expected a share of the GPU in [0, 1]");
@@ -169,8 +170,10 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                   "memory request as a fraction of the card, (0, 1]");
   run->add_option("--memory", flags->memory, "memory request as a size (20GiB, 512MiB, ...)");
   run->add_option("--memory-limit", flags->memory_limit,
-                  "burstable limit, >= the request (default: the request)");
-  run->add_option("--tenant", flags->tenant, "tenant name (default: run-<pid>)")
+                  "burstable limit, >= the request: a size or a fraction of the card (default: "
+                  "the request)");
+  run->add_option("--tenant", flags->tenant,
+                  "tenant name (default: run-<pid>; through the node agent, its t-<8 hex digits>)")
       ->envname("GPUFRAC_TENANT_NAME");
   run->add_option("--compute", flags->compute,
                   "guaranteed compute share in [0, 1] (default: the memory fraction)");

@@ -57,7 +57,11 @@ Status Admit(const RunRequest& request, const TenantSpec& base, const GpuInfo& g
                          Human(spec.memory_request));
   }
   if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
-    *refusal = " has " + Human(gpu.total_bytes) + " in all";
+    // Name what is too large: a request that fits with a limit beyond the card is the limit's
+    // fault, and the user must not go looking at the request.
+    *refusal = " has " + Human(gpu.total_bytes) + " in all, less than the " +
+               (spec.memory_request > gpu.total_bytes ? "request" : "limit ") +
+               (spec.memory_request > gpu.total_bytes ? "" : Human(spec.memory_limit));
     return Status::Ok();
   }
   // Compute: by default the same share of the GPU as of its memory; fair mode may burst to the
@@ -263,8 +267,11 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
                   refusal;
     }
     if (registrations.empty()) {
-      return Status::Error("request " + Human(request.memory_request.Resolve(gpus[0].total_bytes)) +
-                           " does not fit: " + refusals);
+      std::string asked = "request " + Human(request.memory_request.Resolve(gpus[0].total_bytes));
+      if (request.has_memory_limit) {
+        asked += " (limit " + Human(request.memory_limit.Resolve(gpus[0].total_bytes)) + ")";
+      }
+      return Status::Error(asked + " does not fit: " + refusals);
     }
   }
   std::string visible;

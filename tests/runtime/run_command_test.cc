@@ -103,6 +103,22 @@ TEST_F(RunCommandTest, RefusesBadSizes) {
 TEST_F(RunCommandTest, RefusesALimitBelowTheRequest) {
   ExpectRefused({"run", "--memory", "4GiB", "--memory-limit", "2GiB", "--", "true"},
                 "below the request");
+  // A fraction of the card, as the agent and serve take it: 0.025 of 80 GiB is 2 GiB.
+  ExpectRefused({"run", "--memory", "4GiB", "--memory-limit", "0.025", "--", "true"},
+                "memory limit 2.0GiB is below the request 4.0GiB");
+}
+
+TEST_F(RunCommandTest, ALimitBeyondTheCardIsNamedAsTheProblem) {
+  // The 40 GiB request fits the 80 GiB card: the message must blame the limit, not the request.
+  ExpectRefused({"run", "--fraction", "0.5", "--memory-limit", "200GiB", "--", "true"},
+                "request 40.0GiB (limit 200.0GiB) does not fit: GPU 0 has 80.0GiB in all, less "
+                "than the limit 200.0GiB");
+  ExpectRefused({"run", "--memory", "100GiB", "--", "true"},
+                "GPU 0 has 80.0GiB in all, less than the request");
+  // A fractional limit is taken, and runs.
+  ProcessResult r =
+      RunGpufrac({"run", "--fraction", "0.25", "--memory-limit", "0.5", "--", "true"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
 TEST_F(RunCommandTest, RefusesBothOrNeitherSize) {
