@@ -11,6 +11,7 @@ struct AbiFacts {
   unsigned long long per_thread_flag;
   int reserved_mem_current, used_mem_current, location_device, format_float, format_half;
   int attr_sm_count, attr_vmm;
+  int ptr_attr_ordinal, ptr_attr_range_start, ptr_attr_range_size, ptr_attr_mempool;
   size_t prop_size, prop_location_offset, pool_props_size, pool_props_location_offset;
   size_t array_desc_size, array3d_desc_size, array3d_format_offset, ipc_handle_size, uuid_size;
   size_t launch_config_size, launch_config_stream_offset;

@@ -7,6 +7,7 @@
 #include "runtime/alloc_table.h"
 #include "runtime/array_size.h"
 #include "runtime/interposer.h"
+#include "runtime/pool_drain.h"
 
 namespace gpufrac::runtime {
 namespace {
@@ -99,13 +100,16 @@ GPUFRAC_EXPORT int cuMemAllocPitch_v2(CUdeviceptr* dptr, size_t* pitch, size_t w
 GPUFRAC_EXPORT int cuMemFree_v2(CUdeviceptr dptr) {
   auto real = REAL(cuMemFree_v2);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const DrainingFree draining = DrainingFreeOf(dptr);  // asked before the pointer is gone
   const int r = real(dptr);
   if (r == CUDA_SUCCESS && Enforcing() && dptr != 0) {
     AllocRecord record{};
     if (Allocations().Take(AllocKind::kDevicePointer, dptr, &record)) {
       Credit(record.ordinal, record.bytes);
     } else {
-      // Not ours: perhaps stream-ordered memory freed synchronously; its pool may have shrunk.
+      // Not ours: perhaps stream-ordered memory freed synchronously (a destroyed pool's last
+      // allocation, even); its pool may have shrunk.
+      NoteDrainingFree(draining);
       ReconcilePoolsAfterFree();
     }
   }

@@ -1,11 +1,13 @@
 // Stream-ordered memory pools: charged by how much a pool's reservation grows, on the device the
 // pool's memory lives on, and credited as the reservation shrinks (at synchronizations, trims and
-// the pool's destruction). Each pool this process uses has one entry in a small table.
+// the pool's destruction). Each pool this process uses has one entry in a small table; a pool
+// destroyed with memory still allocated from it moves to pool_drain.h's.
 #include <pthread.h>
 
 #include <cstdint>
 
 #include "runtime/interposer.h"
+#include "runtime/pool_drain.h"
 
 namespace gpufrac::runtime {
 namespace {
@@ -116,6 +118,7 @@ void ReconcileAllPools() {
   if (!Enforcing() || !__atomic_load_n(&g_pools_may_shrink, __ATOMIC_ACQUIRE)) return;
   pthread_mutex_lock(&g_pool_mu);
   for (int i = 0; i < g_pool_count; ++i) Reconcile(g_pools[i]);
+  CreditReleasedPools();
   g_pools_may_shrink = false;
   pthread_mutex_unlock(&g_pool_mu);
 }
@@ -126,9 +129,13 @@ template <typename Allocate>
 int PoolAllocation(CUmemoryPool pool, int fallback_ordinal, uint64_t bytes, Allocate allocate) {
   pthread_mutex_lock(&g_pool_mu);
   PoolCharge* p = FindPool(pool);
-  if (p == nullptr) {
+  const bool untracked = p == nullptr;
+  if (untracked) {
     const int ordinal = DeviceOfUncreatedPool(pool);
     if (ordinal < 0) Log(LogLevel::kDebug, "a pool of unknown device: charged to the current one");
+    // A device's pool, new to gpufrac: if a destroyed pool had its handle, that one is gone. (An
+    // unknown pool may be a destroyed one the program still uses, which settles nothing.)
+    if (ordinal >= 0) ForgetDrainingHandle(pool);
     p = TrackPool(pool, ordinal >= 0 ? ordinal : fallback_ordinal);
   }
   if (p == nullptr) {
@@ -165,6 +172,9 @@ int PoolAllocation(CUmemoryPool pool, int fallback_ordinal, uint64_t bytes, Allo
       break;
     }
   }
+  // A handle the driver refused (a destroyed pool's, say) leaves no entry behind to be mistaken
+  // for a later pool that gets the same value.
+  if (untracked && r != CUDA_SUCCESS && p->charged == 0) ForgetPool(p);
   pthread_mutex_unlock(&g_pool_mu);
   return r;
 }
@@ -192,9 +202,15 @@ int AllocFromPool(RealFn real, CUdeviceptr* dptr, size_t bytes, CUmemoryPool poo
 template <typename RealFn>
 int FreeAsync(RealFn real, CUdeviceptr dptr, CUstream stream) {
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const DrainingFree draining = DrainingFreeOf(dptr);
   const int r = real(dptr, stream);
   // Pool memory returns to the pool, not the card, until a synchronization or trim releases it.
-  if (r == CUDA_SUCCESS) __atomic_store_n(&g_pools_may_shrink, true, __ATOMIC_RELEASE);
+  // A destroyed pool's is released, all of it, once the stream has run its last free: it too is
+  // credited at the next synchronization.
+  if (r == CUDA_SUCCESS) {
+    NoteDrainingFree(draining);
+    __atomic_store_n(&g_pools_may_shrink, true, __ATOMIC_RELEASE);
+  }
   return r;
 }
 
@@ -210,6 +226,7 @@ void ResetPoolsAfterFork() {
   g_pools_may_shrink = false;
   pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
   g_pool_mu = fresh;
+  ResetDrainingAfterFork();
 }
 
 }  // namespace gpufrac::runtime
@@ -230,27 +247,65 @@ GPUFRAC_EXPORT int cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* pro
     Log(LogLevel::kError, "more than %d memory pools at once: cuMemPoolCreate refused", kMaxPools);
   } else {
     r = real(pool, props);
-    if (r == CUDA_SUCCESS) TrackPool(*pool, ordinal);
+    if (r == CUDA_SUCCESS) {
+      // A handle value the driver hands out again names a new pool: whatever gpufrac knew under
+      // it (a draining pool, or an entry left by a destroyed pool's misuse) is gone.
+      ForgetDrainingHandle(*pool);
+      if (PoolCharge* stale = FindPool(*pool); stale != nullptr) {
+        if (stale->ordinal != kHostPool && stale->charged > 0) {
+          Credit(stale->ordinal, stale->charged);
+        }
+        ForgetPool(stale);
+      }
+      TrackPool(*pool, ordinal);
+    }
   }
   pthread_mutex_unlock(&g_pool_mu);
   return r;
 }
 
+// A pool with nothing allocated from it is released at once. One with allocations outstanding
+// keeps its memory until the last of them is freed, then releases all of it (the driver's rule):
+// gpufrac charges what it holds until then (pool_drain.h) and credits the rest now.
 GPUFRAC_EXPORT int cuMemPoolDestroy(CUmemoryPool pool) {
   auto real = REAL(cuMemPoolDestroy);
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
   if (!Enforcing() || pool == nullptr) return real(pool);
   pthread_mutex_lock(&g_pool_mu);
   PoolCharge* p = FindPool(pool);
-  // Read before the handle goes away: what is still allocated from the pool.
-  const uint64_t in_use = p != nullptr ? PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT) : 0;
+  if (p == nullptr || p->ordinal == kHostPool) {
+    const int r = real(pool);
+    if (r == CUDA_SUCCESS && p != nullptr) ForgetPool(p);
+    pthread_mutex_unlock(&g_pool_mu);
+    return r;
+  }
+  // Read while the handle is valid. Trimmed first, the pool holds no more than its outstanding
+  // allocations occupy, whether or not the driver would drop its cache at destruction; what it
+  // reports is never below what they use, even if the query fails.
+  const uint64_t in_use = PoolAttribute(pool, CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
+  uint64_t kept = 0;
+  if (in_use > 0) {
+    if (auto trim = REAL(cuMemPoolTrimTo); trim != nullptr) trim(pool, 0);
+    kept = PoolReserved(pool);
+    if (kept < RoundUp(in_use, kPoolGranule)) kept = RoundUp(in_use, kPoolGranule);
+  }
   const int r = real(pool);
-  if (r == CUDA_SUCCESS && p != nullptr) {
-    // The driver releases the cache now. Memory still allocated from the pool is released as it
-    // is freed, but those frees are not traced back to a destroyed pool: it stays charged until
-    // the process exits, erring toward charging too much rather than too little.
-    const uint64_t kept = RoundUp(in_use, kPoolGranule);
-    if (p->ordinal != kHostPool && p->charged > kept) Credit(p->ordinal, p->charged - kept);
+  if (r != CUDA_SUCCESS) {
+    Reconcile(*p);  // still alive, and perhaps trimmed
+  } else {
+    uint64_t charged = p->charged;
+    if (kept < charged) {
+      Credit(p->ordinal, charged - kept);
+      charged = kept;
+    } else if (kept > charged && ChargeDevice(p->ordinal, kept - charged) == CUDA_SUCCESS) {
+      charged = kept;  // held already: charged after the fact if the limit allows
+    }
+    if (charged > 0 && !StartDraining(pool, p->ordinal, charged, in_use)) {
+      Log(LogLevel::kWarn,
+          "too many destroyed pools with memory outstanding: %llu bytes stay charged until the "
+          "process exits",
+          static_cast<unsigned long long>(charged));
+    }
     ForgetPool(p);
   }
   pthread_mutex_unlock(&g_pool_mu);

@@ -3,6 +3,7 @@
 // backed by host memory.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "runtime/array_size.h"
@@ -35,16 +36,53 @@ CUresult AllocateRecorded(int ordinal, uint64_t bytes, bool as_handle, unsigned 
   return CUDA_SUCCESS;
 }
 
-CUresult FreeRecorded(uint64_t key) {
+// A pool the caller may still use, or null once it is destroyed. Caller holds Proc().mu.
+Pool* LivePool(CUmemoryPool handle) {
+  auto* pool = reinterpret_cast<Pool*>(handle);
+  return pool == nullptr || pool->destroyed ? nullptr : pool;
+}
+
+// Gives a destroyed pool's whole reservation back to the card and its object to the next
+// cuMemPoolCreate. Caller holds Proc().mu.
+void ReleaseDestroyedPool(Pool* pool) {
+  State().Free(Physical(pool->ordinal), pool->reserved);
+  pool->reserved = 0;
+  Proc().released_pools.push_back(pool);
+}
+
+// Frees a stream-ordered allocation: its memory stays cached in the pool until a synchronization
+// or trim, unless the pool was destroyed and this was its last allocation. Caller holds Proc().mu.
+void ReturnToPool(const Allocation& allocation) {
+  Pool* pool = allocation.pool;
+  pool->used -= allocation.bytes;
+  if (pool->destroyed && pool->used == 0) ReleaseDestroyedPool(pool);
+}
+
+// Frees a recorded allocation or handle. `pool_memory_too`: stream-ordered allocations are
+// accepted (cuMemFree takes them, as the real driver's does; cuMemRelease and the rest do not).
+CUresult FreeRecorded(uint64_t key, bool pool_memory_too = false) {
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(Proc().mu);
   auto it = Proc().allocations.find(key);
-  if (it == Proc().allocations.end() || it->second.pool != nullptr) {
-    return CUDA_ERROR_INVALID_VALUE;
+  if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
+  if (it->second.pool != nullptr) {
+    if (!pool_memory_too) return CUDA_ERROR_INVALID_VALUE;
+    ReturnToPool(it->second);
+  } else if (it->second.charged) {
+    State().Free(Physical(it->second.ordinal), it->second.bytes);
   }
-  if (it->second.charged) State().Free(Physical(it->second.ordinal), it->second.bytes);
   Proc().allocations.erase(it);
   return CUDA_SUCCESS;
+}
+
+// The allocation whose address range holds `ptr`, or null. Caller holds Proc().mu.
+const std::pair<const uint64_t, Allocation>* FindAddress(CUdeviceptr ptr) {
+  auto& allocations = Proc().allocations;
+  if (auto it = allocations.find(ptr); it != allocations.end()) return &*it;
+  auto inside = std::find_if(allocations.begin(), allocations.end(), [&](const auto& entry) {
+    return entry.first < ptr && ptr - entry.first < entry.second.bytes;
+  });
+  return inside == allocations.end() ? nullptr : &*inside;
 }
 
 // Releases what a pool caches beyond max(used, keep). Caller holds Proc().mu.
@@ -59,9 +97,11 @@ void TrimPool(Pool* pool, uint64_t keep) {
   }
 }
 
-CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, Pool* pool) {
+CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, CUmemoryPool handle) {
   if (dptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
+  Pool* pool = LivePool(handle);
+  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const uint64_t cached = pool->reserved - pool->used;
   if (cached < bytes) {
     const uint64_t growth = RoundUp(bytes - cached, kGranularity);
@@ -120,7 +160,45 @@ SIM_EXPORT CUresult cuMemAllocManaged(CUdeviceptr* dptr, size_t bytes, unsigned 
 
 SIM_EXPORT CUresult cuMemFree_v2(CUdeviceptr dptr) {
   if (dptr == 0) return CUDA_SUCCESS;
-  return FreeRecorded(dptr);
+  return FreeRecorded(dptr, /*pool_memory_too=*/true);
+}
+
+SIM_EXPORT CUresult cuMemGetAddressRange_v2(CUdeviceptr* base, size_t* bytes, CUdeviceptr dptr) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  const auto* found = FindAddress(dptr);
+  if (found == nullptr) return CUDA_ERROR_NOT_FOUND;
+  if (base != nullptr) *base = found->first;
+  if (bytes != nullptr) *bytes = found->second.bytes;
+  return CUDA_SUCCESS;
+}
+
+// The attributes gpufrac and its tests read; the rest are not simulated.
+SIM_EXPORT CUresult cuPointerGetAttribute(void* data, CUpointer_attribute attribute,
+                                          CUdeviceptr ptr) {
+  if (data == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  const auto* found = FindAddress(ptr);
+  if (found == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const Allocation& allocation = found->second;
+  switch (attribute) {
+    case CU_POINTER_ATTRIBUTE_DEVICE_ORDINAL:
+      *static_cast<int*>(data) = allocation.ordinal;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_START_ADDR:
+      *static_cast<CUdeviceptr*>(data) = found->first;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_RANGE_SIZE:
+      *static_cast<size_t*>(data) = allocation.bytes;
+      return CUDA_SUCCESS;
+    case CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE:
+      // A destroyed pool's handle too, while its allocations are outstanding.
+      *static_cast<CUmemoryPool*>(data) = reinterpret_cast<CUmemoryPool>(allocation.pool);
+      return CUDA_SUCCESS;
+    default:
+      return CUDA_ERROR_NOT_SUPPORTED;
+  }
 }
 
 SIM_EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
@@ -154,33 +232,53 @@ SIM_EXPORT CUresult cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* pr
   if (pool == nullptr || props == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_NOT_SUPPORTED;
   if (CUresult r = CheckOrdinal(props->location.id); r != CUDA_SUCCESS) return r;
-  auto* p = new Pool{props->location.id};
   std::lock_guard lock(Proc().mu);
+  std::vector<Pool*>& released = Proc().released_pools;
+  Pool* p = nullptr;
+  if (released.empty()) {
+    p = new Pool{props->location.id};
+  } else {
+    p = released.back();  // the same handle value again
+    released.pop_back();
+    *p = Pool{props->location.id};
+  }
   Proc().pools.push_back(p);
   *pool = reinterpret_cast<CUmemoryPool>(p);
   return CUDA_SUCCESS;
 }
 
+// As the real driver: a pool with allocations outstanding keeps its memory until the last of
+// them is freed; one without releases everything now. The object is never deleted, so a stale
+// handle stays safe to look at.
 SIM_EXPORT CUresult cuMemPoolDestroy(CUmemoryPool pool) {
-  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  auto* p = reinterpret_cast<Pool*>(pool);
   std::lock_guard lock(Proc().mu);
-  TrimPool(p, 0);
-  return CUDA_SUCCESS;  // the pool object stays: live allocations may still point at it
+  Pool* p = LivePool(pool);
+  if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  const std::vector<Pool*>& defaults = Proc().default_pools;
+  if (std::find(defaults.begin(), defaults.end(), p) != defaults.end()) {
+    return CUDA_ERROR_INVALID_VALUE;  // a device's default pool cannot be destroyed
+  }
+  std::vector<Pool*>& pools = Proc().pools;
+  pools.erase(std::remove(pools.begin(), pools.end(), p), pools.end());
+  p->destroyed = true;
+  if (p->used == 0) ReleaseDestroyedPool(p);
+  return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
-  if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
-  TrimPool(reinterpret_cast<Pool*>(pool), keep);
+  Pool* p = LivePool(pool);
+  if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  TrimPool(p, keep);
   return CUDA_SUCCESS;
 }
 
 SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
                                           void* value) {
-  if (pool == nullptr || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  auto* p = reinterpret_cast<Pool*>(pool);
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
+  Pool* p = LivePool(pool);
+  if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
   auto* out = static_cast<cuuint64_t*>(value);
   switch (attr) {
     case CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT:
@@ -199,10 +297,13 @@ SIM_EXPORT CUresult cuMemPoolGetAttribute(CUmemoryPool pool, CUmemPool_attribute
 
 SIM_EXPORT CUresult cuMemPoolSetAttribute(CUmemoryPool pool, CUmemPool_attribute attr,
                                           void* value) {
-  if (pool == nullptr || value == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  if (attr != CU_MEMPOOL_ATTR_RELEASE_THRESHOLD) return CUDA_SUCCESS;
+  if (value == nullptr) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
-  reinterpret_cast<Pool*>(pool)->release_threshold = *static_cast<cuuint64_t*>(value);
+  Pool* p = LivePool(pool);
+  if (p == nullptr) return CUDA_ERROR_INVALID_VALUE;
+  if (attr == CU_MEMPOOL_ATTR_RELEASE_THRESHOLD) {
+    p->release_threshold = *static_cast<cuuint64_t*>(value);
+  }
   return CUDA_SUCCESS;
 }
 
@@ -210,7 +311,7 @@ SIM_EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr* dptr, size_t bytes, CUm
                                             CUstream) {
   if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
   if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  return AllocateFromPool(dptr, bytes, reinterpret_cast<Pool*>(pool));
+  return AllocateFromPool(dptr, bytes, pool);
 }
 SIM_EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUmemoryPool pool,
                                                  CUstream s) {
@@ -222,7 +323,7 @@ SIM_EXPORT CUresult cuMemAllocAsync(CUdeviceptr* dptr, size_t bytes, CUstream) {
   if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
   CUmemoryPool pool = nullptr;
   if (CUresult r = cuDeviceGetDefaultMemPool(&pool, ordinal); r != CUDA_SUCCESS) return r;
-  return AllocateFromPool(dptr, bytes, reinterpret_cast<Pool*>(pool));
+  return AllocateFromPool(dptr, bytes, pool);
 }
 SIM_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUstream s) {
   return cuMemAllocAsync(dptr, bytes, s);
@@ -234,7 +335,7 @@ SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream) {
   auto it = Proc().allocations.find(dptr);
   if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
   if (it->second.pool != nullptr) {
-    it->second.pool->used -= it->second.bytes;  // cached in the pool until a sync or trim
+    ReturnToPool(it->second);
   } else if (it->second.charged) {
     State().Free(Physical(it->second.ordinal), it->second.bytes);
   }

@@ -22,6 +22,7 @@ constexpr Variant kVariants[] = {
     {"cuMemAllocPitch_v2", 3020},
     {"cuMemFree_v2", 3020},
     {"cuMemGetInfo_v2", 3020},
+    {"cuMemGetAddressRange_v2", 3020},
     {"cuDeviceTotalMem_v2", 3020},
     {"cuArrayCreate_v2", 3020},
     {"cuArray3DCreate_v2", 3020},

@@ -25,6 +25,9 @@ struct Pool {
   uint64_t reserved = 0;           // physically held
   uint64_t used = 0;               // handed out
   uint64_t release_threshold = 0;  // kept cached across synchronizations
+  // cuMemPoolDestroy was called: takes no new allocations, and releases its whole reservation
+  // when its last allocation is freed (at once if it has none).
+  bool destroyed = false;
 };
 
 struct Allocation {
@@ -41,7 +44,10 @@ struct Process {
   std::vector<Context*> primary;
   std::vector<int> primary_refs;
   std::vector<Pool*> default_pools;
-  std::vector<Pool*> pools;                              // every pool, default ones included
+  std::vector<Pool*> pools;  // every live pool, default ones included
+  // Destroyed pools whose memory is all released. cuMemPoolCreate hands them out again, so a new
+  // pool can get a destroyed pool's handle, as a real driver may reuse a freed handle's value.
+  std::vector<Pool*> released_pools;
   std::unordered_map<uint64_t, Allocation> allocations;  // device pointers and VMM handles
   uint64_t next_address = 0x100000000000ull;             // fake device addresses: never touched
   uint64_t next_handle = 1;

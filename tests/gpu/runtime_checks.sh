@@ -42,14 +42,14 @@ CARD_BYTES=$((CARD_MIB * MIB))
 build_gpufrac
 
 COMPILED=1
-for prog in alloc_apis launch_overhead; do
+for prog in alloc_apis launch_overhead pool_drain; do
   if ! nvcc_compile "$prog"; then
     COMPILED=0
     check "nvcc $prog.cu" FAIL "compile failed with $NVCC -arch=$ARCH (log below)"
     attach "nvcc $prog.cu" "$WORK/nvcc-$prog.log"
   fi
 done
-((COMPILED)) && check "nvcc tests/gpu/*.cu" PASS "alloc_apis, launch_overhead for $ARCH"
+((COMPILED)) && check "nvcc tests/gpu/*.cu" PASS "alloc_apis, launch_overhead, pool_drain for $ARCH"
 
 # --- context footprint -------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ TORCH_PY=tests/gpu/torch_checks.py
 if ((!BUILT)); then
   for c in "torch view at 0.25" "torch fill, no caching" "torch fill, expandable segments" \
     "two tenants at 0.5" "third tenant at 0.1 refused" "driver allocation APIs" \
-    "launch overhead under gpufrac"; do
+    "pool drain under --memory 4GiB" "launch overhead under gpufrac"; do
     check "$c" FAIL "not run: gpufrac was not built"
   done
   exit 1
@@ -251,6 +251,64 @@ if ((COMPILED)); then
   else
     check "physical use <= charged" SKIP "nvidia-smi memory.used could not be read from inside the tenant"
   fi
+fi
+
+# --- a pool destroyed with memory outstanding ---------------------------------------------------
+
+if ((COMPILED)); then
+  # What gpufrac's accounting of a draining pool assumes of the driver, read without gpufrac.
+  out=$WORK/pool-facts.out
+  "$GPU_BIN/pool_drain" facts >"$out" 2>&1
+  rc=$?
+  facts=$(tr '\n' ' ' <"$out")
+  fact() { kv_get "$facts" "$1"; }
+  why=()
+  ((rc == 0)) || why+=("exit $rc")
+  [[ -n $(fact used) && $(fact used) == "$(fact queried)" ]] ||
+    why+=("the pointers' sizes add up to $(fact queried), USED_MEM_CURRENT says $(fact used)")
+  [[ $(fact owner_is_pool) == 1 ]] ||
+    why+=("MEMPOOL_HANDLE does not name the destroyed pool (result $(fact owner_result))")
+  [[ $(fact used_with_queued_free) == "$(fact used_after_it_ran)" ]] ||
+    why+=("a queued cuMemFreeAsync still counts in USED_MEM_CURRENT")
+  # Three allocations outlive the destruction: the memory comes back at the third free only.
+  if [[ -n $(fact free_after_2) ]]; then
+    within 0.1 "$(fact free_after_2)" "$(fact start_free)" || why+=("the last free did not give the memory back")
+    le "$(fact free_after_1)" "$(calc "$(fact start_free) - 32 * $MIB")" || why+=("memory came back before the last free")
+  fi
+  [[ $(fact mem_free_result) == 0 ]] || why+=("cuMemFree of pool memory returned $(fact mem_free_result)")
+  [[ -n $(fact free_after_mem_free) ]] &&
+    { le "$(calc "$(fact free_before_mem_free) + 64 * $MIB")" "$(fact free_after_mem_free)" ||
+      why+=("cuMemFree of a destroyed pool's last allocation released nothing"); }
+  if ((${#why[@]} == 0)); then verdict=PASS; else verdict=FAIL; fi
+  reasons=$(IFS=';' && echo "${why[*]}")
+  check "pool drain: driver facts" $verdict "requested $(fact requested), USED_MEM_CURRENT $(fact used), pointer sizes $(fact queried); after destroy: owner_is_pool $(fact owner_is_pool), size $(fact size_after_destroy), new allocation result $(fact reuse_result); a new pool got the draining handle: $(fact same_handle_while_draining)${reasons:+; FAILED: $reasons}"
+  note ""
+  note "pool_drain facts: $facts"
+  ((${#why[@]} == 0)) || attach "pool_drain facts" "$out"
+
+  # Under gpufrac: the destroyed pool's 1 GiB stays charged until freed, then comes back. Needs a
+  # context under 1 GiB (3 GiB must fit in 4 GiB less the context).
+  out=$WORK/pool-tenant.out
+  grun --memory 4GiB -- "$GPU_BIN/pool_drain" tenant 1024 1024 3072 >"$out" 2>&1
+  rc=$?
+  line=$(grep "^start_free=" "$out")
+  got() { kv_get "$line" "$1"; }
+  why=()
+  if [[ -z $line ]]; then
+    why+=("no result (exit $rc)")
+  else
+    le "$(got destroyed_free)" "$(calc "$(got start_free) - 1024 * $MIB")" ||
+      why+=("the held 1 GiB was credited at the destruction")
+    le "$(calc "$(got start_free) - 1088 * $MIB")" "$(got destroyed_free)" ||
+      why+=("the cache was not credited at the destruction")
+    [[ $(got over_held_result) == 2 ]] || why+=("3 GiB was not refused while held ($(got over_held_result))")
+    within 0.1 "$(got freed_free)" "$(got start_free)" || why+=("not credited after the last free")
+    [[ $(got over_freed_result) == 0 ]] || why+=("3 GiB refused after the free ($(got over_freed_result))")
+  fi
+  if ((${#why[@]} == 0)); then verdict=PASS; else verdict=FAIL; fi
+  reasons=$(IFS=';' && echo "${why[*]}")
+  check "pool drain under --memory 4GiB" $verdict "cuMemGetInfo free: start $(mib "$(got start_free)"), pool of 2 GiB $(mib "$(got pooled_free)"), destroyed with 1 GiB held $(mib "$(got destroyed_free)"), after its free $(mib "$(got freed_free)"); cuMemAlloc 3 GiB while held: $(got over_held_result), after: $(got over_freed_result)${reasons:+; FAILED: $reasons}"
+  ((${#why[@]} == 0)) || attach "pool_drain tenant" "$out"
 fi
 
 # --- launch overhead -----------------------------------------------------------------------------

@@ -29,6 +29,13 @@
 //     pool-destroy BYTES           allocate and free BYTES in a pool that caches everything,
 //                                  destroy it, then cuMemAlloc BYTES; print free memory throughout
 //     pool-churn COUNT             COUNT cycles of pool create, allocate, free, destroy
+//     pool-drain HELD CACHED OVER FREE
+//                                  a pool that caches CACHED is destroyed while HELD is allocated
+//                                  from it; then cuMemAlloc OVER (freed again) before and after
+//                                  HELD is freed with FREE (async: cuMemFreeAsync + synchronize;
+//                                  free: cuMemFree), and a new pool is used and destroyed; print
+//                                  free memory throughout, the results, and what the driver says
+//                                  of HELD's pointer after its pool is destroyed
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
 #include <dlfcn.h>
 #include <sys/mman.h>
@@ -80,6 +87,8 @@ struct Driver {
   CUresult (*MemPoolDestroy)(CUmemoryPool);
   CUresult (*MemPoolSetAttribute)(CUmemoryPool, CUmemPool_attribute, void*);
   CUresult (*MemAllocFromPoolAsync)(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
+  CUresult (*PointerGetAttribute)(void*, CUpointer_attribute, CUdeviceptr);
+  CUresult (*MemGetAddressRange)(CUdeviceptr*, size_t*, CUdeviceptr);
   CUresult (*StreamSynchronize)(CUstream);
   CUresult (*MemCreate)(CUmemGenericAllocationHandle*, size_t, const CUmemAllocationProp*,
                         unsigned long long);
@@ -159,6 +168,8 @@ void Load(const std::string& mode) {
   BIND(MemPoolDestroy, "cuMemPoolDestroy", "cuMemPoolDestroy");
   BIND(MemPoolSetAttribute, "cuMemPoolSetAttribute", "cuMemPoolSetAttribute");
   BIND(MemAllocFromPoolAsync, "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync");
+  BIND(PointerGetAttribute, "cuPointerGetAttribute", "cuPointerGetAttribute");
+  BIND(MemGetAddressRange, "cuMemGetAddressRange", "cuMemGetAddressRange_v2");
   BIND(StreamSynchronize, "cuStreamSynchronize", "cuStreamSynchronize");
   BIND(MemCreate, "cuMemCreate", "cuMemCreate");
   BIND(MemRelease, "cuMemRelease", "cuMemRelease");
@@ -409,6 +420,60 @@ void PoolDestroy(uint64_t bytes) {
          cached_free, destroyed_free, g.MemAlloc(&ptr, bytes));
 }
 
+// A pool destroyed with memory still allocated from it keeps that memory until it is freed.
+void PoolDrain(uint64_t held, uint64_t cached, uint64_t over, const std::string& free_api) {
+  if (free_api != "async" && free_api != "free") Die("FREE must be async or free");
+  const size_t start_free = FreeMemory();
+  CUmemoryPool pool = CreatePool(0);
+  cuuint64_t keep_everything = UINT64_MAX;
+  g.MemPoolSetAttribute(pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &keep_everything);
+  CUdeviceptr ptr = 0, spare = 0;
+  if (g.MemAllocFromPoolAsync(&ptr, held, pool, nullptr) != CUDA_SUCCESS ||
+      g.MemAllocFromPoolAsync(&spare, cached, pool, nullptr) != CUDA_SUCCESS) {
+    Die("pool alloc");
+  }
+  g.MemFreeAsync(spare, nullptr);
+  g.StreamSynchronize(nullptr);
+  const size_t pooled_free = FreeMemory();
+  const CUresult destroyed = g.MemPoolDestroy(pool);
+  const size_t destroyed_free = FreeMemory();
+  // The destroyed pool's handle takes no new allocation; its outstanding one still names it.
+  const CUresult reuse = g.MemAllocFromPoolAsync(&spare, cached, pool, nullptr);
+  CUmemoryPool owner = nullptr;
+  size_t range_size = 0, address_range_size = 0;
+  CUdeviceptr base = 0;
+  g.PointerGetAttribute(&owner, CU_POINTER_ATTRIBUTE_MEMPOOL_HANDLE, ptr);
+  g.PointerGetAttribute(&range_size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, ptr);
+  g.MemGetAddressRange(&base, &address_range_size, ptr);
+  const bool base_is_ptr = base == ptr;
+  auto try_over = [&] {
+    CUdeviceptr big = 0;
+    const CUresult r = g.MemAlloc(&big, over);
+    if (r == CUDA_SUCCESS) g.MemFree(big);
+    return r;
+  };
+  const CUresult over_held = try_over();
+  const CUresult freed = free_api == "async" ? g.MemFreeAsync(ptr, nullptr) : g.MemFree(ptr);
+  if (free_api == "async") g.StreamSynchronize(nullptr);
+  const size_t freed_free = FreeMemory();
+  const CUresult over_freed = try_over();
+  // A new pool, which may get the destroyed pool's handle value, is charged as its own.
+  CUmemoryPool next = CreatePool(0);
+  const CUresult next_alloc = g.MemAllocFromPoolAsync(&ptr, held, next, nullptr);
+  const size_t next_free = FreeMemory();
+  g.MemFreeAsync(ptr, nullptr);
+  g.StreamSynchronize(nullptr);
+  g.MemPoolDestroy(next);
+  printf("start_free=%zu pooled_free=%zu destroy_result=%d destroyed_free=%zu reuse_result=%d\n",
+         start_free, pooled_free, destroyed, destroyed_free, reuse);
+  printf("owner_is_pool=%d range_size=%zu address_range_size=%zu base_is_ptr=%d\n", owner == pool,
+         range_size, address_range_size, base_is_ptr);
+  printf("over_held_result=%d free_result=%d freed_free=%zu over_freed_result=%d\n", over_held,
+         freed, freed_free, over_freed);
+  printf("same_handle=%d next_alloc_result=%d next_free=%zu end_free=%zu\n", next == pool,
+         next_alloc, next_free, FreeMemory());
+}
+
 void PoolChurn(int count) {
   int cycles = 0;
   CUresult r = CUDA_SUCCESS;
@@ -565,6 +630,8 @@ int main(int argc, char** argv) {
     PoolOnDevice(atoi(args[1].c_str()), Size(args[2].c_str()));
   } else if (command == "pool-destroy" && args.size() == 2) {
     PoolDestroy(Size(args[1].c_str()));
+  } else if (command == "pool-drain" && args.size() == 5) {
+    PoolDrain(Size(args[1].c_str()), Size(args[2].c_str()), Size(args[3].c_str()), args[4]);
   } else if (command == "pool-churn" && args.size() == 2) {
     PoolChurn(atoi(args[1].c_str()));
   } else if (command == "spin" && args.size() >= 3) {

@@ -160,6 +160,61 @@ TEST_F(MemoryIsolationTest, PoolChurnLeavesNothingCharged) {
   EXPECT_EQ(Field(r.out, "cuda_free"), 2 * kGiB - context_bytes_) << r.out;
 }
 
+// cuMemPoolDestroy with memory still allocated from the pool: the simulated driver, alone, keeps
+// all the pool's memory (its cache too) until that memory is freed, then releases it at once, as
+// the real driver's documentation says; the destroyed handle takes no new allocation.
+TEST_F(MemoryIsolationTest, TheSimulatedDriverReleasesADestroyedPoolAtItsLastFree) {
+  for (const char* free_api : {"async", "free"}) {
+    SCOPED_TRACE(free_api);
+    ProcessResult r =
+        RunProcess({Probe(), "pool-drain", "1GiB", "1GiB", "3GiB", free_api}, SimEnv());
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    const uint64_t start = Field(r.out, "start_free");
+    EXPECT_EQ(Field(r.out, "pooled_free"), start - 2 * kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "destroy_result"), 0u) << r.out;
+    EXPECT_EQ(Field(r.out, "destroyed_free"), start - 2 * kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "reuse_result"), 1u) << r.out;  // CUDA_ERROR_INVALID_VALUE
+    EXPECT_EQ(Field(r.out, "owner_is_pool"), 1u) << r.out;
+    EXPECT_EQ(Field(r.out, "range_size"), kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "address_range_size"), kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "base_is_ptr"), 1u) << r.out;
+    EXPECT_EQ(Field(r.out, "free_result"), 0u) << r.out;
+    EXPECT_EQ(Field(r.out, "freed_free"), start) << r.out;
+    EXPECT_EQ(Field(r.out, "same_handle"), 1u) << r.out;  // the released handle comes back
+    EXPECT_EQ(Field(r.out, "next_free"), start - kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "end_free"), start) << r.out;
+  }
+}
+
+// Regression: a pool destroyed with memory still allocated from it stayed charged for that memory
+// until the process exited, though the driver releases it at the last free. Now the cache is
+// credited at the destruction, the rest once the last allocation is freed (cuMemFreeAsync and a
+// synchronization, or cuMemFree), and a new pool that gets the old handle is charged as its own.
+class PoolDrainTest : public MemoryIsolationTest,
+                      public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(PoolDrainTest, ADestroyedPoolIsCreditedWhenItsLastAllocationIsFreed) {
+  ProcessResult r =
+      RunProbe({"--memory", "4GiB"}, {"pool-drain", "1GiB", "1GiB", "3GiB", GetParam()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  const uint64_t empty = 4 * kGiB - context_bytes_;
+  EXPECT_EQ(Field(r.out, "start_free"), empty) << r.out;
+  EXPECT_EQ(Field(r.out, "pooled_free"), empty - 2 * kGiB) << r.out;
+  EXPECT_EQ(Field(r.out, "destroy_result"), 0u) << r.out;
+  EXPECT_EQ(Field(r.out, "destroyed_free"), empty - kGiB) << r.out;  // the 1 GiB still allocated
+  EXPECT_EQ(Field(r.out, "reuse_result"), 1u) << r.out;
+  EXPECT_EQ(Field(r.out, "over_held_result"), 2u) << r.out;  // 3 GiB is more than the 2.5 left
+  EXPECT_EQ(Field(r.out, "free_result"), 0u) << r.out;
+  EXPECT_EQ(Field(r.out, "freed_free"), empty) << r.out;
+  EXPECT_EQ(Field(r.out, "over_freed_result"), 0u) << r.out;  // fits only if it was credited
+  EXPECT_EQ(Field(r.out, "same_handle"), 1u) << r.out;
+  EXPECT_EQ(Field(r.out, "next_alloc_result"), 0u) << r.out;
+  EXPECT_EQ(Field(r.out, "next_free"), empty - kGiB) << r.out;
+  EXPECT_EQ(Field(r.out, "end_free"), empty) << r.out;
+}
+
+INSTANTIATE_TEST_SUITE_P(FreeApis, PoolDrainTest, ::testing::Values("async", "free"));
+
 TEST_F(MemoryIsolationTest, TwoHalvesCannotExceedTheCard) {
   devices_ = "H100:8GiB";
   const std::string barrier = TempDir() + "/go";
