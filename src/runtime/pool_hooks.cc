@@ -214,6 +214,16 @@ int FreeAsync(RealFn real, CUdeviceptr dptr, CUstream stream) {
   return r;
 }
 
+// A synchronization, after which the frees it waited for have returned memory to their pools:
+// the pools' charges follow their reservations.
+template <typename RealFn, typename... Args>
+int Synchronized(RealFn real, Args... args) {
+  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
+  const int r = real(args...);
+  ReconcileAllPools();
+  return r;
+}
+
 }  // namespace
 
 void ReconcilePoolsAfterFree() {
@@ -341,24 +351,10 @@ GPUFRAC_EXPORT int cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {
   return r;
 }
 
-GPUFRAC_EXPORT int cuCtxSynchronize() {
-  auto real = REAL(cuCtxSynchronize);
-  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
-  const int r = real();
-  ReconcileAllPools();
-  return r;
-}
+GPUFRAC_EXPORT int cuCtxSynchronize() { return Synchronized(REAL(cuCtxSynchronize)); }
 GPUFRAC_EXPORT int cuStreamSynchronize(CUstream stream) {
-  auto real = REAL(cuStreamSynchronize);
-  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
-  const int r = real(stream);
-  ReconcileAllPools();
-  return r;
+  return Synchronized(REAL(cuStreamSynchronize), stream);
 }
 GPUFRAC_EXPORT int cuStreamSynchronize_ptsz(CUstream stream) {
-  auto real = REAL(cuStreamSynchronize_ptsz);
-  if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
-  const int r = real(stream);
-  ReconcileAllPools();
-  return r;
+  return Synchronized(REAL(cuStreamSynchronize_ptsz), stream);
 }
