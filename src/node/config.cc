@@ -73,8 +73,9 @@ const std::map<std::string, Setter>& Keys() {
       {"socket",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          if (Status s = ReadPath(n, p, &c->socket_path); !s.ok()) return s;
-         // sun_path holds 108 bytes including the terminator.
-         if (c->socket_path.size() > 107) return Bad(p, "longer than 107 bytes");
+         if (c->socket_path.size() > kMaxSocketPathBytes) {
+           return Bad(p, "longer than " + std::to_string(kMaxSocketPathBytes) + " bytes");
+         }
          return Status::Ok();
        }},
       {"socket_mode",

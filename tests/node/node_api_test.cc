@@ -1,11 +1,16 @@
 // gpufrac node end to end: the real agent binary on a temp unix socket, real tenant processes on
 // the simulated GPUs, every call over HTTP. Tenants, placement, bad input, config, ps.
+#include <arpa/inet.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "node_test_support.h"
@@ -16,6 +21,15 @@ namespace {
 using nlohmann::json;
 
 class NodeApiTest : public NodeFixture {};
+
+// The names in `dir`, to see what a start left behind.
+std::set<std::string> Files(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.insert(e.path().filename().string());
+  }
+  return names;
+}
 
 TEST_F(NodeApiTest, CreatesListsInspectsAndDeletesATenant) {
   StartAgent();
@@ -415,6 +429,72 @@ TEST_F(NodeApiTest, RefusesToStartBesideALiveAgent) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("another agent is serving on"), std::string::npos) << r.err;
   EXPECT_EQ(Call("GET", "/v1/health").status, 200);
+}
+
+// A socket path the kernel cannot bind is refused like the config file's socket: key, naming
+// where it came from, before any lock file exists. It used to abort (exit 134, an uncaught Boost
+// "File name too long") and leave SOCKET.lock and STATE.lock behind.
+TEST_F(NodeApiTest, RefusesASocketPathTooLongFromTheFlagOrTheVariableBeforeAnyLock) {
+  const std::string dir = TempDir() + "/start";
+  std::filesystem::create_directory(dir);
+  const std::string path = dir + "/" + std::string(130, 's') + ".sock";
+  const std::string size = std::to_string(path.size());
+  ProcessResult r = RunGpufrac({"node", "--socket", path, "--state", dir + "/n.db"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: --socket: longer than 107 bytes (it is " + size +
+                       "), the most a unix socket's path may have\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+  r = RunGpufrac({"node", "--state", dir + "/n.db"}, {{"GPUFRAC_NODE_SOCKET", path}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: GPUFRAC_NODE_SOCKET: longer than 107 bytes (it is " +
+                       size + "), the most a unix socket's path may have\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+  // The flag wins over the variable, and is the one named.
+  r = RunGpufrac({"node", "--socket", path, "--state", dir + "/n.db"},
+                 {{"GPUFRAC_NODE_SOCKET", dir + "/ok.sock"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("gpufrac node: error: --socket: longer than 107 bytes", 0), 0u) << r.err;
+  // An empty --socket is refused too, not read as "not given" (the config's socket is a temp one,
+  // so that an agent started by mistake would not take the default socket).
+  const std::string config = TempDir() + "/node.yaml";
+  std::ofstream(config) << "socket: " << TempDir() << "/fallback.sock\n";
+  r = RunGpufrac({"node", "--config", config, "--socket", "", "--state", dir + "/n.db"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: --socket: must not be empty\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+}
+
+// A start that fails after taking its locks and binding its socket (here: the TCP port is taken)
+// says why in one line and removes the socket and the lock files it created; a lock file that was
+// there before stays.
+TEST_F(NodeApiTest, AStartThatCannotListenLeavesNoSocketOrLockFileBehind) {
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string dir = TempDir() + "/start";
+  std::filesystem::create_directory(dir);
+  std::ofstream(dir + "/token") << "secret\n";
+  const std::string config = TempDir() + "/node.yaml";
+  std::ofstream(config) << "socket: " << dir << "/n.sock\nstate: " << dir
+                        << "/n.db\ntcp:\n  address: " << address << "\n  token_file: " << dir
+                        << "/token\n";
+  ProcessResult r = RunGpufrac({"node", "--config", config});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "gpufrac node: error: cannot listen on " + address + ": Address already in use\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{"token"});
+  // A lock file that existed before this start is not this start's to remove.
+  std::ofstream(dir + "/n.db.lock") << "";
+  r = RunGpufrac({"node", "--config", config});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(Files(dir), (std::set<std::string>{"token", "n.db.lock"}));
+  close(taken);
 }
 
 }  // namespace
