@@ -66,9 +66,6 @@ Status LoadConfig(const std::string& path, NodeConfig* config);
 // The same from YAML text (`origin` names the source in messages).
 Status ParseConfig(const std::string& yaml, const std::string& origin, NodeConfig* config);
 
-// "250ms", "10s", "2m" or a bare number of milliseconds.
-bool ParseDurationMs(const std::string& text, uint64_t* ms);
-
 const char* PlacementName(Placement p);
 bool ParsePlacement(const std::string& text, Placement* p);
 

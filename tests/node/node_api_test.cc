@@ -497,5 +497,26 @@ TEST_F(NodeApiTest, AStartThatCannotListenLeavesNoSocketOrLockFileBehind) {
   close(taken);
 }
 
+// Hours are durations everywhere the agent reads one: a delete's grace (up to 1h, as documented)
+// and gpufrac top's interval. "1h" used to be refused as not a duration while "60m" passed.
+TEST_F(NodeApiTest, DurationsInHoursAreAcceptedWithinTheirRanges) {
+  StartAgent();
+  Create({{"name", "slow"}, {"memory", "1GiB"}, {"command", {"sleep", "30"}}});
+  // sleep ends on SIGTERM, so an hour of grace ends as soon as it does.
+  ApiReply r = Call("DELETE", "/v1/tenants/slow?grace=1h");
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["reason"], "deleted; killed by signal 15") << r.raw;
+  Create({{"name", "slow"}, {"memory", "1GiB"}, {"command", {"sleep", "30"}}});
+  r = Call("DELETE", "/v1/tenants/slow?grace=1.5h");
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "grace: '1.5h' is not a duration up to 1h (like 5s, 1h)");
+  EXPECT_EQ(Call("DELETE", "/v1/tenants/slow?grace=0.5h").status, 200);
+  ProcessResult top = RunGpufrac({"top", "--once", "--interval", "1h", "--node", socket_});
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  top = RunGpufrac({"top", "--once", "--interval", "50ms", "--node", socket_});
+  EXPECT_EQ(top.exit_code, 2);
+  EXPECT_EQ(top.err, "gpufrac top: error: --interval '50ms': expected a duration >= 100ms\n");
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
