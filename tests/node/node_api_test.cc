@@ -377,6 +377,16 @@ TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
   EXPECT_NE(ps.out.find("running"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("sleep 30"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("0.25/1.00 inference"), std::string::npos) << ps.out;
+  // --json is the agent's answer as it comes, {"tenants": [...]} (it used to be the bare array,
+  // pretty-printed, which `jq .tenants` could not read).
+  ProcessResult ps_json = RunGpufrac({"ps", "--node", socket_, "--json"});
+  ASSERT_EQ(ps_json.exit_code, 0) << ps_json.err;
+  const json listed = json::parse(ps_json.out, nullptr, false);
+  ASSERT_TRUE(listed.is_object()) << ps_json.out;
+  ASSERT_EQ(listed.size(), 1u) << ps_json.out;
+  ASSERT_EQ(listed["tenants"].size(), 1u) << ps_json.out;
+  EXPECT_EQ(listed["tenants"][0]["id"], "ps-me");
+  EXPECT_EQ(std::count(ps_json.out.begin(), ps_json.out.end(), '\n'), 1) << ps_json.out;
 
   ApiReply m = Call("GET", "/metrics");
   ASSERT_EQ(m.status, 200);
