@@ -3,8 +3,21 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <string>
 
 namespace gpufrac::cli {
+
+// Where an option's value came from, for messages: its flag when the command line gave it, else
+// its environment variable (CLI11 fills it from there only when the flag is absent).
+inline std::string SourceName(const CLI::App* app, const CLI::Option* option) {
+  const std::vector<CLI::Option*> parsed = app->parse_order();
+  const bool on_command_line = std::find(parsed.begin(), parsed.end(), option) != parsed.end();
+  if (!on_command_line && option->count() > 0 && !option->get_envname().empty()) {
+    return option->get_envname();
+  }
+  return option->get_name();
+}
 
 // (subcommands are declared here, one line each)
 void AddRunCommand(CLI::App& app, int* exit_code);

@@ -21,6 +21,8 @@ struct NodeFlags {
   std::string config;
   std::string socket;
   std::string state;
+  bool socket_given = false;  // by the flag or the variable (possibly empty)
+  std::string socket_from;    // "--socket" or "GPUFRAC_NODE_SOCKET", for messages
 };
 
 // The API server's options from the config: the socket's group and the TCP token are resolved
@@ -56,7 +58,63 @@ bool ServerOptions(const node::NodeConfig& config, node::HttpServerOptions* opti
   return true;
 }
 
+// --socket (or GPUFRAC_NODE_SOCKET) checked as the config file's socket: key is, before any lock
+// file is created: a path the kernel cannot bind must not get as far as Listen.
+bool SocketFlagOk(const NodeFlags& flags) {
+  if (flags.socket_given && flags.socket.empty()) {
+    std::fprintf(stderr, "gpufrac node: error: %s: must not be empty\n", flags.socket_from.c_str());
+    return false;
+  }
+  if (flags.socket.size() > node::kMaxSocketPathBytes) {
+    std::fprintf(stderr,
+                 "gpufrac node: error: %s: longer than %zu bytes (it is %zu), the most a unix "
+                 "socket's path may have\n",
+                 flags.socket_from.c_str(), node::kMaxSocketPathBytes, flags.socket.size());
+    return false;
+  }
+  return true;
+}
+
+int Start(const node::NodeConfig& config, const node::HttpServerOptions& options) {
+  // Order matters: Agent::Start adopts the tenants recorded in the state (taking over their
+  // ledger entries), so everything that can refuse this start comes first. Otherwise a second
+  // agent, refused later, would leave the live agent's tenants owned by a dead pid and the live
+  // agent would reap their memory while they run.
+  node::InstanceLock state_lock;
+  node::HttpServer server;
+  std::unique_ptr<node::Agent> agent;
+  // A start that fails leaves nothing of its own behind: the socket and the lock files it created
+  // go (ones that existed stay). The server first: its threads may be calling into the agent.
+  auto fail = [&](const std::string& message) {
+    server.Abandon();
+    agent.reset();
+    state_lock.Discard();
+    std::fprintf(stderr, "gpufrac node: error: %s\n", message.c_str());
+    return 1;
+  };
+  try {
+    if (Status s = state_lock.Acquire(config.state_path, "is using the state"); !s.ok()) {
+      return fail(s.message());
+    }
+    if (Status s = server.Listen(options); !s.ok()) return fail(s.message());
+    if (Status s = node::Agent::Start(config, &agent); !s.ok()) return fail(s.message());
+    server.Serve(node::MakeApiHandler(agent.get()));
+  } catch (const std::exception& e) {
+    // Nothing in the start may escape as an abort (exit 134, lock files left behind).
+    return fail(e.what());
+  }
+  node::LogEvent("agent.ready", {{"socket", config.socket_path},
+                                 {"tcp", config.tcp_address.empty() ? "off" : config.tcp_address},
+                                 {"state", config.state_path}});
+  server.WaitForSignal();
+  server.Stop();
+  agent.reset();  // tenants keep running; the next agent adopts them
+  node::LogEvent("agent.stopped", {});
+  return 0;
+}
+
 int RunNode(const NodeFlags& flags) {
+  if (!SocketFlagOk(flags)) return 2;
   node::NodeConfig config;
   if (!flags.config.empty()) {
     if (Status s = node::LoadConfig(flags.config, &config); !s.ok()) {
@@ -68,34 +126,7 @@ int RunNode(const NodeFlags& flags) {
   if (!flags.state.empty()) config.state_path = flags.state;
   node::HttpServerOptions options;
   if (!ServerOptions(config, &options)) return 2;
-  // Order matters: Agent::Start adopts the tenants recorded in the state (taking over their
-  // ledger entries), so everything that can refuse this start comes first. Otherwise a second
-  // agent, refused later, would leave the live agent's tenants owned by a dead pid and the live
-  // agent would reap their memory while they run.
-  node::InstanceLock state_lock;
-  if (Status s = state_lock.Acquire(config.state_path, "is using the state"); !s.ok()) {
-    std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
-    return 1;
-  }
-  node::HttpServer server;
-  if (Status s = server.Listen(options); !s.ok()) {
-    std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
-    return 1;
-  }
-  std::unique_ptr<node::Agent> agent;
-  if (Status s = node::Agent::Start(config, &agent); !s.ok()) {
-    std::fprintf(stderr, "gpufrac node: error: %s\n", s.message().c_str());
-    return 1;
-  }
-  server.Serve(node::MakeApiHandler(agent.get()));
-  node::LogEvent("agent.ready", {{"socket", config.socket_path},
-                                 {"tcp", config.tcp_address.empty() ? "off" : config.tcp_address},
-                                 {"state", config.state_path}});
-  server.WaitForSignal();
-  server.Stop();
-  agent.reset();  // tenants keep running; the next agent adopts them
-  node::LogEvent("agent.stopped", {});
-  return 0;
+  return Start(config, options);
 }
 
 }  // namespace
@@ -106,11 +137,16 @@ void AddNodeCommand(CLI::App& app, int* exit_code) {
       "node", "Run the host agent: owns the GPUs, places and runs tenants, serves the API");
   cmd->add_option("--config", flags->config, "YAML config file (see docs/node.md)")
       ->envname("GPUFRAC_NODE_CONFIG");
-  cmd->add_option("--socket", flags->socket, "API unix socket (overrides the config)")
-      ->envname("GPUFRAC_NODE_SOCKET");
+  CLI::Option* socket =
+      cmd->add_option("--socket", flags->socket, "API unix socket (overrides the config)")
+          ->envname("GPUFRAC_NODE_SOCKET");
   cmd->add_option("--state", flags->state, "SQLite state file (overrides the config)")
       ->envname("GPUFRAC_NODE_STATE");
-  cmd->callback([flags, exit_code] { *exit_code = RunNode(*flags); });
+  cmd->callback([cmd, socket, flags, exit_code] {
+    flags->socket_given = socket->count() > 0;
+    flags->socket_from = SourceName(cmd, socket);
+    *exit_code = RunNode(*flags);
+  });
 }
 
 }  // namespace gpufrac::cli

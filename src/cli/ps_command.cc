@@ -1,5 +1,6 @@
-// gpufrac ps: the agent's tenants as a table (GET /v1/tenants). STATE carries the exit status of
-// exited tenants and "rN" after N restarts; attach-only tenants list the pids that joined them.
+// gpufrac ps: the agent's tenants as a table (GET /v1/tenants), or its answer as is (--json). STATE
+// carries the exit status of exited tenants and "rN" after N restarts; attach-only tenants list
+// the pids that joined them.
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -40,7 +41,10 @@ int RunPs(const PsFlags& flags) {
     return 1;
   }
   if (flags.json) {
-    std::printf("%s\n", j["tenants"].dump(2).c_str());
+    // The agent's answer as it came, {"tenants": [...]}, so that scripts read the API's shape
+    // (jq .tenants) whether they call the socket or gpufrac ps.
+    std::fputs(body.c_str(), stdout);
+    if (body.empty() || body.back() != '\n') std::fputs("\n", stdout);
     return 0;
   }
   std::printf("%-20s %-4s %-21s %-10s %-9s %-9s %-10s %-6s %-8s %s\n", "ID", "GPU",
@@ -82,7 +86,9 @@ void AddPsCommand(CLI::App& app, int* exit_code) {
   CLI::App* cmd = app.add_subcommand("ps", "List the node agent's tenants");
   cmd->add_option("--node", flags->socket, "the agent's API socket")
       ->envname("GPUFRAC_NODE_SOCKET");
-  cmd->add_flag("--json", flags->json, "print the agent's JSON instead of a table");
+  cmd->add_flag("--json", flags->json,
+                "print the agent's answer to GET /v1/tenants as it comes, {\"tenants\": [...]}, "
+                "instead of a table");
   cmd->callback([flags, exit_code] { *exit_code = RunPs(*flags); });
 }
 

@@ -25,6 +25,11 @@ struct RunFlags {
   std::string node;   // the agent's socket; empty: the default one if an agent answers there
   std::string token;  // join this attach-only tenant of the agent
   bool no_node = false;
+  // Where node and no_node came from ("--node" or "GPUFRAC_NODE_SOCKET", "--no-node" or
+  // "GPUFRAC_NO_NODE"): a refusal must name what the caller actually set, and an exported
+  // variable is a default that a flag may override.
+  std::string node_from;
+  std::string no_node_from;
   std::vector<std::string> command;
 };
 
@@ -62,9 +67,17 @@ int Join(const RunFlags& flags) {
   return Fail(node::JoinWithToken(socket, flags.token, flags.command).message());
 }
 
-int Run(const RunFlags& flags) {
+int Run(RunFlags flags) {
   if (!flags.token.empty()) return Join(flags);
-  if (flags.no_node && !flags.node.empty()) return Fail("--no-node contradicts --node");
+  if (flags.no_node && !flags.node.empty()) {
+    // GPUFRAC_NODE_SOCKET is often exported for gpufrac ps (docs/node.md); asking for no agent
+    // overrides it. Only --node itself contradicts --no-node.
+    if (flags.node_from != "--node") {
+      flags.node.clear();
+    } else {
+      return Fail(flags.no_node_from + " contradicts --node");
+    }
+  }
   RunRequest request;
   request.gpu = flags.gpu;
   request.tenant = flags.tenant;
@@ -129,9 +142,12 @@ int Run(const RunFlags& flags) {
   // same ledgers, unless --node insists.
   const bool gang = flags.gpu.find(',') != std::string::npos;
   if (gang && !flags.node.empty()) {
-    return Fail("--gpu " + flags.gpu +
-                ": the agent does not place multi-GPU (tensor-parallel) tenants yet; drop --node "
-                "to run it without the agent");
+    const std::string why =
+        "--gpu " + flags.gpu + ": the agent does not place multi-GPU (tensor-parallel) tenants yet";
+    if (flags.node_from == "--node") return Fail(why + "; drop --node to run it without the agent");
+    return Fail(why + ", and " + flags.node_from + "=" + flags.node +
+                " asks for the agent; add --no-node or unset " + flags.node_from +
+                " to run it without the agent");
   }
   std::string socket = flags.node;
   if (socket.empty() && !flags.no_node && !gang && node::AgentAnswers(node::DefaultAgentSocket())) {
@@ -183,19 +199,26 @@ void AddRunCommand(CLI::App& app, int* exit_code) {
                   "fair (lend and borrow idle share) or strict (cap at "
                   "the request); default fair");
   run->add_option("--priority", flags->priority, "inference (latency-sensitive, default) or batch");
-  run->add_option("--node", flags->node,
-                  "run as a tenant of the node agent on this socket (default: the agent at "
-                  "/run/gpufrac/node.sock when one answers there, else no agent)")
-      ->envname("GPUFRAC_NODE_SOCKET");
+  CLI::Option* node =
+      run->add_option("--node", flags->node,
+                      "run as a tenant of the node agent on this socket (default: the agent at "
+                      "/run/gpufrac/node.sock when one answers there, else no agent)")
+          ->envname("GPUFRAC_NODE_SOCKET");
   run->add_option("--token", flags->token,
                   "join the agent's attach-only tenant that holds this token")
       ->envname("GPUFRAC_NODE_TOKEN");
-  run->add_flag("--no-node", flags->no_node,
-                "run without the agent even when one answers at the default socket")
-      ->envname("GPUFRAC_NO_NODE");
+  CLI::Option* no_node =
+      run->add_flag("--no-node", flags->no_node,
+                    "run without the agent even when one answers at the default socket or "
+                    "GPUFRAC_NODE_SOCKET names one")
+          ->envname("GPUFRAC_NO_NODE");
   run->add_option("command", flags->command, "the command and its arguments, after --");
   run->positionals_at_end();
-  run->callback([flags, exit_code] { *exit_code = Run(*flags); });
+  run->callback([run, node, no_node, flags, exit_code] {
+    flags->node_from = SourceName(run, node);
+    flags->no_node_from = SourceName(run, no_node);
+    *exit_code = Run(*flags);
+  });
 }
 
 }  // namespace gpufrac::cli

@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "common/quantity.h"
 #include "node/config.h"
 #include "node/http_server.h"
 #include "node/top_view.h"
@@ -70,7 +71,7 @@ Status Frame(const TopFlags& flags, std::string* frame) {
 
 int RunTop(const TopFlags& flags) {
   uint64_t interval_ms = 0;
-  if (!node::ParseDurationMs(flags.interval, &interval_ms) || interval_ms < 100) {
+  if (!ParseDurationMs(flags.interval.c_str(), &interval_ms) || interval_ms < 100) {
     std::fprintf(stderr, "gpufrac top: error: --interval '%s': expected a duration >= 100ms\n",
                  flags.interval.c_str());
     return 2;

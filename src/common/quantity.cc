@@ -135,6 +135,43 @@ ParseError ParseMemoryAmount(const char* text, MemoryAmount* amount) {
   return ParseError::kNone;
 }
 
+bool ParseDurationMs(const char* text, uint64_t* ms) {
+  if (text == nullptr) return false;
+  // The number by hand: strtod would also take a sign, blanks, an exponent, hex, inf and nan.
+  const char* p = text;
+  auto digits = [&p] {
+    const char* start = p;
+    while (*p >= '0' && *p <= '9') ++p;
+    return p > start;
+  };
+  if (!digits()) return false;
+  if (*p == '.') {
+    ++p;
+    if (!digits()) return false;
+  }
+  char number[32];
+  const size_t length = static_cast<size_t>(p - text);
+  if (length >= sizeof number) return false;
+  memcpy(number, text, length);
+  number[length] = '\0';
+  const double value = strtod(number, nullptr);
+  double scale = 0;
+  if (*p == '\0' || strcmp(p, "ms") == 0) {
+    scale = 1;
+  } else if (strcmp(p, "s") == 0) {
+    scale = 1e3;
+  } else if (strcmp(p, "m") == 0) {
+    scale = 6e4;
+  } else if (strcmp(p, "h") == 0) {
+    scale = 3.6e6;
+  } else {
+    return false;
+  }
+  if (value * scale > 1e15) return false;
+  *ms = static_cast<uint64_t>(std::llround(value * scale));
+  return true;
+}
+
 void FormatBytes(uint64_t bytes, char* buf, int buf_size) {
   constexpr const char* kNames[] = {"B", "KiB", "MiB", "GiB", "TiB"};
   double value = static_cast<double>(bytes);

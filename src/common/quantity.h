@@ -1,6 +1,6 @@
-// Parsing of the quantities users write: memory sizes ("20GiB", "512MB", "1073741824") and
-// fractions of a card ("0.5"). Freestanding (libc only) because the interposer, which must not
-// bring a C++ runtime into its host process, parses its configuration with it too.
+// Parsing of the quantities users write: memory sizes ("20GiB", "512MB", "1073741824"), fractions
+// of a card ("0.5") and durations ("250ms", "1h"). Freestanding (libc only) because the interposer,
+// which must not bring a C++ runtime into its host process, parses its configuration with it too.
 #pragma once
 
 #include <cstdint>
@@ -32,6 +32,13 @@ struct MemoryAmount {
 // "0.25" is a fraction; anything with a unit, or an integer > 1, is a size. A unit-less number
 // above 1 written with a decimal point or an exponent ("1.5", "2.0") is out of range.
 ParseError ParseMemoryAmount(const char* text, MemoryAmount* amount);
+
+// Milliseconds from a duration as users write them: "250ms", "10s", "2m", "1h", or a bare number of
+// milliseconds ("40"); a decimal is allowed ("1.5s", rounded to the nearest millisecond). No sign,
+// space, exponent or other unit. The one duration syntax of the node agent's config, its API and
+// gpufrac serve's deploy files; callers enforce their own ranges. False when it is not one, or
+// beyond 10^15 ms.
+bool ParseDurationMs(const char* text, uint64_t* ms);
 
 // Writes `bytes` as a short human string ("20.0GiB") into buf (at least 24 bytes).
 void FormatBytes(uint64_t bytes, char* buf, int buf_size);

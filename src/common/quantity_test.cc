@@ -26,6 +26,37 @@ TEST(ParseSize, AcceptsBinaryAndDecimalUnits) {
   EXPECT_EQ(Size("512M"), 512ull << 20);
 }
 
+uint64_t Ms(const char* text) {
+  uint64_t ms = 0;
+  EXPECT_TRUE(ParseDurationMs(text, &ms)) << text;
+  return ms;
+}
+
+// The one duration syntax of the node agent (config, API, gpufrac top) and gpufrac serve.
+TEST(ParseDurationMs, TakesMillisecondsSecondsMinutesAndHours) {
+  EXPECT_EQ(Ms("250ms"), 250u);
+  EXPECT_EQ(Ms("10s"), 10000u);
+  EXPECT_EQ(Ms("1.5s"), 1500u);
+  EXPECT_EQ(Ms("2m"), 120000u);
+  EXPECT_EQ(Ms("1h"), 3600000u);
+  EXPECT_EQ(Ms("0.5h"), 1800000u);
+  EXPECT_EQ(Ms("40"), 40u);
+  EXPECT_EQ(Ms("0"), 0u);
+  EXPECT_EQ(Ms("1.6ms"), 2u);  // to the nearest millisecond
+  EXPECT_EQ(Ms("277777h"), 277777ull * 3600000);
+}
+
+TEST(ParseDurationMs, RefusesAnythingElse) {
+  uint64_t ms = 7;
+  for (const char* bad :
+       {"",    "10 s", " 5s", "5s ", "-1s", "+5s", "fast", "1e3", "1e3ms", "0x10",
+        "inf", "nan",  ".5s", "5.",  "5.s", "1d",  "5sec", "1H",  "10ms5", "300000000h"}) {
+    EXPECT_FALSE(ParseDurationMs(bad, &ms)) << bad;
+  }
+  EXPECT_FALSE(ParseDurationMs(nullptr, &ms));
+  EXPECT_EQ(ms, 7u);  // untouched
+}
+
 TEST(ParseSize, RefusesNonsense) {
   uint64_t bytes = 0;
   EXPECT_EQ(ParseSize("", &bytes), ParseError::kEmpty);

@@ -179,8 +179,15 @@ class Agent {
   // run's), as the ledger will count it at admission.
   double ComputePromisedLocked(size_t pos) const;
   // Notifies the plan's borrowers, waits up to the deadline for `asked` bytes to be free on the
-  // GPU, then kills those still borrowing and waits for their memory. Called without mu_ held.
+  // GPU, then kills those still borrowing and waits for their memory. A borrower that could not
+  // be told (no burst_signal reaching a live process, no burst_hook that answered) is killed at
+  // once: only those told are waited for. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
+  // SIGKILLs those of `ids` still running above their request (once each), marking them killed
+  // for borrowed memory.
+  void KillBorrowersLocked(const std::vector<std::string>& ids);
+  // tenant.burst_notified: `signal` (0: none) and `hook` ("none", the URL, or "failed") reached it.
+  void LogNotified(const std::string& id, int gpu, int signal, const std::string& hook) const;
   std::string NewIdLocked();
   std::string NewTokenLocked();
   // restart: on-failure: the command failed on its own (not deleted, not killed by the agent) and

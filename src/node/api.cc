@@ -88,8 +88,8 @@ Status ParseGrace(const std::string& query, int64_t* grace_ms) {
     const std::string value = eq == std::string::npos ? "" : pair.substr(eq + 1);
     if (key == "grace") {
       uint64_t ms = 0;
-      if (!ParseDurationMs(value, &ms) || ms > 3600000) {
-        return Status::Error("grace: '" + value + "' is not a duration up to 1h (like 5s)");
+      if (!ParseDurationMs(value.c_str(), &ms) || ms > 3600000) {
+        return Status::Error("grace: '" + value + "' is not a duration up to 1h (like 5s, 1h)");
       }
       *grace_ms = static_cast<int64_t>(ms);
     } else if (!key.empty()) {

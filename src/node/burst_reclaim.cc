@@ -61,19 +61,46 @@ Agent::BurstPlan Agent::PlanBurstReclaimLocked(const std::vector<uint64_t>& aske
   return best;
 }
 
+void Agent::LogNotified(const std::string& id, int gpu, int signal, const std::string& hook) const {
+  LogEvent("tenant.burst_notified",
+           {{"id", id},
+            {"gpu", std::to_string(gpu)},
+            {"signal", signal > 0 ? std::to_string(signal) : "none"},
+            {"hook", hook},
+            {"deadline_ms", std::to_string(config_.burst_reclaim_deadline_ms)}});
+}
+
 void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
   using Clock = std::chrono::steady_clock;
   const size_t pos = static_cast<size_t>(plan.gpu);
   const uint64_t total = gpus_[pos].total_bytes;
   auto fits = [&] { return ledgers_[pos]->Committed() + asked <= total; };
   const auto deadline = Clock::now() + std::chrono::milliseconds(config_.burst_reclaim_deadline_ms);
-  std::vector<std::pair<std::string, std::string>> hooks;  // (url, body), called without mu_
+  struct Hook {
+    std::string id, url, body;
+    int signal = 0;  // the victim's signal, when it was also told by it; 0 otherwise
+  };
+  std::vector<Hook> hooks;          // called without mu_
+  std::vector<std::string> untold;  // victims nobody could tell: nothing to wait for
+  bool told_any = false;            // some victim was told (by signal, or a hook that answered)
   {
     std::lock_guard lock(mu_);
     for (const std::string& id : plan.victims) {
       auto it = tenants_.find(id);
       if (it == tenants_.end()) continue;
       const TenantRecord& r = it->second.record;
+      // Notice goes to the command's process only, which decides how to give memory back; an
+      // attach-only tenant has no command, so each process that joined it gets it.
+      bool signalled = false;  // some live process of it got the signal
+      if (r.burst_signal > 0 && ProcessIsAlive(r.pid, r.pid_start) &&
+          kill(r.pid, r.burst_signal) == 0) {
+        signalled = true;
+      }
+      for (const auto& [pid, start] : r.attached) {
+        if (r.burst_signal > 0 && ProcessIsAlive(pid, start) && kill(pid, r.burst_signal) == 0) {
+          signalled = true;
+        }
+      }
       if (!r.burst_hook.empty()) {
         const uint64_t used = ViewLocked(it->second).usage.used;
         const nlohmann::json notice = {
@@ -81,52 +108,84 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
             {"gpu", plan.gpu},
             {"give_back_bytes", used > r.memory_request ? used - r.memory_request : 0},
             {"deadline_ms", config_.burst_reclaim_deadline_ms}};
-        hooks.emplace_back(r.burst_hook, notice.dump());
+        // Logged once the hook's answer says whether the notice arrived.
+        hooks.push_back({id, r.burst_hook, notice.dump(), signalled ? r.burst_signal : 0});
+        continue;
       }
-      // Notice goes to the command's process only, which decides how to give memory back; an
-      // attach-only tenant has no command, so each process that joined it gets it.
-      if (r.burst_signal > 0 && ProcessIsAlive(r.pid, r.pid_start)) kill(r.pid, r.burst_signal);
-      for (const auto& [pid, start] : r.attached) {
-        if (r.burst_signal > 0 && ProcessIsAlive(pid, start)) kill(pid, r.burst_signal);
+      if (!signalled) {
+        // Waiting out the deadline for a tenant that was never told would only delay the request
+        // that needs its memory.
+        LogEvent("tenant.burst_reclaiming",
+                 {{"id", id},
+                  {"gpu", std::to_string(plan.gpu)},
+                  {"reason", r.burst_signal > 0 ? "its burst_signal reached no live process"
+                                                : "no burst_signal or burst_hook to notify"}});
+        untold.push_back(id);
+        continue;
       }
-      LogEvent("tenant.burst_notified",
-               {{"id", id},
-                {"gpu", std::to_string(plan.gpu)},
-                {"signal", r.burst_signal > 0 ? std::to_string(r.burst_signal) : "none"},
-                {"hook", r.burst_hook.empty() ? "none" : r.burst_hook},
-                {"deadline_ms", std::to_string(config_.burst_reclaim_deadline_ms)}});
+      told_any = true;
+      LogNotified(id, plan.gpu, r.burst_signal, "none");
     }
+    KillBorrowersLocked(untold);
   }
-  for (const auto& [url, body] : hooks) {
+  bool killed_any = !untold.empty();
+  for (const Hook& hook : hooks) {
     // Bounded: a hook that hangs must not hold the reclaim past its deadline.
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     int status = 0;
-    Status s = HttpPostUrl(url, body, static_cast<uint32_t>(std::max<int64_t>(left.count(), 100)),
-                           &status);
-    if (!s.ok() || status / 100 != 2) {
-      LogEvent(
-          "tenant.burst_hook_failed",
-          {{"hook", url}, {"error", s.ok() ? "status " + std::to_string(status) : s.message()}});
+    Status s = HttpPostUrl(hook.url, hook.body,
+                           static_cast<uint32_t>(std::max<int64_t>(left.count(), 100)), &status);
+    if (s.ok() && status / 100 == 2) {
+      told_any = true;
+      LogNotified(hook.id, plan.gpu, hook.signal, hook.url);
+      continue;
+    }
+    LogEvent("tenant.burst_hook_failed",
+             {{"id", hook.id},
+              {"hook", hook.url},
+              {"error", s.ok() ? "status " + std::to_string(status) : s.message()}});
+    if (hook.signal > 0) {
+      told_any = true;  // its signal did arrive
+      LogNotified(hook.id, plan.gpu, hook.signal, "failed");
+    } else {
+      // Its only notice did not arrive: like a victim with none, it is not waited for.
+      LogEvent("tenant.burst_reclaiming",
+               {{"id", hook.id},
+                {"gpu", std::to_string(plan.gpu)},
+                {"reason", "its burst_hook failed and it has no burst_signal"}});
+      std::lock_guard lock(mu_);
+      KillBorrowersLocked({hook.id});
+      killed_any = true;
     }
   }
-  while (!fits() && Clock::now() < deadline) std::this_thread::sleep_for(kPoll);
+  // Only victims that were told get the deadline to give memory back; the memory of those killed
+  // meanwhile is reaped at once rather than at the next reap_interval.
+  while (told_any && !fits() && Clock::now() < deadline) {
+    if (killed_any) reaper_wake_.notify_all();
+    std::this_thread::sleep_for(kPoll);
+  }
   if (fits()) return;
   {
     std::lock_guard lock(mu_);
-    for (const std::string& id : plan.victims) {
-      auto it = tenants_.find(id);
-      if (it == tenants_.end() || it->second.record.state != TenantState::kRunning) continue;
-      const TenantView v = ViewLocked(it->second);
-      if (v.usage.used <= it->second.record.memory_request) continue;  // gave it back
-      it->second.burst_killed = true;
-      SignalLocked(it->second.record, SIGKILL);
-    }
+    KillBorrowersLocked(plan.victims);
   }
   const auto killed_deadline = Clock::now() + kKillWait;
   while (!fits() && Clock::now() < killed_deadline) {
     reaper_wake_.notify_all();
     std::this_thread::sleep_for(kPoll);
+  }
+}
+
+void Agent::KillBorrowersLocked(const std::vector<std::string>& ids) {
+  for (const std::string& id : ids) {
+    auto it = tenants_.find(id);
+    if (it == tenants_.end() || it->second.record.state != TenantState::kRunning) continue;
+    if (it->second.burst_killed) continue;  // already killed
+    const TenantView v = ViewLocked(it->second);
+    if (v.usage.used <= it->second.record.memory_request) continue;  // gave it back
+    it->second.burst_killed = true;
+    SignalLocked(it->second.record, SIGKILL);
   }
 }
 

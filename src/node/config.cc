@@ -43,14 +43,14 @@ Status ReadUint(const YAML::Node& n, const std::string& path, uint64_t lo, uint6
   return Status::Ok();
 }
 
-// Durations as "250ms", "10s", "2m" or a bare number of milliseconds.
+// Durations as "250ms", "10s", "2m", "1h" or a bare number of milliseconds (common/quantity.h).
 Status ReadDurationMs(const YAML::Node& n, const std::string& path, uint64_t lo_ms, uint64_t hi_ms,
                       uint32_t* out) {
   std::string text;
   if (Status s = ReadScalar(n, path, &text); !s.ok()) return s;
   uint64_t ms = 0;
-  if (!ParseDurationMs(text, &ms)) {
-    return Bad(path, "'" + text + "' is not a duration (like 250ms, 10s, 2m)");
+  if (!ParseDurationMs(text.c_str(), &ms)) {
+    return Bad(path, "'" + text + "' is not a duration (like 250ms, 10s, 2m, 1h)");
   }
   if (ms < lo_ms || ms > hi_ms) {
     return Bad(path, "must be between " + std::to_string(lo_ms) + "ms and " +
@@ -73,8 +73,9 @@ const std::map<std::string, Setter>& Keys() {
       {"socket",
        [](const YAML::Node& n, const std::string& p, NodeConfig* c) {
          if (Status s = ReadPath(n, p, &c->socket_path); !s.ok()) return s;
-         // sun_path holds 108 bytes including the terminator.
-         if (c->socket_path.size() > 107) return Bad(p, "longer than 107 bytes");
+         if (c->socket_path.size() > kMaxSocketPathBytes) {
+           return Bad(p, "longer than " + std::to_string(kMaxSocketPathBytes) + " bytes");
+         }
          return Status::Ok();
        }},
       {"socket_mode",
@@ -220,24 +221,6 @@ Status Walk(const YAML::Node& map, const std::string& prefix, NodeConfig* config
 }
 
 }  // namespace
-
-bool ParseDurationMs(const std::string& text, uint64_t* ms) {
-  size_t digits = 0;
-  while (digits < text.size() && isdigit(static_cast<unsigned char>(text[digits]))) ++digits;
-  if (digits == 0 || digits > 9) return false;
-  const uint64_t n = std::stoull(text.substr(0, digits));
-  const std::string unit = text.substr(digits);
-  if (unit.empty() || unit == "ms") {
-    *ms = n;
-  } else if (unit == "s") {
-    *ms = n * 1000;
-  } else if (unit == "m") {
-    *ms = n * 60000;
-  } else {
-    return false;
-  }
-  return true;
-}
 
 const char* BackstopModeName(BackstopMode m) {
   switch (m) {

@@ -3,6 +3,7 @@
 // operator can fix the file without reading code.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <string>
 
@@ -22,8 +23,12 @@ constexpr uint32_t kMaxBurstReclaimDeadlineMs = 600000;
 // then the kill that follows it (a minute covers the kill's few seconds).
 constexpr uint32_t kCreateTenantTimeoutMs = kMaxBurstReclaimDeadlineMs + 60000;
 
+// The longest unix socket path: sun_path holds 108 bytes including the terminator.
+constexpr size_t kMaxSocketPathBytes = 107;
+
 struct NodeConfig {
-  // Unix socket the API listens on; created with mode `socket_mode` (owner and group may call).
+  // Unix socket the API listens on (at most kMaxSocketPathBytes); created with mode `socket_mode`
+  // (owner and group may call).
   std::string socket_path = "/run/gpufrac/node.sock";
   uint32_t socket_mode = 0660;
   // The socket's group: operators in it may call the API. Empty: the agent's primary group.
@@ -60,9 +65,6 @@ struct NodeConfig {
 Status LoadConfig(const std::string& path, NodeConfig* config);
 // The same from YAML text (`origin` names the source in messages).
 Status ParseConfig(const std::string& yaml, const std::string& origin, NodeConfig* config);
-
-// "250ms", "10s", "2m" or a bare number of milliseconds.
-bool ParseDurationMs(const std::string& text, uint64_t* ms);
 
 const char* PlacementName(Placement p);
 bool ParsePlacement(const std::string& text, Placement* p);

@@ -45,6 +45,25 @@ TEST(ConfigTest, ReadsEveryKey) {
   EXPECT_EQ(c.api_threads, 2u);
 }
 
+// Every duration key takes hours too: grace_period documents 0 - 1h, and "1h" used to be refused
+// as "not a duration" while "60m" passed.
+TEST(ConfigTest, DurationsTakeHoursAndKeepTheirRanges) {
+  NodeConfig c;
+  Status s =
+      ParseConfig("grace_period: 1h\nburst_reclaim_deadline: 0.1h\napi:\n  request_timeout: 1.5s\n",
+                  "node.yaml", &c);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.grace_period_ms, 3600000u);
+  EXPECT_EQ(c.burst_reclaim_deadline_ms, 360000u);
+  EXPECT_EQ(c.request_timeout_ms, 1500u);
+  EXPECT_EQ(Refusal("grace_period: 2h\n"),
+            "node.yaml: grace_period: must be between 0ms and 3600000ms");
+  EXPECT_EQ(Refusal("burst_reclaim_deadline: 1h\n"),
+            "node.yaml: burst_reclaim_deadline: must be between 0ms and 600000ms");
+  EXPECT_EQ(Refusal("grace_period: 1 h\n"),
+            "node.yaml: grace_period: '1 h' is not a duration (like 250ms, 10s, 2m, 1h)");
+}
+
 TEST(ConfigTest, RefusesUnknownKeysWithTheirPath) {
   EXPECT_EQ(Refusal("sockets: /x\n"), "node.yaml: sockets: unknown key");
   EXPECT_EQ(Refusal("api:\n  max_body: 10\n"), "node.yaml: api.max_body: unknown key");

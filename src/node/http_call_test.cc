@@ -1,5 +1,6 @@
 // HttpCall against a raw unix-socket peer that answers in whatever way a test needs: whole,
 // in pieces, delimited by its close, not at all, or by hanging up.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -109,6 +110,55 @@ TEST(HttpCallTest, NoAgentIsNamedInTheError) {
   EXPECT_EQ(
       s.message(),
       "cannot reach the agent at '/tmp/gpufrac-no-such-agent.sock': No such file or directory");
+}
+
+// The server side: a socket path the kernel cannot bind is a Status, never an exception, and
+// creates no lock file (the agent's start used to abort on Boost's "File name too long").
+TEST(HttpServerTest, ListenRefusesASocketPathTooLongWithoutThrowingOrLocking) {
+  char pattern[] = "/tmp/gpufrac-listen-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::string dir = pattern;
+  HttpServerOptions options;
+  options.socket_path = dir + "/" + std::string(120, 's') + ".sock";
+  HttpServer server;
+  Status s;
+  EXPECT_NO_THROW(s = server.Listen(options));
+  EXPECT_EQ(s.message(), "socket path '" + options.socket_path + "' is " +
+                             std::to_string(options.socket_path.size()) +
+                             " bytes, longer than the 107 a unix socket's path may have");
+  EXPECT_EQ(rmdir(dir.c_str()), 0) << "the failed Listen left something in " << dir;
+}
+
+// A Listen that fails after it bound the socket (here: a bad TCP address) removes the socket and
+// the lock file it created, and a lock file that existed before stays.
+TEST(HttpServerTest, AFailedListenRemovesTheSocketAndTheLockFileItCreated) {
+  char pattern[] = "/tmp/gpufrac-listen-XXXXXX";
+  ASSERT_NE(mkdtemp(pattern), nullptr);
+  const std::string dir = pattern;
+  HttpServerOptions options;
+  options.socket_path = dir + "/a.sock";
+  options.tcp_address = "127.0.0.1:http";
+  {
+    HttpServer server;
+    const Status s = server.Listen(options);
+    EXPECT_EQ(s.message(), "tcp address '127.0.0.1:http' is not IP:PORT");
+    EXPECT_NE(access(options.socket_path.c_str(), F_OK), 0);
+    EXPECT_NE(access((options.socket_path + ".lock").c_str(), F_OK), 0);
+  }
+  const std::string lock = options.socket_path + ".lock";
+  close(open(lock.c_str(), O_CREAT | O_WRONLY, 0600));
+  {
+    HttpServer server;
+    EXPECT_FALSE(server.Listen(options).ok());
+    EXPECT_EQ(access(lock.c_str(), F_OK), 0);  // not this server's to remove
+    // And the lock is free again: another server takes it at once.
+    options.tcp_address.clear();
+    HttpServer next;
+    EXPECT_TRUE(next.Listen(options).ok());
+    next.Stop();
+  }
+  unlink(lock.c_str());
+  EXPECT_EQ(rmdir(dir.c_str()), 0) << "something was left in " << dir;
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cerrno>
+#include <charconv>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "node/config.h"
 #include "node/instance_lock.h"
 
 namespace gpufrac::node {
@@ -216,11 +218,16 @@ Status ListenTcp(const HttpServerOptions& options, asio::io_context* ioc,
   const size_t colon = address.rfind(':');
   beast::error_code ec;
   const auto ip = asio::ip::make_address(address.substr(0, colon), ec);
-  if (colon == std::string::npos || ec) {
+  // The config checked it; checked again without std::stoul, which throws on a bad port.
+  uint16_t port = 0;
+  const char* port_end = address.data() + address.size();
+  const auto [end, perr] = colon == std::string::npos
+                               ? std::from_chars_result{address.data(), std::errc::invalid_argument}
+                               : std::from_chars(address.data() + colon + 1, port_end, port);
+  if (colon == std::string::npos || ec || perr != std::errc() || end != port_end || port == 0) {
     return Status::Error("tcp address '" + address + "' is not IP:PORT");
   }
-  const asio::ip::tcp::endpoint endpoint(
-      ip, static_cast<uint16_t>(std::stoul(address.substr(colon + 1))));
+  const asio::ip::tcp::endpoint endpoint(ip, port);
   out->emplace(*ioc);
   (*out)->open(endpoint.protocol(), ec);
   if (!ec) CloseOnExec((*out)->native_handle());
@@ -282,6 +289,26 @@ HttpServer::HttpServer() : impl_(std::make_unique<Impl>()) {}
 HttpServer::~HttpServer() { Stop(); }
 
 Status HttpServer::Listen(const HttpServerOptions& options) {
+  const std::string& path = options.socket_path;
+  // Checked before the lock file is created: a path the kernel cannot bind leaves nothing behind.
+  if (path.size() > kMaxSocketPathBytes) {
+    return Status::Error("socket path '" + path + "' is " + std::to_string(path.size()) +
+                         " bytes, longer than the " + std::to_string(kMaxSocketPathBytes) +
+                         " a unix socket's path may have");
+  }
+  Status result;
+  try {
+    result = ListenOrFail(options);
+  } catch (const std::exception& e) {
+    // Asio throws where it has no error_code overload (an endpoint it cannot build); a failed
+    // start must still end in one line, not an abort.
+    result = Status::Error("cannot listen on '" + path + "': " + e.what());
+  }
+  if (!result.ok()) Abandon();
+  return result;
+}
+
+Status HttpServer::ListenOrFail(const HttpServerOptions& options) {
   Impl& s = *impl_;
   s.options = options;
   const std::string& path = options.socket_path;
@@ -354,11 +381,21 @@ void HttpServer::Stop() {
   s.stopped = true;
   s.ioc.stop();
   for (std::thread& t : s.threads) t.join();
+  s.threads.clear();
   beast::error_code ignored;
   if (s.acceptor) s.acceptor->close(ignored);
   if (s.tcp_acceptor) s.tcp_acceptor->close(ignored);
   if (s.signals) s.signals->cancel(ignored);
   unlink(s.options.socket_path.c_str());
+}
+
+void HttpServer::Abandon() {
+  Impl& s = *impl_;
+  Stop();
+  beast::error_code ignored;
+  if (s.acceptor) s.acceptor->close(ignored);
+  if (s.tcp_acceptor) s.tcp_acceptor->close(ignored);
+  s.socket_lock.Discard();
 }
 
 }  // namespace gpufrac::node

@@ -56,7 +56,9 @@ class HttpServer {
   // Binds and listens on the socket (replacing a stale one left by a dead agent, refusing one a
   // live agent answers on) and the TCP address, if any. Nothing is accepted yet: clients that
   // connect wait in the backlog until Serve. Split from Serve so that the agent can claim the
-  // socket before it adopts tenants, and so that a start that fails here has touched nothing.
+  // socket before it adopts tenants, and so that a start that fails here has touched nothing: a
+  // failure (a path longer than kMaxSocketPathBytes included) is a Status, never an exception,
+  // and leaves neither the socket nor the lock file it created.
   Status Listen(const HttpServerOptions& options);
   // Starts answering on `threads` threads.
   void Serve(HttpHandler handler);
@@ -65,8 +67,14 @@ class HttpServer {
   // Blocks until SIGINT or SIGTERM, then stops serving.
   void WaitForSignal();
   void Stop();
+  // For a start that failed (Listen does it itself when it fails): stops, removes the socket file
+  // if this server bound it and the lock file if this server created it. A server that stops
+  // after serving keeps its lock file, like any agent that ran.
+  void Abandon();
 
  private:
+  Status ListenOrFail(const HttpServerOptions& options);
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };

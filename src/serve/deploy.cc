@@ -98,11 +98,12 @@ class Map {
   Status Duration(const std::string& key, int64_t lo_ms, int64_t hi_ms, int64_t* out) const {
     if (!Has(key)) return Status::Ok();
     const YAML::Node n = Get(key);
-    int64_t ms = 0;
-    if (!n.IsScalar() || !ParseDurationMs(n.Scalar(), &ms)) {
+    uint64_t parsed = 0;  // durations have one syntax everywhere: common/quantity.h
+    if (!n.IsScalar() || !ParseDurationMs(n.Scalar().c_str(), &parsed)) {
       return Bad(Child(key), "'" + (n.IsScalar() ? n.Scalar() : std::string("?")) +
                                  "' is not a duration (like 250ms, 10s, 2m)");
     }
+    const int64_t ms = static_cast<int64_t>(parsed);  // at most 10^15
     if (ms < lo_ms || ms > hi_ms) {
       return Bad(Child(key), "must be between " + std::to_string(lo_ms) + "ms and " +
                                  std::to_string(hi_ms) + "ms");
@@ -450,30 +451,6 @@ const ModelSpec* DeploySpec::Find(const std::string& name) const {
     if (m.name == name) return &m;
   }
   return nullptr;
-}
-
-bool ParseDurationMs(const std::string& text, int64_t* ms) {
-  if (text.empty()) return false;
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(text.c_str(), &end);
-  if (end == text.c_str() || errno != 0 || !std::isfinite(v) || v < 0) return false;
-  const std::string unit(end);
-  double scale = 0;
-  if (unit.empty() || unit == "ms") {
-    scale = 1;
-  } else if (unit == "s") {
-    scale = 1000;
-  } else if (unit == "m") {
-    scale = 60000;
-  } else if (unit == "h") {
-    scale = 3600000;
-  } else {
-    return false;
-  }
-  if (v * scale > 1e15) return false;
-  *ms = static_cast<int64_t>(std::llround(v * scale));
-  return true;
 }
 
 Status ParseDeploy(const std::string& yaml_text, const std::string& origin, DeploySpec* out) {

@@ -118,9 +118,6 @@ struct DeployOverrides {
 Status ParseDeploy(const std::string& yaml_text, const std::string& origin, DeploySpec* out);
 Status LoadDeployFile(const std::string& path, DeploySpec* out);
 
-// Durations as "250ms", "10s", "2m", "1h" or a bare number of milliseconds.
-bool ParseDurationMs(const std::string& text, int64_t* ms);
-
 // A model's part of its replicas' tenant ids: tenant ids are 1-63 of [A-Za-z0-9._-], model names
 // may hold anything printable, so others become '-' and the part stops at 40 characters.
 std::string TenantSafeName(const std::string& model_name);

@@ -129,21 +129,5 @@ TEST(ServeDeployFileTest, ExpandsPlaceholders) {
                                            "chat/sv1-chat-3", "--device", "0"}));
 }
 
-TEST(ServeDeployFileTest, Durations) {
-  int64_t ms = 0;
-  EXPECT_TRUE(ParseDurationMs("250ms", &ms));
-  EXPECT_EQ(ms, 250);
-  EXPECT_TRUE(ParseDurationMs("1.5s", &ms));
-  EXPECT_EQ(ms, 1500);
-  EXPECT_TRUE(ParseDurationMs("2m", &ms));
-  EXPECT_EQ(ms, 120000);
-  EXPECT_TRUE(ParseDurationMs("40", &ms));
-  EXPECT_EQ(ms, 40);
-  EXPECT_FALSE(ParseDurationMs("10 s", &ms));
-  EXPECT_FALSE(ParseDurationMs("-1s", &ms));
-  EXPECT_FALSE(ParseDurationMs("fast", &ms));
-  EXPECT_FALSE(ParseDurationMs("", &ms));
-}
-
 }  // namespace
 }  // namespace gpufrac::serve

@@ -1,11 +1,16 @@
 // gpufrac node end to end: the real agent binary on a temp unix socket, real tenant processes on
 // the simulated GPUs, every call over HTTP. Tenants, placement, bad input, config, ps.
+#include <arpa/inet.h>
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "node_test_support.h"
@@ -16,6 +21,15 @@ namespace {
 using nlohmann::json;
 
 class NodeApiTest : public NodeFixture {};
+
+// The names in `dir`, to see what a start left behind.
+std::set<std::string> Files(const std::string& dir) {
+  std::set<std::string> names;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    names.insert(e.path().filename().string());
+  }
+  return names;
+}
 
 TEST_F(NodeApiTest, CreatesListsInspectsAndDeletesATenant) {
   StartAgent();
@@ -363,6 +377,16 @@ TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {
   EXPECT_NE(ps.out.find("running"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("sleep 30"), std::string::npos) << ps.out;
   EXPECT_NE(ps.out.find("0.25/1.00 inference"), std::string::npos) << ps.out;
+  // --json is the agent's answer as it comes, {"tenants": [...]} (it used to be the bare array,
+  // pretty-printed, which `jq .tenants` could not read).
+  ProcessResult ps_json = RunGpufrac({"ps", "--node", socket_, "--json"});
+  ASSERT_EQ(ps_json.exit_code, 0) << ps_json.err;
+  const json listed = json::parse(ps_json.out, nullptr, false);
+  ASSERT_TRUE(listed.is_object()) << ps_json.out;
+  ASSERT_EQ(listed.size(), 1u) << ps_json.out;
+  ASSERT_EQ(listed["tenants"].size(), 1u) << ps_json.out;
+  EXPECT_EQ(listed["tenants"][0]["id"], "ps-me");
+  EXPECT_EQ(std::count(ps_json.out.begin(), ps_json.out.end(), '\n'), 1) << ps_json.out;
 
   ApiReply m = Call("GET", "/metrics");
   ASSERT_EQ(m.status, 200);
@@ -415,6 +439,93 @@ TEST_F(NodeApiTest, RefusesToStartBesideALiveAgent) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("another agent is serving on"), std::string::npos) << r.err;
   EXPECT_EQ(Call("GET", "/v1/health").status, 200);
+}
+
+// A socket path the kernel cannot bind is refused like the config file's socket: key, naming
+// where it came from, before any lock file exists. It used to abort (exit 134, an uncaught Boost
+// "File name too long") and leave SOCKET.lock and STATE.lock behind.
+TEST_F(NodeApiTest, RefusesASocketPathTooLongFromTheFlagOrTheVariableBeforeAnyLock) {
+  const std::string dir = TempDir() + "/start";
+  std::filesystem::create_directory(dir);
+  const std::string path = dir + "/" + std::string(130, 's') + ".sock";
+  const std::string size = std::to_string(path.size());
+  ProcessResult r = RunGpufrac({"node", "--socket", path, "--state", dir + "/n.db"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: --socket: longer than 107 bytes (it is " + size +
+                       "), the most a unix socket's path may have\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+  r = RunGpufrac({"node", "--state", dir + "/n.db"}, {{"GPUFRAC_NODE_SOCKET", path}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: GPUFRAC_NODE_SOCKET: longer than 107 bytes (it is " +
+                       size + "), the most a unix socket's path may have\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+  // The flag wins over the variable, and is the one named.
+  r = RunGpufrac({"node", "--socket", path, "--state", dir + "/n.db"},
+                 {{"GPUFRAC_NODE_SOCKET", dir + "/ok.sock"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err.rfind("gpufrac node: error: --socket: longer than 107 bytes", 0), 0u) << r.err;
+  // An empty --socket is refused too, not read as "not given" (the config's socket is a temp one,
+  // so that an agent started by mistake would not take the default socket).
+  const std::string config = TempDir() + "/node.yaml";
+  std::ofstream(config) << "socket: " << TempDir() << "/fallback.sock\n";
+  r = RunGpufrac({"node", "--config", config, "--socket", "", "--state", dir + "/n.db"});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac node: error: --socket: must not be empty\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{});
+}
+
+// A start that fails after taking its locks and binding its socket (here: the TCP port is taken)
+// says why in one line and removes the socket and the lock files it created; a lock file that was
+// there before stays.
+TEST_F(NodeApiTest, AStartThatCannotListenLeavesNoSocketOrLockFileBehind) {
+  const int taken = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(taken, 1), 0);
+  socklen_t len = sizeof addr;
+  getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  const std::string dir = TempDir() + "/start";
+  std::filesystem::create_directory(dir);
+  std::ofstream(dir + "/token") << "secret\n";
+  const std::string config = TempDir() + "/node.yaml";
+  std::ofstream(config) << "socket: " << dir << "/n.sock\nstate: " << dir
+                        << "/n.db\ntcp:\n  address: " << address << "\n  token_file: " << dir
+                        << "/token\n";
+  ProcessResult r = RunGpufrac({"node", "--config", config});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.err,
+            "gpufrac node: error: cannot listen on " + address + ": Address already in use\n");
+  EXPECT_EQ(Files(dir), std::set<std::string>{"token"});
+  // A lock file that existed before this start is not this start's to remove.
+  std::ofstream(dir + "/n.db.lock") << "";
+  r = RunGpufrac({"node", "--config", config});
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(Files(dir), (std::set<std::string>{"token", "n.db.lock"}));
+  close(taken);
+}
+
+// Hours are durations everywhere the agent reads one: a delete's grace (up to 1h, as documented)
+// and gpufrac top's interval. "1h" used to be refused as not a duration while "60m" passed.
+TEST_F(NodeApiTest, DurationsInHoursAreAcceptedWithinTheirRanges) {
+  StartAgent();
+  Create({{"name", "slow"}, {"memory", "1GiB"}, {"command", {"sleep", "30"}}});
+  // sleep ends on SIGTERM, so an hour of grace ends as soon as it does.
+  ApiReply r = Call("DELETE", "/v1/tenants/slow?grace=1h");
+  EXPECT_EQ(r.status, 200) << r.raw;
+  EXPECT_EQ(r.body["reason"], "deleted; killed by signal 15") << r.raw;
+  Create({{"name", "slow"}, {"memory", "1GiB"}, {"command", {"sleep", "30"}}});
+  r = Call("DELETE", "/v1/tenants/slow?grace=1.5h");
+  EXPECT_EQ(r.status, 400) << r.raw;
+  EXPECT_EQ(r.body["error"]["message"], "grace: '1.5h' is not a duration up to 1h (like 5s, 1h)");
+  EXPECT_EQ(Call("DELETE", "/v1/tenants/slow?grace=0.5h").status, 200);
+  ProcessResult top = RunGpufrac({"top", "--once", "--interval", "1h", "--node", socket_});
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  top = RunGpufrac({"top", "--once", "--interval", "50ms", "--node", socket_});
+  EXPECT_EQ(top.exit_code, 2);
+  EXPECT_EQ(top.err, "gpufrac top: error: --interval '50ms': expected a duration >= 100ms\n");
 }
 
 }  // namespace

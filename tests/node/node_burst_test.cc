@@ -42,10 +42,13 @@ TEST_F(NodeBurstTest, ABorrowerThatGivesMemoryBackOnNoticeKeepsRunning) {
 
 TEST_F(NodeBurstTest, ABorrowerThatIgnoresTheNoticeIsKilledAtTheDeadline) {
   StartAgent("burst_reclaim_deadline: 300ms\n");
-  json hog = Create({{"name", "hog"},
-                     {"memory", "10GiB"},
-                     {"memory_limit", "80GiB"},
-                     {"command", {Probe(), "hold", "alloc", "60GiB"}}});
+  // SIGUSR1 ignored (an ignored signal stays ignored across exec): told, and does nothing.
+  json hog =
+      Create({{"name", "hog"},
+              {"memory", "10GiB"},
+              {"memory_limit", "80GiB"},
+              {"burst_signal", "SIGUSR1"},
+              {"command", {"sh", "-c", "trap '' USR1; exec " + Probe() + " hold alloc 60GiB"}}});
   WaitTenant("hog", [](const json& b) { return b["memory"]["used"] >= 60 * kGiB; });
   // A tenant with its own request on the card is not a borrower and is left alone.
   Create({{"name", "modest"}, {"memory", "5GiB"}, {"command", {"sleep", "30"}}});
@@ -57,6 +60,8 @@ TEST_F(NodeBurstTest, ABorrowerThatIgnoresTheNoticeIsKilledAtTheDeadline) {
       << dead.dump();
   EXPECT_EQ(Call("GET", "/v1/tenants/modest").body["state"], "running");
   EXPECT_EQ(Committed(0), 35 * kGiB);
+  EXPECT_NE(ReadFile(agent_log_).find("event=tenant.burst_notified id=hog gpu=0 signal=10"),
+            std::string::npos);
   // When even reclaiming every burst would not make room, nothing is killed and the answer is 409.
   ApiReply r =
       Call("POST", "/v1/tenants",
@@ -170,6 +175,89 @@ TEST_F(NodeBurstTest, ARequestRefusedForAnotherReasonKillsNoBorrower) {
   EXPECT_EQ(Call("GET", "/v1/tenants/hog").body["state"], "running");
   EXPECT_EQ(ReadFile(agent_log_).find("burst_notified"), std::string::npos);
   EXPECT_GE(Call("GET", "/v1/tenants/hog").body["memory"]["used"].get<uint64_t>(), 60 * kGiB);
+}
+
+// A borrower nobody can tell (no burst_signal, or only a burst_hook that does not answer) gets no
+// notice, so waiting out the deadline for it only delays the request that needs its memory: it is
+// killed at once, and logged as reclaimed without notice, not as notified. It used to be logged
+// "burst_notified ... signal=none hook=none" and killed only at the deadline.
+TEST_F(NodeBurstTest, BorrowersThatCannotBeToldAreReclaimedAtOnce) {
+  StartAgent("burst_reclaim_deadline: 20s\n");
+  const std::string deaf_hook = "http://127.0.0.1:" + std::to_string(FreePort()) + "/reclaim";
+  Create({{"name", "mute"},
+          {"memory", "5GiB"},
+          {"memory_limit", "80GiB"},
+          {"command", {Probe(), "hold", "alloc", "30GiB"}}});
+  WaitTenant("mute", [](const json& b) { return b["memory"]["used"] >= 30 * kGiB; });
+  Create({{"name", "deaf"},
+          {"memory", "5GiB"},
+          {"memory_limit", "80GiB"},
+          {"burst_hook", deaf_hook},
+          {"command", {Probe(), "hold", "alloc", "30GiB"}}});
+  WaitTenant("deaf", [](const json& b) { return b["memory"]["used"] >= 30 * kGiB; });
+  // 60 GiB needs both bursts back (19 GiB are free).
+  const auto start = std::chrono::steady_clock::now();
+  json t = Create({{"name", "needs"}, {"memory", "60GiB"}, {"command", {"sleep", "30"}}});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(t["gpu"], 0);
+  EXPECT_LT(took, std::chrono::seconds(10)) << "waited for borrowers that were never told";
+  for (const char* id : {"mute", "deaf"}) {
+    json dead = WaitTenant(id, [](const json& b) { return b["state"] == "exited"; });
+    EXPECT_EQ(dead["exit_status"], 128 + SIGKILL) << id;
+    EXPECT_NE(dead["reason"].get<std::string>().find("kept borrowed memory"), std::string::npos)
+        << dead.dump();
+  }
+  const std::string log = ReadFile(agent_log_);
+  EXPECT_EQ(log.find("burst_notified"), std::string::npos) << log;
+  EXPECT_NE(log.find("event=tenant.burst_reclaiming id=mute gpu=0 reason=\"no burst_signal or "
+                     "burst_hook to notify\""),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.burst_hook_failed id=deaf hook=" + deaf_hook), std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.burst_reclaiming id=deaf gpu=0 reason=\"its burst_hook failed "
+                     "and it has no burst_signal\""),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(Committed(0), 60 * kGiB);
+}
+
+// When some victims were told and others could not be, only the told get the deadline: the untold
+// one is killed at once, the told one gives its burst back and keeps running, and the request is
+// admitted without waiting the deadline out.
+TEST_F(NodeBurstTest, OnlyTheBorrowersThatWereToldAreWaitedFor) {
+  StartAgent("burst_reclaim_deadline: 20s\n");
+  const std::string script = Probe() +
+                             " hold alloc 30GiB & c=$!; trap 'kill $c' USR1; wait $c; "
+                             "while :; do sleep 0.1; done";
+  Create({{"name", "polite"},
+          {"memory", "5GiB"},
+          {"memory_limit", "80GiB"},
+          {"burst_signal", "SIGUSR1"},
+          {"command", {"sh", "-c", script}}});
+  WaitTenant("polite", [](const json& b) { return b["memory"]["used"] >= 30 * kGiB; });
+  Create({{"name", "mute"},
+          {"memory", "5GiB"},
+          {"memory_limit", "80GiB"},
+          {"command", {Probe(), "hold", "alloc", "30GiB"}}});
+  WaitTenant("mute", [](const json& b) { return b["memory"]["used"] >= 30 * kGiB; });
+  const auto start = std::chrono::steady_clock::now();
+  json t = Create({{"name", "needs"}, {"memory", "60GiB"}, {"command", {"sleep", "30"}}});
+  const auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_EQ(t["gpu"], 0);
+  EXPECT_LT(took, std::chrono::seconds(10)) << "waited the deadline for a borrower never told";
+  json polite = Call("GET", "/v1/tenants/polite").body;
+  EXPECT_EQ(polite["state"], "running");
+  EXPECT_LE(polite["memory"]["used"].get<uint64_t>(), 5 * kGiB);
+  json mute = WaitTenant("mute", [](const json& b) { return b["state"] == "exited"; });
+  EXPECT_EQ(mute["exit_status"], 128 + SIGKILL);
+  const std::string log = ReadFile(agent_log_);
+  EXPECT_NE(log.find("event=tenant.burst_notified id=polite gpu=0 signal=10 hook=none"),
+            std::string::npos)
+      << log;
+  EXPECT_NE(log.find("event=tenant.burst_reclaiming id=mute"), std::string::npos) << log;
+  EXPECT_EQ(log.find("event=tenant.burst_notified id=mute"), std::string::npos) << log;
+  EXPECT_EQ(Committed(0), 65 * kGiB);
 }
 
 }  // namespace

@@ -267,5 +267,39 @@ TEST_F(RunCommandTest, RefusesContradictoryOrUnreachableAgentOptions) {
   ExpectNoTenants();
 }
 
+// docs/node.md suggests exporting GPUFRAC_NODE_SOCKET for gpufrac ps. A gang refused because of
+// it must name the variable (it used to say "drop --node" to someone who gave no --node) and the
+// ways out, and those must work: --no-node (or GPUFRAC_NO_NODE) overrides the variable.
+TEST_F(RunCommandTest, AGangRefusedForGpufracNodeSocketNamesTheVariableAndTheWayOut) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  const std::string socket = TempDir() + "/none.sock";
+  const std::vector<std::string> gang = {"run", "--gpu", "0,1", "--fraction", "0.1",
+                                         "--",  "sh",    "-c",  "exit 3"};
+  ProcessResult r = RunGpufrac(gang, {{"GPUFRAC_NODE_SOCKET", socket}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err,
+            "gpufrac run: error: --gpu 0,1: the agent does not place multi-GPU (tensor-parallel) "
+            "tenants yet, and GPUFRAC_NODE_SOCKET=" +
+                socket +
+                " asks for the agent; add --no-node or unset GPUFRAC_NODE_SOCKET to run it "
+                "without the agent\n");
+  std::vector<std::string> opted_out = gang;
+  opted_out.insert(opted_out.begin() + 1, "--no-node");
+  r = RunGpufrac(opted_out, {{"GPUFRAC_NODE_SOCKET", socket}});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  r = RunGpufrac(gang, {{"GPUFRAC_NODE_SOCKET", socket}, {"GPUFRAC_NO_NODE", "1"}});
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  // Given as --node, it is still named so, and still contradicts a request for no agent.
+  r = RunGpufrac({"run", "--node", socket, "--gpu", "0,1", "--fraction", "0.1", "--", "true"});
+  EXPECT_EQ(r.err,
+            "gpufrac run: error: --gpu 0,1: the agent does not place multi-GPU (tensor-parallel) "
+            "tenants yet; drop --node to run it without the agent\n");
+  r = RunGpufrac({"run", "--node", socket, "--fraction", "0.1", "--", "true"},
+                 {{"GPUFRAC_NO_NODE", "1"}});
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "gpufrac run: error: GPUFRAC_NO_NODE contradicts --node\n");
+  ExpectNoTenants();
+}
+
 }  // namespace
 }  // namespace gpufrac::testing
