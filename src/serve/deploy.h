@@ -118,6 +118,10 @@ struct DeployOverrides {
 Status ParseDeploy(const std::string& yaml_text, const std::string& origin, DeploySpec* out);
 Status LoadDeployFile(const std::string& path, DeploySpec* out);
 
+// "IP:PORT" as the gateway binds it (gateway.listen, --listen): an IPv4 or IPv6 address, never a
+// host name. The error says what is wrong with `text`, without naming where it came from.
+Status ParseListenAddress(const std::string& text, std::string* host, uint16_t* port);
+
 // Durations as "250ms", "10s", "2m", "1h" or a bare number of milliseconds.
 bool ParseDurationMs(const std::string& text, int64_t* ms);
 

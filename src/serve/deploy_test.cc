@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 namespace gpufrac::serve {
 namespace {
@@ -187,6 +188,26 @@ TEST(ServeDeployFileTest, TheDocsReferenceFileParsesAndShowsTheDefaults) {
   EXPECT_EQ(m.scale_to_zero.enabled, d.scale_to_zero.enabled);
   EXPECT_EQ(m.scale_to_zero.idle_ms, d.scale_to_zero.idle_ms);
   EXPECT_EQ(m.scale_to_zero.hold_ms, d.scale_to_zero.hold_ms);
+}
+
+TEST(ServeDeployFileTest, ListenTakesAnIpAddressNeverAHostName) {
+  std::string host;
+  uint16_t port = 0;
+  for (const auto& [text, want_host, want_port] :
+       std::vector<std::tuple<std::string, std::string, int>>{{"127.0.0.1:8080", "127.0.0.1", 8080},
+                                                              {"0.0.0.0:0", "0.0.0.0", 0},
+                                                              {"::1:9000", "::1", 9000},
+                                                              {"[::1]:9001", "::1", 9001}}) {
+    ASSERT_TRUE(ParseListenAddress(text, &host, &port).ok()) << text;
+    EXPECT_EQ(host, want_host) << text;
+    EXPECT_EQ(port, want_port) << text;
+  }
+  EXPECT_EQ(ParseListenAddress("localhost:18081", &host, &port).message(),
+            "'localhost:18081': 'localhost' is not an IP address (names are not resolved; use "
+            "127.0.0.1, 0.0.0.0 or ::1)");
+  EXPECT_FALSE(ParseListenAddress("example.com:80", &host, &port).ok());
+  EXPECT_FALSE(ParseListenAddress("18081", &host, &port).ok());
+  EXPECT_FALSE(ParseListenAddress("127.0.0.1:", &host, &port).ok());
 }
 
 TEST(ServeDeployFileTest, ExpandsPlaceholders) {

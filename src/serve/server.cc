@@ -85,17 +85,14 @@ int RunServe(const ServeOptions& options) {
   }
   DeployOverrides overrides;
   if (!options.listen.empty()) {
-    const size_t colon = options.listen.rfind(':');
-    char* end = nullptr;
-    const long port =
-        colon == std::string::npos ? -1 : std::strtol(options.listen.c_str() + colon + 1, &end, 10);
-    if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535 || *end != '\0') {
-      std::fprintf(stderr, "gpufrac serve: error: --listen: '%s': expected IP:PORT\n",
-                   options.listen.c_str());
+    std::string host;
+    uint16_t port = 0;
+    if (Status s = ParseListenAddress(options.listen, &host, &port); !s.ok()) {
+      std::fprintf(stderr, "gpufrac serve: error: --listen: %s\n", s.message().c_str());
       return 2;
     }
-    overrides.host = options.listen.substr(0, colon);
-    overrides.port = static_cast<int>(port);
+    overrides.host = host;
+    overrides.port = port;
   }
   overrides.node_socket = options.node_socket;
   overrides.ApplyTo(&spec);

@@ -292,6 +292,34 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_EQ(Metric("gpufrac_serve_reloads_total{result=\"refused\"}"), 2);
 }
 
+// gateway.listen and --listen take an IP address: --check used to pass a host name that the start
+// then refused (exit 1, without the file's name), and --listen gave exit 1 where a bad flag is 2.
+TEST_F(ServeFaultsTest, AHostNameToListenOnIsRefusedByCheckAndByTheFlag) {
+  const std::string file = TempDir() + "/named.yaml";
+  std::ofstream(file) << "gateway: {listen: \"localhost:18082\"}\n"
+                         "models:\n  - name: chat\n    command: srv --port {port}\n"
+                         "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  const std::string why =
+      "'localhost' is not an IP address (names are not resolved; use 127.0.0.1, 0.0.0.0 or ::1)\n";
+  ProcessResult check = RunGpufrac({"serve", file, "--check"});
+  EXPECT_EQ(check.exit_code, 2);
+  EXPECT_EQ(check.err,
+            "gpufrac serve: error: " + file + ": gateway.listen: 'localhost:18082': " + why);
+  // The flag overrides the file's address, so the file here has a good one.
+  const std::string good = TempDir() + "/good.yaml";
+  std::ofstream(good) << "models:\n  - name: chat\n    command: srv --port {port}\n"
+                         "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"serve", good, "--listen", "localhost:18081", "--check"},
+        std::vector<std::string>{"serve", good, "--listen", "localhost:18081"}}) {
+    ProcessResult flag = RunGpufrac(args);
+    EXPECT_EQ(flag.exit_code, 2);
+    EXPECT_EQ(flag.err, "gpufrac serve: error: --listen: 'localhost:18081': " + why);
+  }
+  ProcessResult ipv6 = RunGpufrac({"serve", good, "--listen", "[::1]:18081", "--check"});
+  EXPECT_EQ(ipv6.exit_code, 0) << ipv6.err;
+}
+
 // A reload whose new replicas cannot start (more memory than the card has) keeps the old replica
 // serving: it is drained once a new one is ready, never because the new ones failed to start.
 TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
