@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -10,6 +11,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <thread>
 
 #include "serve/gateway.h"
 #include "serve/node_client.h"
@@ -59,6 +61,38 @@ void WaitSignals(asio::signal_set& signals, asio::steady_timer& timer, asio::io_
       });
 }
 
+constexpr auto kAgentPoll = std::chrono::milliseconds(100);
+
+// The agent started in the background a moment ago may not have bound its socket yet: ask again
+// until it answers or `wait_ms` has passed, saying once that serve is waiting (and for what).
+Status WaitForAgent(const std::string& socket, int64_t wait_ms) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(wait_ms);
+  bool waiting = false;
+  for (;;) {
+    Status s = NodeClient(socket).Health();
+    const auto now = std::chrono::steady_clock::now();
+    if (s.ok()) {
+      if (waiting) {
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - start);
+        LogEvent("agent.ready", {{"node", socket}, {"waited_ms", std::to_string(waited.count())}});
+      }
+      return s;
+    }
+    if (now >= deadline) {
+      if (!waiting) return s;
+      return Status::Error(s.message() + " (waited " + std::to_string(wait_ms) + "ms for it)");
+    }
+    if (!waiting) {
+      LogEvent("agent.waiting",
+               {{"node", socket}, {"reason", s.message()}, {"up_to_ms", std::to_string(wait_ms)}});
+      waiting = true;
+    }
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(kAgentPoll, deadline - now));
+  }
+}
+
 // Each stream holds two descriptors (client and replica) and the usual soft limit is 1,024, so
 // thousands of streams need the soft limit raised to the hard one.
 void RaiseFileLimit() {
@@ -94,13 +128,21 @@ int RunServe(const ServeOptions& options) {
     overrides.host = host;
     overrides.port = port;
   }
+  int64_t agent_wait_ms = 0;
+  if (!ParseDurationMs(options.agent_wait, &agent_wait_ms)) {
+    std::fprintf(stderr,
+                 "gpufrac serve: error: --agent-wait: '%s' is not a duration (like 250ms, 10s, "
+                 "2m)\n",
+                 options.agent_wait.c_str());
+    return 2;
+  }
   overrides.node_socket = options.node_socket;
   overrides.ApplyTo(&spec);
   if (options.check_only) {
     std::printf("%s: ok (%zu models)\n", options.deploy_path.c_str(), spec.models.size());
     return 0;
   }
-  if (Status s = NodeClient(spec.node_socket).Health(); !s.ok()) {
+  if (Status s = WaitForAgent(spec.node_socket, agent_wait_ms); !s.ok()) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;
   }

@@ -2,7 +2,10 @@
 // retried until it is confirmed, so no replica keeps holding its GPU share after the gateway let
 // it go.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "serve_test_support.h"
@@ -68,6 +71,53 @@ TEST_F(ServeLifecycleTest, AReplicaThatDiesBeforeServingIsRestartedWithBackoff) 
   EXPECT_LE(starts, 6) << log;
   EXPECT_NE(log.find("event=replica.failed model=crash"), std::string::npos) << log;
   EXPECT_EQ(HttpRequest(port_, "GET", "/health").status, 200);
+}
+
+// The docs start the agent in the background and serve right after it: serve must not lose the
+// race to the agent's socket. It waits (saying so once) and starts when the agent answers.
+TEST_F(ServeLifecycleTest, ServeStartedBeforeTheAgentWaitsForItThenServes) {
+  socket_ = TempDir() + "/node.sock";  // where StartAgent puts it
+  LaunchServe("models:\n" + Model("chat"));
+  ASSERT_TRUE(
+      WaitFor([&] { return ServeLog().find("event=agent.waiting") != std::string::npos; }, 5000))
+      << ServeLog();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  int status = 0;
+  EXPECT_EQ(waitpid(serve_, &status, WNOHANG), 0) << "serve gave up on the agent:\n" << ServeLog();
+  StartAgent();
+  EXPECT_TRUE(WaitFor(
+      [&] { return HttpRequest(port_, "GET", "/health", "", "", 1000).status == 200; }, 10000))
+      << ServeLog();
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; })) << ServeLog();
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2)).status, 200);
+  const std::string log = ServeLog();
+  EXPECT_EQ(log.find("event=agent.waiting"), log.rfind("event=agent.waiting")) << "logged once";
+  EXPECT_NE(log.find("event=agent.ready"), std::string::npos) << log;
+}
+
+// No agent at all: serve gives up after --agent-wait with the agent's address and why (exit 1).
+TEST_F(ServeLifecycleTest, WithoutAnAgentServeGivesUpAfterTheWait) {
+  socket_ = TempDir() + "/node.sock";
+  WriteDeploy("models:\n" + Model("chat"));
+  const auto start = std::chrono::steady_clock::now();
+  ProcessResult r = RunGpufrac({"serve", deploy_path_, "--agent-wait", "1s"});
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_GE(s, 1.0);
+  EXPECT_LT(s, 8.0);
+  EXPECT_NE(r.err.find("gpufrac serve: error: node agent at " + socket_ +
+                       ": cannot reach the agent at '" + socket_ +
+                       "': No such file or directory (waited 1000ms for it)"),
+            std::string::npos)
+      << r.err;
+  // Besides the error, only the one line saying it waits.
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
+  EXPECT_NE(r.err.find("event=agent.waiting"), std::string::npos) << r.err;
+  // A bad wait is a bad flag.
+  ProcessResult bad = RunGpufrac({"serve", deploy_path_, "--agent-wait", "soon", "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err,
+            "gpufrac serve: error: --agent-wait: 'soon' is not a duration (like 250ms, 10s, 2m)\n");
 }
 
 }  // namespace
