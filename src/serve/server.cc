@@ -13,6 +13,8 @@
 #include <functional>
 #include <thread>
 
+#include "common/quantity.h"
+#include "runtime/gpu_inventory.h"
 #include "serve/gateway.h"
 #include "serve/node_client.h"
 #include "serve/orphans.h"
@@ -93,6 +95,43 @@ Status WaitForAgent(const std::string& socket, int64_t wait_ms) {
   }
 }
 
+// What the agent would refuse at every start of a model's replica (400), found before serving:
+// a pin to a GPU the host does not have, a size larger than any GPU the replica may use. --check
+// cannot see these: it reads the file alone. A listing the agent does not give skips the check;
+// the starts then say what is wrong (replica.config_error).
+Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
+                              const NodeClient& node) {
+  std::vector<GpuRoom> rooms;
+  if (!node.ListGpus(&rooms).ok() || rooms.empty()) return Status::Ok();
+  std::vector<GpuInfo> gpus;
+  for (const GpuRoom& g : rooms) gpus.push_back({g.index, g.uuid, "", g.total});
+  for (size_t i = 0; i < spec.models.size(); ++i) {
+    const GpuShare& share = spec.models[i].share;
+    const std::string path = origin + ": models[" + std::to_string(i) + "].gpu.";
+    uint64_t largest = 0;
+    std::string where = "any GPU of this host";
+    if (!share.gpu.empty()) {
+      GpuInfo pinned;
+      if (Status s = FindGpu(gpus, share.gpu, &pinned); !s.ok()) {
+        return Status::Error(path + "gpu: " + s.message());
+      }
+      largest = pinned.total_bytes;
+      where = "GPU " + std::to_string(pinned.index);
+    } else {
+      for (const GpuInfo& g : gpus) largest = std::max(largest, g.total_bytes);
+    }
+    MemoryAmount amount;
+    if (ParseMemoryAmount(share.memory.c_str(), &amount) == ParseError::kNone &&
+        !amount.is_fraction && amount.bytes > largest) {
+      char size[32];
+      FormatBytes(largest, size, sizeof size);
+      return Status::Error(path + "memory: '" + share.memory + "' is more than " + where +
+                           " has (" + size + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 // Each stream holds two descriptors (client and replica) and the usual soft limit is 1,024, so
 // thousands of streams need the soft limit raised to the hard one.
 void RaiseFileLimit() {
@@ -145,6 +184,11 @@ int RunServe(const ServeOptions& options) {
   if (Status s = WaitForAgent(spec.node_socket, agent_wait_ms); !s.ok()) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;
+  }
+  if (Status s = CheckSharesAgainstHost(spec, options.deploy_path, NodeClient(spec.node_socket));
+      !s.ok()) {
+    std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
+    return 2;
   }
   std::vector<std::string> orphans;
   if (Status s = DeleteOrphanReplicas(NodeClient(spec.node_socket), &orphans); !s.ok()) {

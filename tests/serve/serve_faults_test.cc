@@ -320,8 +320,9 @@ TEST_F(ServeFaultsTest, AHostNameToListenOnIsRefusedByCheckAndByTheFlag) {
   EXPECT_EQ(ipv6.exit_code, 0) << ipv6.err;
 }
 
-// A reload whose new replicas cannot start (more memory than the card has) keeps the old replica
-// serving: it is drained once a new one is ready, never because the new ones failed to start.
+// A reload whose new replicas cannot start (more memory than the card has free beside the old
+// replica: the agent refuses it as not fitting, 409) keeps the old replica serving: it is drained
+// once a new one is ready, never because the new ones failed to start.
 TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
   StartAgent();
   // min_replicas 0: the replica serving is one the load asked for, above the floor.
@@ -334,7 +335,7 @@ TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
   ASSERT_EQ(warm.status, 200) << warm.body;
   std::string grown = Chat({"--ttft-ms", "5", "--itl-ms", "5"}, scaling);
   const std::string small = "memory: \"0.1\"";
-  grown.replace(grown.find(small), small.size(), "memory: 1000GiB");
+  grown.replace(grown.find(small), small.size(), "memory: \"0.95\"");
   WriteDeploy(grown);
   const HttpReply reload = HttpRequest(port_, "POST", "/admin/reload");
   ASSERT_EQ(reload.status, 200) << reload.body;
@@ -361,8 +362,10 @@ TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
 // the queue then: it is no longer load, nor someone waiting for a replica to start.
 TEST_F(ServeFaultsTest, AHeldRequestThatTimedOutLeavesTheQueue) {
   StartAgent();
+  // The card is taken: every start is refused as not fitting now (409), a refusal serve retries.
+  Create({{"name", "hog"}, {"memory", "70GiB"}, {"command", {"sleep", "600"}}});
   StartServe("models:\n  - name: cold\n    command: " + Synth() +
-             "\n    gpu: {memory: 1000GiB}\n    min_replicas: 0\n    max_replicas: 1\n"
+             "\n    gpu: {memory: 40GiB}\n    min_replicas: 0\n    max_replicas: 1\n"
              "    sla: {ttft_p95: 1s}\n    scale_to_zero: {idle: 1s, hold: 1s}\n");
   HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("cold", 2));
   EXPECT_EQ(r.status, 503) << r.body;
