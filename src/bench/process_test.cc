@@ -367,6 +367,28 @@ TEST(BenchCommand, AWorkloadFileWithoutUrlUsesTheUrlFlagOrItsEnvironmentVariable
   EXPECT_EQ(nlohmann::json::parse(file_wins.out)["requests"]["ok"], 2) << file_wins.out;
 }
 
+// Embeddings have no output tokens: a server that reports their usage (prompt tokens) lacks
+// nothing, and the table must not say their output tokens were counted from content events.
+TEST(BenchCommand, EmbeddingsWithUsageGetNoNoteAboutMissingUsage) {
+  TempDir dir;
+  SynthProcess synth(dir, {"--ttft-ms", "1", "--itl-ms", "1"});
+  fs::path file = dir.path() / "embed.yaml";
+  std::ofstream(file) << "model: m\nrequests: 4\nworkloads:\n"
+                      << "  - {name: chat, output_tokens: 2}\n"
+                      << "  - {name: embed, endpoint: embeddings, input_tokens: 8}\n";
+  Result table = RunBench(dir, {"--workload", file.string(), "--url", synth.url()});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("Workload embed"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("had no usage"), std::string::npos) << table.out;
+  Result json = RunBench(dir, {"--workload", file.string(), "--url", synth.url(), "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto summary = nlohmann::json::parse(json.out);
+  EXPECT_EQ(summary["requests_without_usage"], 0) << json.out;
+  EXPECT_EQ(summary["workloads"]["embed"]["requests_without_usage"], 0) << json.out;
+  EXPECT_EQ(summary["workloads"]["embed"]["output_token_source"], "none (embeddings)");
+  EXPECT_EQ(summary["workloads"]["embed"]["input_token_source"], "usage");
+}
+
 // https against Python's TLS stack: verified with the test CA, refused without it, and accepted
 // unverified with --insecure.
 TEST(BenchCommand, HttpsWithVerificationAndInsecure) {
