@@ -54,6 +54,39 @@ struct Flags {
   throw CLI::ValidationError("bench", message);
 }
 
+// The flags that shape the one workload the command line describes. A workload file gives each of
+// its workloads all of this itself, so with --workload they would have no effect: refused, rather
+// than dropped without a word.
+constexpr const char* kReplacedByWorkloadFile[] = {"--endpoint",
+                                                   "--no-stream",
+                                                   "--concurrency",
+                                                   "--rate",
+                                                   "--arrival",
+                                                   "--burstiness",
+                                                   "--max-concurrency",
+                                                   "--requests",
+                                                   "--duration",
+                                                   "--warmup-requests",
+                                                   "--warmup",
+                                                   "--ramp-up",
+                                                   "--input-tokens-mean",
+                                                   "--input-tokens-stddev",
+                                                   "--output-tokens-mean",
+                                                   "--output-tokens-stddev",
+                                                   "--input-file",
+                                                   "--extra-body"};
+
+void RefuseFlagsTheWorkloadFileReplaces(const CLI::App& cmd, const Flags& f) {
+  if (f.workload_file.empty()) return;
+  for (const char* flag : kReplacedByWorkloadFile) {
+    if (cmd.count(flag) > 0) {
+      UsageError(std::string(flag) +
+                 " cannot be combined with --workload: the workload file sets each workload's "
+                 "load (put it there)");
+    }
+  }
+}
+
 double DurationOrDie(const std::string& flag, const std::string& text) {
   double seconds = 0;
   Status s = ParseDuration(text, &seconds);
@@ -80,8 +113,17 @@ std::vector<std::string> CorpusWords(const Flags& f) {
 std::vector<Workload> BuildWorkloads(const Flags& f) {
   std::vector<std::string> words = CorpusWords(f);
   if (!f.workload_file.empty()) {
+    // The target flags (and their environment variables) are what a workload that names no target
+    // of its own gets; they used to be dropped without a word.
+    WorkloadDefaults defaults;
+    defaults.url = f.url;
+    defaults.model = f.model;
+    defaults.api_key = f.api_key;
+    defaults.tls_ca = f.tls_ca;
+    defaults.insecure = f.insecure;
+    defaults.timeout_s = DurationOrDie("--timeout", f.timeout);
     std::vector<Workload> workloads;
-    Status s = LoadWorkloadFile(f.workload_file, words, &workloads);
+    Status s = LoadWorkloadFile(f.workload_file, words, defaults, &workloads);
     if (!s.ok()) UsageError(s.message());
     return workloads;
   }
@@ -303,9 +345,13 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   Flags& f = *flags;
   CLI::App* cmd = app.add_subcommand(
       "bench", "Load-test an OpenAI-compatible server with GenAI-Perf-comparable metrics");
-  cmd->add_option("--url", f.url, "Server base URL (http://host:port)")
+  cmd->add_option("--url", f.url,
+                  "Server base URL (http://host:port; default http://127.0.0.1:8000); with "
+                  "--workload, for workloads that give no url")
       ->envname("GPUFRAC_BENCH_URL");
-  cmd->add_option("--model", f.model, "Model name to request")->envname("GPUFRAC_BENCH_MODEL");
+  cmd->add_option("--model", f.model,
+                  "Model name to request; with --workload, for workloads that give no model")
+      ->envname("GPUFRAC_BENCH_MODEL");
   cmd->add_option("--endpoint", f.endpoint, "chat, completions or embeddings");
   cmd->add_flag("--no-stream", f.no_stream, "Ask for whole responses instead of SSE streams");
   cmd->add_option("--api-key", f.api_key, "Sent as 'Authorization: Bearer KEY'")
@@ -351,7 +397,8 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_option("--sla-max", f.sla_max, "SLA search: ceiling");
   cmd->add_option("--sla-precision", f.sla_precision,
                   "SLA search: stop when pass and fail are this close (default 1 / 5% of start)");
-  cmd->add_option("--workload", f.workload_file, "YAML file with several workloads at once");
+  cmd->add_option("--workload", f.workload_file,
+                  "YAML file with several workloads at once (it replaces the load flags)");
   cmd->add_option("--output-dir", f.output_dir,
                   "Write summary.json, summary.csv, requests.jsonl (and sweep.csv, plots) here");
   cmd->add_flag("--json", f.json, "Print the JSON summary instead of the table");
@@ -363,7 +410,10 @@ CLI::App* AddBenchSubcommand(CLI::App& app, int* exit_code) {
   cmd->add_flag("--busy-poll", f.busy_poll,
                 "Spin on the sockets instead of sleeping: timestamps without a wake-up's delay, "
                 "for one full core");
-  cmd->callback([flags, exit_code] { *exit_code = Run(*flags); });
+  cmd->callback([flags, exit_code, cmd] {
+    RefuseFlagsTheWorkloadFileReplaces(*cmd, *flags);
+    *exit_code = Run(*flags);
+  });
   return cmd;
 }
 

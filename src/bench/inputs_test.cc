@@ -43,7 +43,7 @@ class WorkloadFileTest : public ::testing::Test {
     const fs::path path =
         fs::temp_directory_path() / ("gpufrac-workload-" + std::to_string(getpid()) + ".yaml");
     std::ofstream(path) << yaml;
-    Status s = LoadWorkloadFile(path.string(), {"a", "b"}, out);
+    Status s = LoadWorkloadFile(path.string(), {"a", "b"}, WorkloadDefaults{}, out);
     fs::remove(path);
     return s;
   }

@@ -231,6 +231,7 @@ class WorkloadRunner {
     Prompt prompt = workload_.prompts->Next(rng_);
     record.prompt_words = prompt.words;
     record.requested_output_tokens = prompt.max_tokens;
+    record.embedding = workload_.request.endpoint == Endpoint::kEmbeddings;
     std::string body = BuildRequestBody(workload_.request, prompt);
     ++in_flight_;
     auto* call =

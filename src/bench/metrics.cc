@@ -63,7 +63,7 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
   int64_t first_start = std::numeric_limits<int64_t>::max();
   int64_t last_end = std::numeric_limits<int64_t>::min();
   double total_output_tokens = 0;
-  size_t usage_present = 0, prompt_usage_present = 0, words_counted = 0;
+  size_t usage_present = 0, prompt_usage_present = 0, words_counted = 0, embeddings = 0;
   bool any_per_request_slo =
       std::any_of(slos.begin(), slos.end(), [](const Slo& slo) { return slo.per_request(); });
   for (const RequestRecord& r : records) {
@@ -99,7 +99,9 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
     int tokens = r.OutputTokens();
     out_tokens.push_back(tokens);
     total_output_tokens += tokens;
-    if (r.completion_tokens >= 0) {
+    if (r.embedding) {
+      ++embeddings;  // no output tokens: nothing to count them from, no usage of them missing
+    } else if (r.completion_tokens >= 0) {
       ++usage_present;
     } else if (r.response_words >= 0) {
       ++words_counted;
@@ -115,9 +117,9 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
     if (any_per_request_slo) s.goodput = s.good / s.window_s;
   }
   if (s.measured > 0) s.error_rate = static_cast<double>(s.failed) / s.measured;
-  s.usage_missing = s.ok - usage_present;
+  s.usage_missing = s.ok - embeddings - usage_present;
   // What the output token counts rest on, in the order OutputTokens() prefers them.
-  const size_t events_counted = s.ok - usage_present - words_counted;
+  const size_t events_counted = s.usage_missing - words_counted;
   s.output_token_source.clear();
   for (auto [n, name] : {std::pair{usage_present, "usage"},
                          {events_counted, "content events"},
@@ -126,7 +128,9 @@ MetricsSummary Summarize(const std::vector<RequestRecord>& records, const std::v
     if (!s.output_token_source.empty()) s.output_token_source += " + ";
     s.output_token_source += name;
   }
-  if (s.output_token_source.empty()) s.output_token_source = "usage";
+  if (s.output_token_source.empty()) {
+    s.output_token_source = s.ok > 0 && embeddings == s.ok ? "none (embeddings)" : "usage";
+  }
   s.input_token_source = prompt_usage_present == s.ok ? "usage"
                          : prompt_usage_present == 0  ? "prompt words"
                                                       : "usage + prompt words";

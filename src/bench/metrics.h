@@ -48,11 +48,14 @@ struct MetricsSummary {
   double error_rate = 0;
   Distribution ttft_ms, ttst_ms, latency_ms, itl_ms, icl_ms, output_tokens_per_user;
   Distribution output_tokens, input_tokens;
-  Distribution schedule_lag_ms;     // start - planned: how late requests left
-  Distribution queue_wait_ms;       // dispatched - planned: waiting for a concurrency slot
-  size_t usage_missing = 0;         // ok requests whose server reported no usage
-  std::string output_token_source;  // "usage", "content events", or "usage + content events"
-  std::string input_token_source;   // "usage", "prompt words", or both
+  Distribution schedule_lag_ms;  // start - planned: how late requests left
+  Distribution queue_wait_ms;    // dispatched - planned: waiting for a concurrency slot
+  // Ok requests with output tokens (not embeddings) whose server reported no usage of them.
+  size_t usage_missing = 0;
+  // "usage", "content events", "response words", a mix ("usage + content events"), or
+  // "none (embeddings)" when every request was an embedding.
+  std::string output_token_source;
+  std::string input_token_source;  // "usage", "prompt words", or both
 };
 
 // Summarizes the records of one workload (workload >= 0) or all of them (-1).

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "bench/openai_protocol.h"
+#include "bench/report.h"
 #include "bench/slo.h"
 #include "bench/stats.h"
 #include "bench/sweep.h"
@@ -68,6 +69,33 @@ TEST(Metrics, OneTokenHasNoItlAndNoUsageFallsBackToEvents) {
   MetricsSummary s = Summarize({no_usage}, {});
   EXPECT_EQ(s.usage_missing, 1u);
   EXPECT_EQ(s.output_token_source, "content events");
+}
+
+// An embedding has no output tokens: its usage (prompt tokens only) lacks nothing, and the report
+// must not call its output tokens counted from events.
+TEST(Metrics, EmbeddingsHaveNoOutputTokensAndNoMissingUsage) {
+  RequestRecord embed = Streamed(0, {}, 4 * kMs, -1);
+  embed.embedding = true;
+  embed.response_words = 0;
+  EXPECT_EQ(embed.OutputTokens(), 0);
+  MetricsSummary only = Summarize({embed, embed}, {});
+  EXPECT_EQ(only.usage_missing, 0u);
+  EXPECT_EQ(only.output_token_source, "none (embeddings)");
+  EXPECT_EQ(only.input_token_source, "usage");
+  RunReport report;
+  report.label = "embeddings";
+  report.total = only;
+  EXPECT_EQ(FormatConsole(report, true).find("had no usage"), std::string::npos)
+      << FormatConsole(report, true);
+  // Beside a chat request with usage: nothing missing; beside one without, only that one.
+  RequestRecord chat = Streamed(0, {1 * kMs, 2 * kMs}, 3 * kMs, 2);
+  MetricsSummary mixed = Summarize({embed, chat}, {});
+  EXPECT_EQ(mixed.usage_missing, 0u);
+  EXPECT_EQ(mixed.output_token_source, "usage");
+  RequestRecord bare = Streamed(0, {1 * kMs, 2 * kMs}, 3 * kMs, -1);
+  MetricsSummary partly = Summarize({embed, bare}, {});
+  EXPECT_EQ(partly.usage_missing, 1u);
+  EXPECT_EQ(partly.output_token_source, "content events");
 }
 
 TEST(Metrics, SummaryExcludesWarmupAndCountsCancelledAsFailedAndErrorsByKind) {

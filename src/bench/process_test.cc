@@ -67,7 +67,8 @@ int WaitFor(pid_t pid, std::chrono::seconds timeout) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs::path& err) {
+pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs::path& err,
+            const std::vector<std::string>& extra_env = {}) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, 1, out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -75,8 +76,13 @@ pid_t Spawn(const std::vector<std::string>& args, const fs::path& out, const fs:
   std::vector<char*> argv;
   for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
+  // This process's environment, with extra_env ("NAME=value") added.
+  std::vector<char*> env;
+  for (char** e = environ; *e != nullptr; ++e) env.push_back(*e);
+  for (const std::string& e : extra_env) env.push_back(const_cast<char*>(e.c_str()));
+  env.push_back(nullptr);
   pid_t pid = 0;
-  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), env.data());
   posix_spawn_file_actions_destroy(&actions);
   EXPECT_EQ(rc, 0) << "cannot start " << args[0];
   return pid;
@@ -87,9 +93,10 @@ struct Result {
   std::string out, err;
 };
 
-Result RunBench(const TempDir& dir, std::vector<std::string> args) {
+Result RunBench(const TempDir& dir, std::vector<std::string> args,
+                const std::vector<std::string>& extra_env = {}) {
   args.insert(args.begin(), {kBin + "gpufrac", "bench"});
-  pid_t pid = Spawn(args, dir.path() / "bench.out", dir.path() / "bench.err");
+  pid_t pid = Spawn(args, dir.path() / "bench.out", dir.path() / "bench.err", extra_env);
   Result r;
   r.code = WaitFor(pid, std::chrono::seconds(60));
   r.out = ReadFile(dir.path() / "bench.out");
@@ -335,6 +342,53 @@ TEST(BenchCommand, MixedWorkloadFileReportsPerWorkload) {
   EXPECT_EQ(summary["workloads"]["embed"]["metrics"]["input_sequence_length"]["avg"], 16.0);
 }
 
+// A workload file that names no server runs against --url, or GPUFRAC_BENCH_URL (and --model
+// names the model of workloads without one): they used to be ignored for the built-in default
+// port 8000. The file's own url still wins.
+TEST(BenchCommand, AWorkloadFileWithoutUrlUsesTheUrlFlagOrItsEnvironmentVariable) {
+  TempDir dir;
+  SynthProcess synth(dir, {"--ttft-ms", "1", "--itl-ms", "1"});
+  fs::path file = dir.path() / "nourl.yaml";
+  std::ofstream(file) << "requests: 3\nworkloads:\n  - {name: chat, output_tokens: 2}\n";
+  Result flag =
+      RunBench(dir, {"--workload", file.string(), "--url", synth.url(), "--model", "m", "--json"});
+  ASSERT_EQ(flag.code, 0) << flag.err;
+  EXPECT_EQ(nlohmann::json::parse(flag.out)["requests"]["ok"], 3) << flag.out;
+  Result env = RunBench(dir, {"--workload", file.string(), "--json"},
+                        {"GPUFRAC_BENCH_URL=" + synth.url(), "GPUFRAC_BENCH_MODEL=m"});
+  ASSERT_EQ(env.code, 0) << env.err;
+  EXPECT_EQ(nlohmann::json::parse(env.out)["requests"]["ok"], 3) << env.out;
+  fs::path own = dir.path() / "own.yaml";
+  std::ofstream(own) << "url: " << synth.url()
+                     << "\nmodel: m\nrequests: 2\nworkloads:\n  - {name: chat}\n";
+  Result file_wins =
+      RunBench(dir, {"--workload", own.string(), "--url", "http://127.0.0.1:1", "--json"});
+  ASSERT_EQ(file_wins.code, 0) << file_wins.err;
+  EXPECT_EQ(nlohmann::json::parse(file_wins.out)["requests"]["ok"], 2) << file_wins.out;
+}
+
+// Embeddings have no output tokens: a server that reports their usage (prompt tokens) lacks
+// nothing, and the table must not say their output tokens were counted from content events.
+TEST(BenchCommand, EmbeddingsWithUsageGetNoNoteAboutMissingUsage) {
+  TempDir dir;
+  SynthProcess synth(dir, {"--ttft-ms", "1", "--itl-ms", "1"});
+  fs::path file = dir.path() / "embed.yaml";
+  std::ofstream(file) << "model: m\nrequests: 4\nworkloads:\n"
+                      << "  - {name: chat, output_tokens: 2}\n"
+                      << "  - {name: embed, endpoint: embeddings, input_tokens: 8}\n";
+  Result table = RunBench(dir, {"--workload", file.string(), "--url", synth.url()});
+  ASSERT_EQ(table.code, 0) << table.err;
+  EXPECT_NE(table.out.find("Workload embed"), std::string::npos) << table.out;
+  EXPECT_EQ(table.out.find("had no usage"), std::string::npos) << table.out;
+  Result json = RunBench(dir, {"--workload", file.string(), "--url", synth.url(), "--json"});
+  ASSERT_EQ(json.code, 0) << json.err;
+  auto summary = nlohmann::json::parse(json.out);
+  EXPECT_EQ(summary["requests_without_usage"], 0) << json.out;
+  EXPECT_EQ(summary["workloads"]["embed"]["requests_without_usage"], 0) << json.out;
+  EXPECT_EQ(summary["workloads"]["embed"]["output_token_source"], "none (embeddings)");
+  EXPECT_EQ(summary["workloads"]["embed"]["input_token_source"], "usage");
+}
+
 // https against Python's TLS stack: verified with the test CA, refused without it, and accepted
 // unverified with --insecure.
 TEST(BenchCommand, HttpsWithVerificationAndInsecure) {
@@ -387,6 +441,10 @@ TEST(BenchCommand, BadInputIsAOneLineUsageError) {
   std::ofstream(latin1) << "caf\xE9 cr\xE8me\n";
   fs::path bad_yaml = dir.path() / "bad.yaml";
   std::ofstream(bad_yaml) << "workloads:\n  - {name: x, model: m, concurency: 3, requests: 2}\n";
+  fs::path good_yaml = dir.path() / "good.yaml";
+  std::ofstream(good_yaml) << "url: http://127.0.0.1:1\nworkloads:\n  - {name: x, model: m, "
+                              "requests: 2}\n";
+  const std::string workload = good_yaml.string();
   struct Case {
     std::vector<std::string> args;
     std::string mentions;
@@ -414,6 +472,15 @@ TEST(BenchCommand, BadInputIsAOneLineUsageError) {
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--output-tokens-mean", "1e12"},
        "--output-tokens-mean"},
       {{"--url", "http://127.0.0.1:1", "--model", "m", "--corpus", latin1.string()}, "UTF-8"},
+      // The workload file sets each workload's load: these flags would have no effect with it.
+      {{"--workload", workload, "--concurrency", "4"}, "--concurrency cannot be combined"},
+      {{"--workload", workload, "--requests", "5"}, "--requests cannot be combined"},
+      {{"--workload", workload, "--duration", "2s"}, "--duration cannot be combined"},
+      {{"--workload", workload, "--rate", "3"}, "--rate cannot be combined"},
+      {{"--workload", workload, "--endpoint", "embeddings"}, "--endpoint cannot be combined"},
+      {{"--workload", workload, "--no-stream"}, "--no-stream cannot be combined"},
+      {{"--workload", workload, "--input-tokens-mean", "10"}, "--input-tokens-mean cannot"},
+      {{"--workload", workload, "--extra-body", "{}"}, "--extra-body cannot be combined"},
   };
   for (const Case& c : cases) {
     Result r = RunBench(dir, c.args);

@@ -36,6 +36,9 @@ struct RequestRecord {
   int prompt_words = 0;        // client-side size of the prompt in words
   int response_words = -1;     // non-streamed answers: words of their text; -1 when not counted
   int requested_output_tokens = -1;  // the max_tokens sent; -1 when none
+  // An embeddings request: its answer is vectors, with no output tokens to count, so no usage of
+  // them can be missing.
+  bool embedding = false;
   ErrorKind error = ErrorKind::kNone;
   std::string error_message;
 
@@ -44,6 +47,7 @@ struct RequestRecord {
   // content events (one token per event, what a server without usage typically sends), or for a
   // whole (non-streamed) answer the words of its text.
   int OutputTokens() const {
+    if (embedding) return 0;
     if (completion_tokens >= 0) return completion_tokens;
     if (response_words >= 0) return response_words;
     return static_cast<int>(content_ns.size());

@@ -129,7 +129,7 @@ Status ParseDuration(const std::string& text, double* seconds) {
 }
 
 Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>& corpus_words,
-                        std::vector<Workload>* workloads) {
+                        const WorkloadDefaults& given, std::vector<Workload>* workloads) {
   YAML::Node root;
   try {
     root = YAML::LoadFile(path);
@@ -149,7 +149,9 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
   // File-level defaults.
   Workload defaults;
   defaults.prompts = nullptr;
-  std::string default_url = "http://127.0.0.1:8000";
+  defaults.request.model = given.model;
+  defaults.timeout_s = given.timeout_s;
+  std::string default_url = given.url;
   if (Status s = top.Get("url", &default_url); !s.ok()) return s;
   if (Status s = top.Get("model", &defaults.request.model); !s.ok()) return s;
   if (Status s = top.GetDuration("duration", &defaults.load.duration_s); !s.ok()) return s;
@@ -234,6 +236,9 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
     }
     std::string name_where = path + ": workload '" + w.name + "': ";
     if (s = ParseTargetUrl(url, &w.target); !s.ok()) return Status::Error(name_where + s.message());
+    w.target.api_key = given.api_key;
+    w.target.ca_file = given.tls_ca;
+    w.target.insecure = given.insecure;
     if (named.Has("api_key")) named.Get("api_key", &w.target.api_key);
     if (s = named.Get("tls_ca", &w.target.ca_file); !s.ok()) return s;
     if (s = named.Get("insecure", &w.target.insecure); !s.ok()) return s;

@@ -16,6 +16,9 @@ void AddServeCommand(CLI::App& app, int* exit_code) {
       ->envname("GPUFRAC_SERVE_LISTEN");
   cmd->add_option("--node", options->node_socket, "The node agent's socket (overrides node.socket)")
       ->envname("GPUFRAC_NODE_SOCKET");
+  cmd->add_option("--agent-wait", options->agent_wait,
+                  "How long to wait at start for the node agent to answer (default 10s)")
+      ->envname("GPUFRAC_SERVE_AGENT_WAIT");
   cmd->add_flag("--check", options->check_only, "Validate the deployment file and exit");
   cmd->callback([options, exit_code] { *exit_code = serve::RunServe(*options); });
 }

@@ -3,6 +3,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <cerrno>
 #include <cmath>
@@ -313,17 +314,9 @@ Status ParseModel(const Map& m, ModelSpec* model) {
 }
 
 Status ParseListen(const std::string& text, const std::string& path, GatewaySpec* g) {
-  const size_t colon = text.rfind(':');
-  if (colon == std::string::npos || colon == 0)
-    return Bad(path, "'" + text + "': expected IP:PORT");
-  g->host = text.substr(0, colon);
-  const std::string port = text.substr(colon + 1);
-  char* end = nullptr;
-  const long v = std::strtol(port.c_str(), &end, 10);
-  if (port.empty() || *end != '\0' || v < 0 || v > 65535) {
-    return Bad(path, "'" + text + "': bad port");
+  if (Status s = ParseListenAddress(text, &g->host, &g->port); !s.ok()) {
+    return Bad(path, s.message());
   }
-  g->port = static_cast<uint16_t>(v);
   return Status::Ok();
 }
 
@@ -451,6 +444,34 @@ const ModelSpec* DeploySpec::Find(const std::string& name) const {
     if (m.name == name) return &m;
   }
   return nullptr;
+}
+
+Status ParseListenAddress(const std::string& text, std::string* host, uint16_t* port) {
+  const size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon == 0) {
+    return Status::Error("'" + text + "': expected IP:PORT");
+  }
+  std::string ip = text.substr(0, colon);
+  // "[::1]:8080", the usual way to write an IPv6 address with a port.
+  if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  const std::string digits = text.substr(colon + 1);
+  char* end = nullptr;
+  const long v = std::strtol(digits.c_str(), &end, 10);
+  if (digits.empty() || *end != '\0' || v < 0 || v > 65535) {
+    return Status::Error("'" + text + "': bad port");
+  }
+  // The gateway binds this address as it is, without resolving names: a host name that passed
+  // here would only be refused later, at start, after --check had called the file good.
+  boost::system::error_code ec;
+  (void)boost::asio::ip::make_address(ip, ec);
+  if (ec) {
+    return Status::Error("'" + text + "': '" + ip +
+                         "' is not an IP address (names are not resolved; use 127.0.0.1, 0.0.0.0 "
+                         "or ::1)");
+  }
+  *host = ip;
+  *port = static_cast<uint16_t>(v);
+  return Status::Ok();
 }
 
 Status ParseDeploy(const std::string& yaml_text, const std::string& origin, DeploySpec* out) {

@@ -118,6 +118,10 @@ struct DeployOverrides {
 Status ParseDeploy(const std::string& yaml_text, const std::string& origin, DeploySpec* out);
 Status LoadDeployFile(const std::string& path, DeploySpec* out);
 
+// "IP:PORT" as the gateway binds it (gateway.listen, --listen): an IPv4 or IPv6 address, never a
+// host name. The error says what is wrong with `text`, without naming where it came from.
+Status ParseListenAddress(const std::string& text, std::string* host, uint16_t* port);
+
 // A model's part of its replicas' tenant ids: tenant ids are 1-63 of [A-Za-z0-9._-], model names
 // may hold anything printable, so others become '-' and the part stops at 40 characters.
 std::string TenantSafeName(const std::string& model_name);

@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <tuple>
 
 namespace gpufrac::serve {
 namespace {
@@ -119,6 +120,94 @@ TEST(ServeDeployFileTest, ReadsEveryKey) {
   EXPECT_EQ(embed.scale_to_zero.idle_ms, 60000);
   EXPECT_EQ(embed.scale_to_zero.hold_ms, 20000);
   EXPECT_EQ(embed.command, (std::vector<std::string>{"embedder", "--port={port}"}));
+}
+
+// The reference deployment file in docs/serve.md, between its deploy-reference markers, without
+// the code fence.
+std::string DocReference() {
+  const std::string doc = Read(fs::path(GPUFRAC_SOURCE_DIR) / "docs/serve.md");
+  const std::string begin = "<!-- deploy-reference:begin -->\n```yaml\n";
+  const std::string end = "```\n<!-- deploy-reference:end -->";
+  const size_t from = doc.find(begin);
+  const size_t to = doc.find(end);
+  if (from == std::string::npos || to == std::string::npos || to < from) return "";
+  return doc.substr(from + begin.size(), to - from - begin.size());
+}
+
+// The page calls each value in its reference file the default unless the comment says "required"
+// or "example": those it calls defaults must be what the parser gives a file that leaves them out.
+TEST(ServeDeployFileTest, TheDocsReferenceFileParsesAndShowsTheDefaults) {
+  const std::string text = DocReference();
+  ASSERT_FALSE(text.empty()) << "docs/serve.md lost its deploy-reference markers";
+  DeploySpec doc;
+  const Status s = ParseDeploy(text, "docs/serve.md", &doc);
+  ASSERT_TRUE(s.ok()) << s.message();
+  DeploySpec def;
+  ASSERT_TRUE(ParseDeploy("models:\n  - name: llama-8b\n    command: srv --port {port}\n"
+                          "    gpu: {memory: \"0.25\"}\n    sla: {ttft_p95: 500ms}\n",
+                          "minimal.yaml", &def)
+                  .ok());
+  EXPECT_EQ(doc.node_socket, def.node_socket);
+  EXPECT_EQ(doc.gateway.host, def.gateway.host);
+  EXPECT_EQ(doc.gateway.port, def.gateway.port);
+  EXPECT_EQ(doc.gateway.max_body_bytes, def.gateway.max_body_bytes);
+  EXPECT_EQ(doc.gateway.api_keys, def.gateway.api_keys);
+  EXPECT_EQ(doc.gateway.request_timeout_ms, def.gateway.request_timeout_ms);
+  EXPECT_EQ(doc.gateway.client_write_timeout_ms, def.gateway.client_write_timeout_ms);
+  EXPECT_EQ(doc.autoscaler.interval_ms, def.autoscaler.interval_ms);
+  EXPECT_EQ(doc.autoscaler.window_ms, def.autoscaler.window_ms);
+  EXPECT_EQ(doc.autoscaler.scale_out_cooldown_ms, def.autoscaler.scale_out_cooldown_ms);
+  EXPECT_EQ(doc.autoscaler.scale_in_cooldown_ms, def.autoscaler.scale_in_cooldown_ms);
+  EXPECT_EQ(doc.autoscaler.scale_in_stable_ms, def.autoscaler.scale_in_stable_ms);
+  EXPECT_DOUBLE_EQ(doc.autoscaler.scale_out_at, def.autoscaler.scale_out_at);
+  EXPECT_DOUBLE_EQ(doc.autoscaler.scale_in_below, def.autoscaler.scale_in_below);
+  EXPECT_EQ(doc.autoscaler.min_samples, def.autoscaler.min_samples);
+  EXPECT_EQ(doc.preemption.enabled, def.preemption.enabled);
+  EXPECT_EQ(doc.preemption.grace_ms, def.preemption.grace_ms);
+  ASSERT_EQ(doc.models.size(), 1u);
+  const ModelSpec& m = doc.models[0];
+  const ModelSpec& d = def.models[0];
+  EXPECT_EQ(m.health.path, d.health.path);
+  EXPECT_EQ(m.health.interval_ms, d.health.interval_ms);
+  EXPECT_EQ(m.health.timeout_ms, d.health.timeout_ms);
+  EXPECT_EQ(m.health.failures, d.health.failures);
+  EXPECT_EQ(m.start_timeout_ms, d.start_timeout_ms);
+  EXPECT_EQ(m.drain_grace_ms, d.drain_grace_ms);
+  EXPECT_EQ(m.upstream_timeout_ms, d.upstream_timeout_ms);
+  // Left out, these are left to the agent, whose defaults are fair, inference and a limit of 1.
+  EXPECT_EQ(d.share.compute_mode, "");
+  EXPECT_EQ(m.share.compute_mode, "fair");
+  EXPECT_DOUBLE_EQ(d.share.compute_limit, -1);
+  EXPECT_DOUBLE_EQ(m.share.compute_limit, 1);
+  EXPECT_EQ(m.share.batch, d.share.batch);
+  EXPECT_EQ(m.min_replicas, d.min_replicas);
+  EXPECT_EQ(m.max_replicas, d.max_replicas);
+  EXPECT_EQ(m.admission.max_inflight_per_replica, d.admission.max_inflight_per_replica);
+  EXPECT_EQ(m.admission.max_queue, d.admission.max_queue);
+  EXPECT_EQ(m.admission.queue_timeout_ms, d.admission.queue_timeout_ms);
+  EXPECT_EQ(m.scale_to_zero.enabled, d.scale_to_zero.enabled);
+  EXPECT_EQ(m.scale_to_zero.idle_ms, d.scale_to_zero.idle_ms);
+  EXPECT_EQ(m.scale_to_zero.hold_ms, d.scale_to_zero.hold_ms);
+}
+
+TEST(ServeDeployFileTest, ListenTakesAnIpAddressNeverAHostName) {
+  std::string host;
+  uint16_t port = 0;
+  for (const auto& [text, want_host, want_port] :
+       std::vector<std::tuple<std::string, std::string, int>>{{"127.0.0.1:8080", "127.0.0.1", 8080},
+                                                              {"0.0.0.0:0", "0.0.0.0", 0},
+                                                              {"::1:9000", "::1", 9000},
+                                                              {"[::1]:9001", "::1", 9001}}) {
+    ASSERT_TRUE(ParseListenAddress(text, &host, &port).ok()) << text;
+    EXPECT_EQ(host, want_host) << text;
+    EXPECT_EQ(port, want_port) << text;
+  }
+  EXPECT_EQ(ParseListenAddress("localhost:18081", &host, &port).message(),
+            "'localhost:18081': 'localhost' is not an IP address (names are not resolved; use "
+            "127.0.0.1, 0.0.0.0 or ::1)");
+  EXPECT_FALSE(ParseListenAddress("example.com:80", &host, &port).ok());
+  EXPECT_FALSE(ParseListenAddress("18081", &host, &port).ok());
+  EXPECT_FALSE(ParseListenAddress("127.0.0.1:", &host, &port).ok());
 }
 
 TEST(ServeDeployFileTest, ExpandsPlaceholders) {

@@ -274,6 +274,13 @@ void Gateway::Admit(const std::shared_ptr<Exchange>& exchange, Model& model) {
   }
   const Admission& limits = model.spec.admission;
   const bool none_ready = model.CountReady() == 0;
+  if (none_ready && !model.config_error.empty()) {
+    // No replica can start until the deployment is fixed and reloaded: waiting cannot help.
+    exchange->Reject(
+        503, "model '" + model.spec.name + "' cannot start a replica: " + model.config_error,
+        ErrorKind::kRejected, 0);
+    return;
+  }
   // Scaling from zero (or still starting its first replica after it): hold, then 503.
   const bool cold = none_ready && model.spec.scale_to_zero.enabled;
   const int status = cold || none_ready ? 503 : 429;
@@ -354,6 +361,7 @@ std::string Gateway::HealthBody() const {
                     {"desired", m->desired},
                     {"in_flight", m->in_flight},
                     {"queued", m->queue.size()}};
+    if (!m->config_error.empty()) models[name]["error"] = m->config_error;
   }
   return json({{"status", "ok"}, {"models", models}}).dump() + "\n";
 }
@@ -397,6 +405,9 @@ Status Gateway::Reload() {
       LogEvent("model.replicas_replaced", {{"model", m.name}, {"reason", "replica spec changed"}});
     }
     model.removed = false;
+    // A reload is the operator's answer to a refused spec (a fixed file, or a fixed host): the
+    // model may start replicas again, and is refused again if nothing changed.
+    model.config_error.clear();
     model.spec = m;
     model.desired = std::clamp(model.desired, m.min_replicas, m.max_replicas);
   }

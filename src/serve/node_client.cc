@@ -46,7 +46,7 @@ TenantInfo FromJson(const json& t) {
 
 Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::string>& command,
                                 const GpuShare& share, TenantInfo* created, bool* conflict,
-                                bool* unanswered) const {
+                                bool* unanswered, bool* invalid) const {
   json spec = {{"name", name}, {"command", command}, {"memory", share.memory}};
   if (!share.memory_limit.empty()) spec["memory_limit"] = share.memory_limit;
   if (share.compute >= 0) spec["compute"] = share.compute;
@@ -69,6 +69,7 @@ Status NodeClient::CreateTenant(const std::string& name, const std::vector<std::
   }
   if (status != 201) {
     *conflict = status == 409;
+    if (invalid != nullptr) *invalid = status == 400;
     return Status::Error("node agent refused tenant " + name + ": " + ErrorText(status, body));
   }
   *created = FromJson(json::parse(body, nullptr, false));

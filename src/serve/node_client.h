@@ -37,10 +37,12 @@ class NodeClient {
   // Creates tenant `name` running `command` with `share`. *conflict is set when the agent
   // answered 409 (it does not fit now, or the name is taken), the case preemption can help with.
   // *unanswered (when given) is set when no answer came (a timeout, a hang-up): the tenant may
-  // exist all the same.
+  // exist all the same. *invalid (when given) is set when the agent answered 400: it refuses the
+  // spec itself (an unknown GPU, a size no GPU has, a command it cannot run), so asking again
+  // with the same spec cannot succeed.
   Status CreateTenant(const std::string& name, const std::vector<std::string>& command,
                       const GpuShare& share, TenantInfo* created, bool* conflict,
-                      bool* unanswered = nullptr) const;
+                      bool* unanswered = nullptr, bool* invalid = nullptr) const;
   // Deletes a tenant (SIGTERM, SIGKILL after grace). An unknown tenant is not an error;
   // *existed (when given) says whether this call found it.
   Status DeleteTenant(const std::string& name, int64_t grace_ms, bool* existed = nullptr) const;

@@ -93,9 +93,11 @@ Status CreateWithPreemption(const NodeClient& node, const std::string& name,
                             PreemptionResult* result) {
   bool conflict = false, unanswered = false;
   auto create = [&] {
+    bool invalid = false;
     Status created =
-        node.CreateTenant(name, command, share, &result->created, &conflict, &unanswered);
+        node.CreateTenant(name, command, share, &result->created, &conflict, &unanswered, &invalid);
     result->maybe_created = result->maybe_created || unanswered;
+    result->invalid = invalid;
     return created;
   };
   Status s = create();

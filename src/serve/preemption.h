@@ -34,6 +34,8 @@ struct PreemptionResult {
   TenantInfo created;
   std::vector<std::string> preempted;  // tenants deleted to make room
   bool maybe_created = false;  // a create got no answer: the tenant may exist, delete it by name
+  // The agent refused the spec itself (400): a configuration error that no retry can fix.
+  bool invalid = false;
 };
 // Whether some GPU the share may use has its memory free now (so memory is not what refuses it).
 bool MemoryFitsSomewhere(const GpuShare& share, const std::vector<GpuRoom>& gpus);

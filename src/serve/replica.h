@@ -65,6 +65,9 @@ struct Model {
   bool removed = false;  // dropped by a reload: drains, then disappears
   int start_failures = 0;
   int64_t start_backoff_until_ns = 0;
+  // Set when the agent refused a replica's spec (400: an unknown GPU, a size no GPU has, a
+  // command it cannot run). No replica is started again until a reload; /health shows it.
+  std::string config_error;
   int64_t last_decision_ns = 0;
   int64_t window_start_ns = 0;  // TTFT window restarts when capacity changes
   uint64_t scale_outs = 0, scale_ins = 0, preemptions = 0, replicas_failed = 0;

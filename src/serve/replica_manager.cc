@@ -233,7 +233,7 @@ void ReplicaManager::Reconcile(Model& model, int64_t now) {
     }
   }
   const int active = static_cast<int>(starting.size() + ready.size());
-  if (active < model.desired && now >= model.start_backoff_until_ns) {
+  if (active < model.desired && now >= model.start_backoff_until_ns && model.config_error.empty()) {
     for (int i = active; i < model.desired; ++i) StartReplica(model);
   }
   if (active > model.desired) {
@@ -314,13 +314,17 @@ void ReplicaManager::StartReplica(Model& model) {
         }
       }
       if (!s.ok()) {
-        LogEvent("replica.start_failed",
-                 {{"model", model_name}, {"replica", replica->tenant}, {"reason", s.message()}});
         replica->state = ReplicaState::kFailed;
         replica->reason = s.message();
-        if (owner) {
-          ++owner->start_failures;
-          owner->start_backoff_until_ns = NowNs() + Backoff(owner->start_failures);
+        if (result->invalid) {
+          if (owner) ConfigError(*owner, *replica, s.message());
+        } else {
+          LogEvent("replica.start_failed",
+                   {{"model", model_name}, {"replica", replica->tenant}, {"reason", s.message()}});
+          if (owner) {
+            ++owner->start_failures;
+            owner->start_backoff_until_ns = NowNs() + Backoff(owner->start_failures);
+          }
         }
         if (result->maybe_created) {
           // No answer came: the agent may have created it. Deleted by name (unknown is fine).
@@ -347,6 +351,23 @@ void ReplicaManager::StartReplica(Model& model) {
       }
     });
   });
+}
+
+void ReplicaManager::ConfigError(Model& model, const Replica& replica, const std::string& why) {
+  // Starts issued together (a scale-out of several) are refused together: said once.
+  if (!model.config_error.empty()) return;
+  model.config_error = why;
+  LogEvent("replica.config_error",
+           {{"model", model.spec.name},
+            {"replica", replica.tenant},
+            {"reason", why},
+            {"action", "no replica of this model is started until the deployment is reloaded"}});
+  if (model.CountReady() > 0) return;  // replicas of the previous spec still serve the queue
+  for (const auto& ex : model.queue) {
+    ex->Reject(503, "model '" + model.spec.name + "' cannot start a replica: " + why,
+               ErrorKind::kRejected, 0);
+  }
+  model.queue.clear();
 }
 
 void ReplicaManager::Probe(Model& model, const std::shared_ptr<Replica>& replica) {

@@ -41,6 +41,9 @@ class ReplicaManager {
   void Autoscale(Model& model, int64_t now_ns);
   void Reconcile(Model& model, int64_t now_ns);
   void StartReplica(Model& model);
+  // The agent refused the model's replica spec (400): logged once, no more starts until a reload,
+  // and requests waiting with no replica to serve them get a 503 naming the cause at once.
+  void ConfigError(Model& model, const Replica& replica, const std::string& why);
   bool TenantNameInUse(const std::string& tenant) const;
   void Drain(Model& model, Replica& replica, const std::string& why);
   void Stop(Model& model, const std::shared_ptr<Replica>& replica);

@@ -2,6 +2,7 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -10,7 +11,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
+#include <thread>
 
+#include "common/quantity.h"
+#include "runtime/gpu_inventory.h"
 #include "serve/gateway.h"
 #include "serve/node_client.h"
 #include "serve/orphans.h"
@@ -59,6 +63,75 @@ void WaitSignals(asio::signal_set& signals, asio::steady_timer& timer, asio::io_
       });
 }
 
+constexpr auto kAgentPoll = std::chrono::milliseconds(100);
+
+// The agent started in the background a moment ago may not have bound its socket yet: ask again
+// until it answers or `wait_ms` has passed, saying once that serve is waiting (and for what).
+Status WaitForAgent(const std::string& socket, int64_t wait_ms) {
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + std::chrono::milliseconds(wait_ms);
+  bool waiting = false;
+  for (;;) {
+    Status s = NodeClient(socket).Health();
+    const auto now = std::chrono::steady_clock::now();
+    if (s.ok()) {
+      if (waiting) {
+        const auto waited = std::chrono::duration_cast<std::chrono::milliseconds>(now - start);
+        LogEvent("agent.ready", {{"node", socket}, {"waited_ms", std::to_string(waited.count())}});
+      }
+      return s;
+    }
+    if (now >= deadline) {
+      if (!waiting) return s;
+      return Status::Error(s.message() + " (waited " + std::to_string(wait_ms) + "ms for it)");
+    }
+    if (!waiting) {
+      LogEvent("agent.waiting",
+               {{"node", socket}, {"reason", s.message()}, {"up_to_ms", std::to_string(wait_ms)}});
+      waiting = true;
+    }
+    std::this_thread::sleep_for(
+        std::min<std::chrono::steady_clock::duration>(kAgentPoll, deadline - now));
+  }
+}
+
+// What the agent would refuse at every start of a model's replica (400), found before serving:
+// a pin to a GPU the host does not have, a size larger than any GPU the replica may use. --check
+// cannot see these: it reads the file alone. A listing the agent does not give skips the check;
+// the starts then say what is wrong (replica.config_error).
+Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
+                              const NodeClient& node) {
+  std::vector<GpuRoom> rooms;
+  if (!node.ListGpus(&rooms).ok() || rooms.empty()) return Status::Ok();
+  std::vector<GpuInfo> gpus;
+  for (const GpuRoom& g : rooms) gpus.push_back({g.index, g.uuid, "", g.total});
+  for (size_t i = 0; i < spec.models.size(); ++i) {
+    const GpuShare& share = spec.models[i].share;
+    const std::string path = origin + ": models[" + std::to_string(i) + "].gpu.";
+    uint64_t largest = 0;
+    std::string where = "any GPU of this host";
+    if (!share.gpu.empty()) {
+      GpuInfo pinned;
+      if (Status s = FindGpu(gpus, share.gpu, &pinned); !s.ok()) {
+        return Status::Error(path + "gpu: " + s.message());
+      }
+      largest = pinned.total_bytes;
+      where = "GPU " + std::to_string(pinned.index);
+    } else {
+      for (const GpuInfo& g : gpus) largest = std::max(largest, g.total_bytes);
+    }
+    MemoryAmount amount;
+    if (ParseMemoryAmount(share.memory.c_str(), &amount) == ParseError::kNone &&
+        !amount.is_fraction && amount.bytes > largest) {
+      char size[32];
+      FormatBytes(largest, size, sizeof size);
+      return Status::Error(path + "memory: '" + share.memory + "' is more than " + where +
+                           " has (" + size + ")");
+    }
+  }
+  return Status::Ok();
+}
+
 // Each stream holds two descriptors (client and replica) and the usual soft limit is 1,024, so
 // thousands of streams need the soft limit raised to the hard one.
 void RaiseFileLimit() {
@@ -85,17 +158,22 @@ int RunServe(const ServeOptions& options) {
   }
   DeployOverrides overrides;
   if (!options.listen.empty()) {
-    const size_t colon = options.listen.rfind(':');
-    char* end = nullptr;
-    const long port =
-        colon == std::string::npos ? -1 : std::strtol(options.listen.c_str() + colon + 1, &end, 10);
-    if (colon == std::string::npos || colon == 0 || port < 0 || port > 65535 || *end != '\0') {
-      std::fprintf(stderr, "gpufrac serve: error: --listen: '%s': expected IP:PORT\n",
-                   options.listen.c_str());
+    std::string host;
+    uint16_t port = 0;
+    if (Status s = ParseListenAddress(options.listen, &host, &port); !s.ok()) {
+      std::fprintf(stderr, "gpufrac serve: error: --listen: %s\n", s.message().c_str());
       return 2;
     }
-    overrides.host = options.listen.substr(0, colon);
-    overrides.port = static_cast<int>(port);
+    overrides.host = host;
+    overrides.port = port;
+  }
+  uint64_t agent_wait_ms = 0;
+  if (!ParseDurationMs(options.agent_wait.c_str(), &agent_wait_ms)) {
+    std::fprintf(stderr,
+                 "gpufrac serve: error: --agent-wait: '%s' is not a duration (like 250ms, 10s, "
+                 "2m)\n",
+                 options.agent_wait.c_str());
+    return 2;
   }
   overrides.node_socket = options.node_socket;
   overrides.ApplyTo(&spec);
@@ -103,9 +181,14 @@ int RunServe(const ServeOptions& options) {
     std::printf("%s: ok (%zu models)\n", options.deploy_path.c_str(), spec.models.size());
     return 0;
   }
-  if (Status s = NodeClient(spec.node_socket).Health(); !s.ok()) {
+  if (Status s = WaitForAgent(spec.node_socket, static_cast<int64_t>(agent_wait_ms)); !s.ok()) {
     std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
     return 1;
+  }
+  if (Status s = CheckSharesAgainstHost(spec, options.deploy_path, NodeClient(spec.node_socket));
+      !s.ok()) {
+    std::fprintf(stderr, "gpufrac serve: error: %s\n", s.message().c_str());
+    return 2;
   }
   std::vector<std::string> orphans;
   if (Status s = DeleteOrphanReplicas(NodeClient(spec.node_socket), &orphans); !s.ok()) {

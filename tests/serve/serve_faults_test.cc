@@ -292,8 +292,37 @@ TEST_F(ServeFaultsTest, BadDeployFilesAreRefusedAtStartAndOnReloadWithoutDroppin
   EXPECT_EQ(Metric("gpufrac_serve_reloads_total{result=\"refused\"}"), 2);
 }
 
-// A reload whose new replicas cannot start (more memory than the card has) keeps the old replica
-// serving: it is drained once a new one is ready, never because the new ones failed to start.
+// gateway.listen and --listen take an IP address: --check used to pass a host name that the start
+// then refused (exit 1, without the file's name), and --listen gave exit 1 where a bad flag is 2.
+TEST_F(ServeFaultsTest, AHostNameToListenOnIsRefusedByCheckAndByTheFlag) {
+  const std::string file = TempDir() + "/named.yaml";
+  std::ofstream(file) << "gateway: {listen: \"localhost:18082\"}\n"
+                         "models:\n  - name: chat\n    command: srv --port {port}\n"
+                         "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  const std::string why =
+      "'localhost' is not an IP address (names are not resolved; use 127.0.0.1, 0.0.0.0 or ::1)\n";
+  ProcessResult check = RunGpufrac({"serve", file, "--check"});
+  EXPECT_EQ(check.exit_code, 2);
+  EXPECT_EQ(check.err,
+            "gpufrac serve: error: " + file + ": gateway.listen: 'localhost:18082': " + why);
+  // The flag overrides the file's address, so the file here has a good one.
+  const std::string good = TempDir() + "/good.yaml";
+  std::ofstream(good) << "models:\n  - name: chat\n    command: srv --port {port}\n"
+                         "    gpu: {memory: \"0.1\"}\n    sla: {ttft_p95: 1s}\n";
+  for (const std::vector<std::string>& args :
+       {std::vector<std::string>{"serve", good, "--listen", "localhost:18081", "--check"},
+        std::vector<std::string>{"serve", good, "--listen", "localhost:18081"}}) {
+    ProcessResult flag = RunGpufrac(args);
+    EXPECT_EQ(flag.exit_code, 2);
+    EXPECT_EQ(flag.err, "gpufrac serve: error: --listen: 'localhost:18081': " + why);
+  }
+  ProcessResult ipv6 = RunGpufrac({"serve", good, "--listen", "[::1]:18081", "--check"});
+  EXPECT_EQ(ipv6.exit_code, 0) << ipv6.err;
+}
+
+// A reload whose new replicas cannot start (more memory than the card has free beside the old
+// replica: the agent refuses it as not fitting, 409) keeps the old replica serving: it is drained
+// once a new one is ready, never because the new ones failed to start.
 TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
   StartAgent();
   // min_replicas 0: the replica serving is one the load asked for, above the floor.
@@ -306,7 +335,7 @@ TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
   ASSERT_EQ(warm.status, 200) << warm.body;
   std::string grown = Chat({"--ttft-ms", "5", "--itl-ms", "5"}, scaling);
   const std::string small = "memory: \"0.1\"";
-  grown.replace(grown.find(small), small.size(), "memory: 1000GiB");
+  grown.replace(grown.find(small), small.size(), "memory: \"0.95\"");
   WriteDeploy(grown);
   const HttpReply reload = HttpRequest(port_, "POST", "/admin/reload");
   ASSERT_EQ(reload.status, 200) << reload.body;
@@ -333,8 +362,10 @@ TEST_F(ServeFaultsTest, AReloadWhoseReplicasCannotStartKeepsTheOldOneServing) {
 // the queue then: it is no longer load, nor someone waiting for a replica to start.
 TEST_F(ServeFaultsTest, AHeldRequestThatTimedOutLeavesTheQueue) {
   StartAgent();
+  // The card is taken: every start is refused as not fitting now (409), a refusal serve retries.
+  Create({{"name", "hog"}, {"memory", "70GiB"}, {"command", {"sleep", "600"}}});
   StartServe("models:\n  - name: cold\n    command: " + Synth() +
-             "\n    gpu: {memory: 1000GiB}\n    min_replicas: 0\n    max_replicas: 1\n"
+             "\n    gpu: {memory: 40GiB}\n    min_replicas: 0\n    max_replicas: 1\n"
              "    sla: {ttft_p95: 1s}\n    scale_to_zero: {idle: 1s, hold: 1s}\n");
   HttpReply r = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("cold", 2));
   EXPECT_EQ(r.status, 503) << r.body;

@@ -2,7 +2,10 @@
 // retried until it is confirmed, so no replica keeps holding its GPU share after the gateway let
 // it go.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
+#include <algorithm>
+#include <chrono>
 #include <thread>
 
 #include "serve_test_support.h"
@@ -68,6 +71,124 @@ TEST_F(ServeLifecycleTest, AReplicaThatDiesBeforeServingIsRestartedWithBackoff) 
   EXPECT_LE(starts, 6) << log;
   EXPECT_NE(log.find("event=replica.failed model=crash"), std::string::npos) << log;
   EXPECT_EQ(HttpRequest(port_, "GET", "/health").status, 200);
+}
+
+// The docs start the agent in the background and serve right after it: serve must not lose the
+// race to the agent's socket. It waits (saying so once) and starts when the agent answers.
+TEST_F(ServeLifecycleTest, ServeStartedBeforeTheAgentWaitsForItThenServes) {
+  socket_ = TempDir() + "/node.sock";  // where StartAgent puts it
+  LaunchServe("models:\n" + Model("chat"));
+  ASSERT_TRUE(
+      WaitFor([&] { return ServeLog().find("event=agent.waiting") != std::string::npos; }, 5000))
+      << ServeLog();
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  int status = 0;
+  EXPECT_EQ(waitpid(serve_, &status, WNOHANG), 0) << "serve gave up on the agent:\n" << ServeLog();
+  StartAgent();
+  EXPECT_TRUE(WaitFor(
+      [&] { return HttpRequest(port_, "GET", "/health", "", "", 1000).status == 200; }, 10000))
+      << ServeLog();
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; })) << ServeLog();
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2)).status, 200);
+  const std::string log = ServeLog();
+  EXPECT_EQ(log.find("event=agent.waiting"), log.rfind("event=agent.waiting")) << "logged once";
+  EXPECT_NE(log.find("event=agent.ready"), std::string::npos) << log;
+}
+
+// No agent at all: serve gives up after --agent-wait with the agent's address and why (exit 1).
+TEST_F(ServeLifecycleTest, WithoutAnAgentServeGivesUpAfterTheWait) {
+  socket_ = TempDir() + "/node.sock";
+  WriteDeploy("models:\n" + Model("chat"));
+  const auto start = std::chrono::steady_clock::now();
+  ProcessResult r = RunGpufrac({"serve", deploy_path_, "--agent-wait", "1s"});
+  const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_GE(s, 1.0);
+  EXPECT_LT(s, 8.0);
+  EXPECT_NE(r.err.find("gpufrac serve: error: node agent at " + socket_ +
+                       ": cannot reach the agent at '" + socket_ +
+                       "': No such file or directory (waited 1000ms for it)"),
+            std::string::npos)
+      << r.err;
+  // Besides the error, only the one line saying it waits.
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 2) << r.err;
+  EXPECT_NE(r.err.find("event=agent.waiting"), std::string::npos) << r.err;
+  // A bad wait is a bad flag.
+  ProcessResult bad = RunGpufrac({"serve", deploy_path_, "--agent-wait", "soon", "--check"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_EQ(bad.err,
+            "gpufrac serve: error: --agent-wait: 'soon' is not a duration (like 250ms, 10s, 2m)\n");
+}
+
+// A share the host can never hold is a configuration error, not a refusal to wait out: at start
+// serve names it like a bad file (exit 2) instead of retrying it forever.
+TEST_F(ServeLifecycleTest, AShareTheHostCannotHoldIsRefusedAtStart) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  StartAgent();
+  WriteDeploy("models:\n  - name: pinned\n    command: " + Synth() +
+              "\n    gpu: {memory: \"0.1\", gpu: 3}\n    sla: {ttft_p95: 1s}\n");
+  ProcessResult pinned = RunGpufrac({"serve", deploy_path_});
+  EXPECT_EQ(pinned.exit_code, 2) << pinned.err;
+  EXPECT_NE(pinned.err.find("gpufrac serve: error: " + deploy_path_ +
+                            ": models[0].gpu.gpu: unknown GPU '3': this host has 2 GPU(s)\n"),
+            std::string::npos)
+      << pinned.err;
+  WriteDeploy("models:\n" + Model("chat") + "  - name: huge\n    command: " + Synth() +
+              "\n    gpu: {memory: 100GiB}\n    sla: {ttft_p95: 1s}\n");
+  ProcessResult huge = RunGpufrac({"serve", deploy_path_});
+  EXPECT_EQ(huge.exit_code, 2) << huge.err;
+  EXPECT_NE(huge.err.find("gpufrac serve: error: " + deploy_path_ +
+                          ": models[1].gpu.memory: '100GiB' is more than any GPU of this host "
+                          "has (80.0GiB)\n"),
+            std::string::npos)
+      << huge.err;
+  EXPECT_TRUE(TenantPids("").empty()) << "nothing was started";
+}
+
+// The same error arriving while serving (here from a reload) is said once, stops the model's
+// starts instead of retrying them with backoff forever, answers its requests with the cause at
+// once, and shows in /health; a reload that fixes it starts the model.
+TEST_F(ServeLifecycleTest, AShareTheAgentRefusesAsInvalidIsNotRetriedAndShowsInHealth) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  StartAgent();
+  StartServe("models:\n" + Model("chat"));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; }));
+  const std::string pinned = "  - name: pinned\n    command: " + Synth({"--model", "{model}"}) +
+                             "\n    gpu: {memory: \"0.1\", gpu: 3}\n    sla: {ttft_p95: 1s}\n";
+  WriteDeploy("models:\n" + Model("chat") + pinned);
+  ASSERT_EQ(HttpRequest(port_, "POST", "/admin/reload").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return Health()["models"]["pinned"].contains("error"); }, 10000))
+      << ServeLog();
+  EXPECT_NE(Health()["models"]["pinned"]["error"].get<std::string>().find(
+                "unknown GPU '3': this host has 2 GPU(s)"),
+            std::string::npos)
+      << Health().dump();
+  // Retried with backoff, 3.5 s would have seen 4 starts (0.5 s, 1 s, 2 s apart).
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  const std::string log = ServeLog();
+  auto count = [&](const std::string& what) {
+    int n = 0;
+    for (size_t at = log.find(what); at != std::string::npos; at = log.find(what, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_EQ(count("event=replica.starting model=pinned"), 1) << log;
+  EXPECT_EQ(count("event=replica.config_error model=pinned"), 1) << log;
+  EXPECT_EQ(count("event=replica.start_failed model=pinned"), 0) << log;
+  HttpReply refused = HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("pinned", 2));
+  EXPECT_EQ(refused.status, 503);
+  EXPECT_LT(refused.ms, 1000) << "answered at once, not after the queue timeout";
+  EXPECT_NE(refused.body.find("cannot start a replica"), std::string::npos) << refused.body;
+  EXPECT_NE(refused.body.find("unknown GPU '3'"), std::string::npos) << refused.body;
+  // The other model is untouched.
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("chat", 2)).status, 200);
+  // Fixed and reloaded: the error goes, the model starts.
+  std::string fixed = pinned;
+  fixed.replace(fixed.find("gpu: 3"), 6, "gpu: 1");
+  WriteDeploy("models:\n" + Model("chat") + fixed);
+  ASSERT_EQ(HttpRequest(port_, "POST", "/admin/reload").status, 200);
+  ASSERT_TRUE(WaitReplicas("pinned", [](int n) { return n == 1; })) << ServeLog();
+  EXPECT_FALSE(Health()["models"]["pinned"].contains("error")) << Health().dump();
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("pinned", 2)).status, 200);
 }
 
 }  // namespace

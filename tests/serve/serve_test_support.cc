@@ -136,14 +136,19 @@ void ServeFixture::WriteDeploy(const std::string& models_yaml, const std::string
                               << top_extra << models_yaml;
 }
 
-void ServeFixture::StartServe(const std::string& models_yaml, const std::string& gateway_extra,
-                              const std::string& top_extra) {
+void ServeFixture::LaunchServe(const std::string& models_yaml, const std::string& gateway_extra,
+                               const std::string& top_extra) {
   WriteDeploy(models_yaml, gateway_extra, top_extra);
   serve_log_ = TempDir() + "/serve.log";
   serve_ = StartProcess(
       {"sh", "-c", serve_shell_prefix_ + "exec \"$0\" serve \"$1\" " + serve_args_ + " 2>\"$2\"",
        Gpufrac(), deploy_path_, serve_log_},
       SimEnv(), TempDir() + "/serve.out");
+}
+
+void ServeFixture::StartServe(const std::string& models_yaml, const std::string& gateway_extra,
+                              const std::string& top_extra) {
+  LaunchServe(models_yaml, gateway_extra, top_extra);
   const bool up = WaitFor(
       [&] { return HttpRequest(port_, "GET", "/health", "", "", 1000).status == 200; }, 20000);
   ASSERT_TRUE(up) << "gpufrac serve did not answer /health; log:\n" << ServeLog();

@@ -44,6 +44,9 @@ class ServeFixture : public NodeFixture {
   // "models:" list) and starts gpufrac serve; returns once /health answers.
   void StartServe(const std::string& models_yaml, const std::string& gateway_extra = "",
                   const std::string& top_extra = "");
+  // The same without waiting: starts the process and returns.
+  void LaunchServe(const std::string& models_yaml, const std::string& gateway_extra = "",
+                   const std::string& top_extra = "");
   void WriteDeploy(const std::string& models_yaml, const std::string& gateway_extra = "",
                    const std::string& top_extra = "");
   int StopServe(int sig = SIGTERM);
