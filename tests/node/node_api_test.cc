@@ -1,9 +1,7 @@
 // gpufrac node end to end: the real agent binary on a temp unix socket, real tenant processes on
 // the simulated GPUs, every call over HTTP. Tenants, placement, bad input, config, ps.
-#include <arpa/inet.h>
 #include <grp.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -478,15 +476,10 @@ TEST_F(NodeApiTest, RefusesASocketPathTooLongFromTheFlagOrTheVariableBeforeAnyLo
 // says why in one line and removes the socket and the lock files it created; a lock file that was
 // there before stays.
 TEST_F(NodeApiTest, AStartThatCannotListenLeavesNoSocketOrLockFileBehind) {
-  const int taken = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(taken, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(taken, 1), 0);
-  socklen_t len = sizeof addr;
-  getsockname(taken, reinterpret_cast<sockaddr*>(&addr), &len);
-  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+  int port = 0;
+  const int taken = ListenOnLoopback(&port);
+  ASSERT_GE(taken, 0);
+  const std::string address = "127.0.0.1:" + std::to_string(port);
   const std::string dir = TempDir() + "/start";
   std::filesystem::create_directory(dir);
   std::ofstream(dir + "/token") << "secret\n";

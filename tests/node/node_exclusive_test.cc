@@ -2,9 +2,7 @@
 // and a start that fails on its listeners adopts nothing. Before, a refused second agent adopted
 // the live agent's tenants into its own (soon dead) pid; the live agent then reaped their ledger
 // entries while they ran, and their memory was handed out twice.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -72,20 +70,15 @@ TEST_F(NodeExclusiveTest, AStartThatCannotListenOnTcpAdoptsNothing) {
   KillAgent(SIGKILL);  // the tenant runs on, waiting to be adopted
 
   // A port already taken: the start fails when it listens, which must come before adopting.
-  const int busy = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(busy, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
-  ASSERT_EQ(listen(busy, 1), 0);
-  socklen_t len = sizeof addr;
-  getsockname(busy, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = 0;
+  const int busy = ListenOnLoopback(&port);
+  ASSERT_GE(busy, 0);
   const std::string token = TempDir() + "/token";
   std::ofstream(token) << "secret\n";
   const std::string config = TempDir() + "/tcp.yaml";
   std::ofstream(config) << ReadFile(TempDir() + "/node.yaml")
-                        << "\ntcp:\n  address: 127.0.0.1:" << ntohs(addr.sin_port)
-                        << "\n  token_file: " << token << "\n";
+                        << "\ntcp:\n  address: 127.0.0.1:" << port << "\n  token_file: " << token
+                        << "\n";
   ProcessResult failed = RunSecondAgent({"--config", config});
   close(busy);
   EXPECT_EQ(failed.exit_code, 1) << failed.err;

@@ -50,6 +50,8 @@ int ConnectRaw(const std::string& socket_path);
 std::string ReadAll(int fd, int timeout_ms);
 // A loopback TCP port that was free a moment ago (bound to port 0, then released).
 int FreePort();
+// A loopback TCP port held taken by a listening socket: the fd (caller closes) and the port.
+int ListenOnLoopback(int* port);
 
 template <typename Pred>
 nlohmann::json NodeFixture::WaitTenant(const std::string& id, Pred pred, int timeout_ms) {
