@@ -10,6 +10,10 @@
 //   outstanding bytes reach zero or below. If they report less, it stays charged until exit.
 // - A handle value comes back from cuMemPoolCreate only after the pool it named was released, so
 //   a reused value settles the old pool (ForgetDrainingHandle) instead of being confused with it.
+// A cuMemFreeAsync returns before the stream runs it: the driver releases the pool only then, so
+// an event is recorded behind the last free and the pool is credited once it has completed (if
+// no event can be recorded, the stream is synchronized instead). A free queued during a stream
+// capture is not counted at all: the pool stays charged.
 #include "runtime/pool_drain.h"
 
 #include <pthread.h>
@@ -28,6 +32,8 @@ struct Draining {
   uint64_t charged;  // what gpufrac charges for the pool's memory
   uint64_t in_use;   // outstanding bytes not yet seen freed
   bool released;     // nothing outstanding: credited at the next CreditReleasedPools
+  bool marking;      // ... once its last free's stream has an event recorded (being done)
+  CUevent reached;   // completes when the stream has run the last free (null: it has)
 };
 Draining g_draining[kMaxDraining];
 // Written under g_drain_mu, with atomic stores: read without it, g_unreleased on every free.
@@ -37,6 +43,21 @@ uint64_t g_next_serial = 1;
 pthread_mutex_t g_drain_mu = PTHREAD_MUTEX_INITIALIZER;
 
 using PointerAttrFn = int (*)(void*, CUpointer_attribute, CUdeviceptr);
+using StreamFn = int (*)(CUstream);
+using EventCreateFn = int (*)(CUevent*, unsigned int);
+using EventFn = int (*)(CUevent);
+using EventRecordFn = int (*)(CUevent, CUstream);
+using CapturingFn = int (*)(CUstream, int*);  // the status is CUstreamCaptureStatus, an int enum
+
+constexpr int kCaptureStatusNone = 0;  // CU_STREAM_CAPTURE_STATUS_NONE
+
+constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING: cheaper, no timestamps
+
+template <typename Fn>
+Fn Resolve(Fn* cached, const char* name) {
+  if (*cached == nullptr) *cached = reinterpret_cast<Fn>(RealDriverSymbol(name));
+  return *cached;
+}
 using AddressRangeFn = int (*)(CUdeviceptr*, size_t*, CUdeviceptr);
 
 PointerAttrFn PointerAttribute() {
@@ -71,6 +92,31 @@ void SetUnreleased(int value) {  // g_drain_mu held
   __atomic_store_n(&g_unreleased, value, __ATOMIC_RELAXED);
 }
 
+void DestroyEvent(CUevent event) {
+  static EventFn destroy = nullptr;
+  if (event != nullptr && Resolve(&destroy, "cuEventDestroy_v2") != nullptr) destroy(event);
+}
+
+// An event that completes once `stream` has run what was queued on it so far; null when none
+// could be recorded, after synchronizing the stream instead (so that the free has run).
+CUevent MarkStream(CUstream stream, bool per_thread) {
+  static EventCreateFn create = nullptr;
+  static EventRecordFn record = nullptr, record_ptsz = nullptr;
+  static StreamFn synchronize = nullptr, synchronize_ptsz = nullptr;
+  EventRecordFn record_fn =
+      per_thread ? Resolve(&record_ptsz, "cuEventRecord_ptsz") : Resolve(&record, "cuEventRecord");
+  CUevent event = nullptr;
+  if (Resolve(&create, "cuEventCreate") != nullptr && record_fn != nullptr &&
+      create(&event, kEventDisableTiming) == CUDA_SUCCESS) {
+    if (record_fn(event, stream) == CUDA_SUCCESS) return event;
+    DestroyEvent(event);
+  }
+  StreamFn sync = per_thread ? Resolve(&synchronize_ptsz, "cuStreamSynchronize_ptsz")
+                             : Resolve(&synchronize, "cuStreamSynchronize");
+  if (sync != nullptr) sync(stream);
+  return nullptr;
+}
+
 void Remove(int index) {  // g_drain_mu held
   g_draining[index] = g_draining[g_count - 1];
   __atomic_store_n(&g_count, g_count - 1, __ATOMIC_RELAXED);
@@ -82,7 +128,8 @@ bool StartDraining(CUmemoryPool pool, int ordinal, uint64_t charged, uint64_t in
   pthread_mutex_lock(&g_drain_mu);
   const bool room = g_count < kMaxDraining;
   if (room) {
-    g_draining[g_count] = Draining{g_next_serial++, pool, ordinal, charged, in_use, false};
+    g_draining[g_count] =
+        Draining{g_next_serial++, pool, ordinal, charged, in_use, false, false, nullptr};
     __atomic_store_n(&g_count, g_count + 1, __ATOMIC_RELAXED);
     SetUnreleased(g_unreleased + 1);
   }
@@ -99,6 +146,7 @@ void ForgetDrainingHandle(CUmemoryPool pool) {
         static_cast<unsigned long long>(g_draining[i].charged));
     Credit(g_draining[i].ordinal, g_draining[i].charged);
     if (!g_draining[i].released) SetUnreleased(g_unreleased - 1);
+    DestroyEvent(g_draining[i].reached);
     Remove(i--);
   }
   pthread_mutex_unlock(&g_drain_mu);
@@ -122,8 +170,18 @@ DrainingFree DrainingFreeOf(CUdeviceptr dptr) {
   return DrainingFree{serial, AllocationBytes(dptr)};
 }
 
-void NoteDrainingFree(const DrainingFree& freed) {
+bool StreamCapturing(CUstream stream) {
+  static CapturingFn is_capturing = nullptr;
+  if (Resolve(&is_capturing, "cuStreamIsCapturing") == nullptr) return true;  // cannot tell: yes
+  int status = kCaptureStatusNone;
+  if (is_capturing(stream, &status) != CUDA_SUCCESS) return true;
+  return status != kCaptureStatusNone;
+}
+
+void NoteDrainingFree(const DrainingFree& freed, bool stream_ordered, CUstream stream,
+                      bool per_thread) {
   if (freed.serial == 0) return;
+  bool emptied = false;
   pthread_mutex_lock(&g_drain_mu);
   for (int i = 0; i < g_count; ++i) {
     Draining& d = g_draining[i];
@@ -131,22 +189,47 @@ void NoteDrainingFree(const DrainingFree& freed) {
     d.in_use = freed.bytes >= d.in_use ? 0 : d.in_use - freed.bytes;
     if (d.in_use == 0) {
       d.released = true;
+      d.marking = stream_ordered;  // not credited before its event is in place
       SetUnreleased(g_unreleased - 1);
+      emptied = true;
     }
     break;
   }
   pthread_mutex_unlock(&g_drain_mu);
+  if (!emptied || !stream_ordered) return;
+  // Outside the lock: recording may synchronize the stream.
+  CUevent reached = MarkStream(stream, per_thread);
+  pthread_mutex_lock(&g_drain_mu);
+  bool placed = false;
+  for (int i = 0; i < g_count && !placed; ++i) {
+    if (g_draining[i].serial != freed.serial) continue;
+    g_draining[i].reached = reached;
+    g_draining[i].marking = false;
+    placed = true;
+  }
+  pthread_mutex_unlock(&g_drain_mu);
+  if (!placed) DestroyEvent(reached);  // settled meanwhile (its handle was reused)
 }
 
-void CreditReleasedPools() {
-  if (__atomic_load_n(&g_count, __ATOMIC_RELAXED) == 0) return;
+bool CreditReleasedPools() {
+  if (__atomic_load_n(&g_count, __ATOMIC_RELAXED) == 0) return false;
+  static EventFn query = nullptr;
+  bool waiting = false;
   pthread_mutex_lock(&g_drain_mu);
   for (int i = 0; i < g_count; ++i) {
-    if (!g_draining[i].released) continue;
-    Credit(g_draining[i].ordinal, g_draining[i].charged);
+    Draining& d = g_draining[i];
+    if (!d.released) continue;
+    if (d.marking || (d.reached != nullptr && Resolve(&query, "cuEventQuery") != nullptr &&
+                      query(d.reached) == CUDA_ERROR_NOT_READY)) {
+      waiting = true;  // the stream has not run the last free yet: the driver still holds it
+      continue;
+    }
+    DestroyEvent(d.reached);
+    Credit(d.ordinal, d.charged);
     Remove(i--);
   }
   pthread_mutex_unlock(&g_drain_mu);
+  return waiting;
 }
 
 void ResetDrainingAfterFork() {

@@ -27,13 +27,20 @@ struct DrainingFree {
 };
 // One relaxed load while nothing drains, the common case.
 DrainingFree DrainingFreeOf(CUdeviceptr dptr);
+// Whether work queued on `stream` is being captured into a graph: a free captured there runs
+// when (and each time) the graph is launched, perhaps never, so it must not count as a free.
+bool StreamCapturing(CUstream stream);
 // After the driver accepted the free: once nothing is outstanding, the pool is released, to be
-// credited by the next CreditReleasedPools.
-void NoteDrainingFree(const DrainingFree& freed);
+// credited by a later CreditReleasedPools. A free queued on a stream (`stream_ordered`:
+// cuMemFreeAsync, with `per_thread` for its _ptsz form) happens only when the stream gets to it,
+// so the pool is credited once an event recorded behind the free has completed, never before.
+void NoteDrainingFree(const DrainingFree& freed, bool stream_ordered = false,
+                      CUstream stream = nullptr, bool per_thread = false);
 
 // Credits the draining pools that are released. Called where freed pool memory is credited:
-// synchronizations, trims, synchronous frees.
-void CreditReleasedPools();
+// synchronizations, trims, synchronous frees. True while a released pool still waits for its
+// stream, so that the caller looks again at its next synchronization.
+bool CreditReleasedPools();
 
 // After fork, in the child: it holds none of its parent's pools.
 void ResetDrainingAfterFork();

@@ -118,8 +118,8 @@ void ReconcileAllPools() {
   if (!Enforcing() || !__atomic_load_n(&g_pools_may_shrink, __ATOMIC_ACQUIRE)) return;
   pthread_mutex_lock(&g_pool_mu);
   for (int i = 0; i < g_pool_count; ++i) Reconcile(g_pools[i]);
-  CreditReleasedPools();
-  g_pools_may_shrink = false;
+  // A destroyed pool whose stream has not yet run its last free is looked at again next time.
+  g_pools_may_shrink = CreditReleasedPools();
   pthread_mutex_unlock(&g_pool_mu);
 }
 
@@ -200,15 +200,16 @@ int AllocFromPool(RealFn real, CUdeviceptr* dptr, size_t bytes, CUmemoryPool poo
 }
 
 template <typename RealFn>
-int FreeAsync(RealFn real, CUdeviceptr dptr, CUstream stream) {
+int FreeAsync(RealFn real, CUdeviceptr dptr, CUstream stream, bool per_thread) {
   if (real == nullptr) return CUDA_ERROR_NOT_FOUND;
-  const DrainingFree draining = DrainingFreeOf(dptr);
+  DrainingFree draining = DrainingFreeOf(dptr);
+  if (draining.serial != 0 && StreamCapturing(stream)) draining = {};
   const int r = real(dptr, stream);
   // Pool memory returns to the pool, not the card, until a synchronization or trim releases it.
-  // A destroyed pool's is released, all of it, once the stream has run its last free: it too is
-  // credited at the next synchronization.
+  // A destroyed pool's is released, all of it, once the stream has run its last free: it is
+  // credited at the first synchronization or trim that finds the stream past it.
   if (r == CUDA_SUCCESS) {
-    NoteDrainingFree(draining);
+    NoteDrainingFree(draining, true, stream, per_thread);
     __atomic_store_n(&g_pools_may_shrink, true, __ATOMIC_RELEASE);
   }
   return r;
@@ -337,10 +338,10 @@ GPUFRAC_EXPORT int cuMemAllocFromPoolAsync_ptsz(CUdeviceptr* dptr, size_t bytes,
   return AllocFromPool(REAL(cuMemAllocFromPoolAsync_ptsz), dptr, bytes, pool, stream);
 }
 GPUFRAC_EXPORT int cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
-  return FreeAsync(REAL(cuMemFreeAsync), dptr, stream);
+  return FreeAsync(REAL(cuMemFreeAsync), dptr, stream, false);
 }
 GPUFRAC_EXPORT int cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream stream) {
-  return FreeAsync(REAL(cuMemFreeAsync_ptsz), dptr, stream);
+  return FreeAsync(REAL(cuMemFreeAsync_ptsz), dptr, stream, true);
 }
 
 GPUFRAC_EXPORT int cuMemPoolTrimTo(CUmemoryPool pool, size_t keep) {

@@ -8,6 +8,7 @@
 
 #include "runtime/array_size.h"
 #include "sim/sim_process.h"
+#include "sim/sim_timeline.h"
 
 namespace gpufrac::sim {
 namespace {
@@ -25,10 +26,13 @@ CUresult CurrentOrdinal(int* ordinal) {
   return CUDA_SUCCESS;
 }
 
+void ReleaseDuePools();
+
 // Allocates `bytes` on `ordinal` and records it under a new address (or handle when `as_handle`).
 CUresult AllocateRecorded(int ordinal, uint64_t bytes, bool as_handle, unsigned long long* out) {
   if (bytes == 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
+  ReleaseDuePools();
   if (!State().Allocate(Physical(ordinal), bytes)) return CUDA_ERROR_OUT_OF_MEMORY;
   const uint64_t key = as_handle ? Proc().next_handle++ : NewAddress(bytes);
   Proc().allocations[key] = Allocation{ordinal, bytes, nullptr, true};
@@ -50,12 +54,37 @@ void ReleaseDestroyedPool(Pool* pool) {
   Proc().released_pools.push_back(pool);
 }
 
+// Releases the destroyed pools whose last free the device has reached. Caller holds Proc().mu.
+void ReleaseDuePools() {
+  std::vector<Pool*>& releasing = Proc().releasing_pools;
+  if (releasing.empty()) return;
+  const uint64_t now = NowNs();
+  for (size_t i = 0; i < releasing.size();) {
+    if (releasing[i]->release_at_ns > now) {
+      ++i;
+      continue;
+    }
+    releasing[i]->release_at_ns = 0;
+    ReleaseDestroyedPool(releasing[i]);
+    releasing.erase(releasing.begin() + static_cast<std::ptrdiff_t>(i));
+  }
+}
+
 // Frees a stream-ordered allocation: its memory stays cached in the pool until a synchronization
-// or trim, unless the pool was destroyed and this was its last allocation. Caller holds Proc().mu.
-void ReturnToPool(const Allocation& allocation) {
+// or trim, unless the pool was destroyed and this was its last allocation. `ordered`: the free
+// was queued on a stream (cuMemFreeAsync), so it happens, and a destroyed pool is released, only
+// when the device has run the work queued before it, as on a real GPU. Caller holds Proc().mu.
+void ReturnToPool(const Allocation& allocation, bool ordered) {
   Pool* pool = allocation.pool;
   pool->used -= allocation.bytes;
-  if (pool->destroyed && pool->used == 0) ReleaseDestroyedPool(pool);
+  if (!pool->destroyed || pool->used != 0) return;
+  const uint64_t reached = ordered ? LastFinishNs(pool->ordinal) : 0;
+  if (reached > NowNs()) {
+    pool->release_at_ns = reached;
+    Proc().releasing_pools.push_back(pool);
+  } else {
+    ReleaseDestroyedPool(pool);
+  }
 }
 
 // Frees a recorded allocation or handle. `pool_memory_too`: stream-ordered allocations are
@@ -67,7 +96,7 @@ CUresult FreeRecorded(uint64_t key, bool pool_memory_too = false) {
   if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
   if (it->second.pool != nullptr) {
     if (!pool_memory_too) return CUDA_ERROR_INVALID_VALUE;
-    ReturnToPool(it->second);
+    ReturnToPool(it->second, false);
   } else if (it->second.charged) {
     State().Free(Physical(it->second.ordinal), it->second.bytes);
   }
@@ -100,6 +129,7 @@ void TrimPool(Pool* pool, uint64_t keep) {
 CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, CUmemoryPool handle) {
   if (dptr == nullptr || bytes == 0) return CUDA_ERROR_INVALID_VALUE;
   std::lock_guard lock(Proc().mu);
+  ReleaseDuePools();
   Pool* pool = LivePool(handle);
   if (pool == nullptr) return CUDA_ERROR_INVALID_VALUE;
   const uint64_t cached = pool->reserved - pool->used;
@@ -120,6 +150,7 @@ CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, CUmemoryPool handle) 
 void ReleaseCachedPools() {
   Process& p = Proc();
   std::lock_guard lock(p.mu);
+  ReleaseDuePools();
   for (Pool* pool : p.pools) TrimPool(pool, pool->release_threshold);
 }
 
@@ -206,6 +237,10 @@ SIM_EXPORT CUresult cuMemGetInfo_v2(size_t* free_bytes, size_t* total_bytes) {
   int ordinal = 0;
   if (CUresult r = CurrentOrdinal(&ordinal); r != CUDA_SUCCESS) return r;
   State().ReapDead();
+  {
+    std::lock_guard lock(Proc().mu);
+    ReleaseDuePools();
+  }
   const SimDevice& d = State().shared()->devices[Physical(ordinal)];
   const uint64_t used = d.used_bytes.load();
   *total_bytes = d.total_bytes;
@@ -233,6 +268,7 @@ SIM_EXPORT CUresult cuMemPoolCreate(CUmemoryPool* pool, const CUmemPoolProps* pr
   if (props->location.type != CU_MEM_LOCATION_TYPE_DEVICE) return CUDA_ERROR_NOT_SUPPORTED;
   if (CUresult r = CheckOrdinal(props->location.id); r != CUDA_SUCCESS) return r;
   std::lock_guard lock(Proc().mu);
+  ReleaseDuePools();
   std::vector<Pool*>& released = Proc().released_pools;
   Pool* p = nullptr;
   if (released.empty()) {
@@ -335,7 +371,7 @@ SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream) {
   auto it = Proc().allocations.find(dptr);
   if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
   if (it->second.pool != nullptr) {
-    ReturnToPool(it->second);
+    ReturnToPool(it->second, true);
   } else if (it->second.charged) {
     State().Free(Physical(it->second.ordinal), it->second.bytes);
   }

@@ -28,6 +28,9 @@ struct Pool {
   // cuMemPoolDestroy was called: takes no new allocations, and releases its whole reservation
   // when its last allocation is freed (at once if it has none).
   bool destroyed = false;
+  // A last free ordered on a stream happens when the stream reaches it: the release waits until
+  // then (0: not waiting).
+  uint64_t release_at_ns = 0;
 };
 
 struct Allocation {
@@ -48,6 +51,8 @@ struct Process {
   // Destroyed pools whose memory is all released. cuMemPoolCreate hands them out again, so a new
   // pool can get a destroyed pool's handle, as a real driver may reuse a freed handle's value.
   std::vector<Pool*> released_pools;
+  // Destroyed pools whose last free is queued behind work still running (Pool::release_at_ns).
+  std::vector<Pool*> releasing_pools;
   std::unordered_map<uint64_t, Allocation> allocations;  // device pointers and VMM handles
   uint64_t next_address = 0x100000000000ull;             // fake device addresses: never touched
   uint64_t next_handle = 1;

@@ -279,6 +279,10 @@ if ((COMPILED)); then
   [[ -n $(fact free_after_mem_free) ]] &&
     { le "$(calc "$(fact free_before_mem_free) + 64 * $MIB")" "$(fact free_after_mem_free)" ||
       why+=("cuMemFree of a destroyed pool's last allocation released nothing"); }
+  # gpufrac credits a draining pool whose handle value comes back from cuMemPoolCreate: that is
+  # safe only if the driver never hands the value out while the pool still holds memory.
+  [[ $(fact same_handle_while_draining) == 0 ]] ||
+    why+=("a new pool got a draining pool's handle (gpufrac would credit the old one early)")
   if ((${#why[@]} == 0)); then verdict=PASS; else verdict=FAIL; fi
   reasons=$(IFS=';' && echo "${why[*]}")
   check "pool drain: driver facts" $verdict "requested $(fact requested), USED_MEM_CURRENT $(fact used), pointer sizes $(fact queried); after destroy: owner_is_pool $(fact owner_is_pool), size $(fact size_after_destroy), new allocation result $(fact reuse_result); a new pool got the draining handle: $(fact same_handle_while_draining)${reasons:+; FAILED: $reasons}"

@@ -33,7 +33,10 @@
 //                                  a pool that caches CACHED is destroyed while HELD is allocated
 //                                  from it; then cuMemAlloc OVER (freed again) before and after
 //                                  HELD is freed with FREE (async: cuMemFreeAsync + synchronize;
-//                                  free: cuMemFree), and a new pool is used and destroyed; print
+//                                  free: cuMemFree; queued: cuMemFreeAsync behind 3 kernels, OVER
+//                                  tried again after another pool's trim, before the stream has
+//                                  run the free, then synchronize), and a new pool is used and
+//                                  destroyed; print
 //                                  free memory throughout, the results, and what the driver says
 //                                  of HELD's pointer after its pool is destroyed
 //   APIs: alloc pitch managed async pool vmm array array3d mipmap
@@ -86,6 +89,7 @@ struct Driver {
   CUresult (*MemPoolCreate)(CUmemoryPool*, const CUmemPoolProps*);
   CUresult (*MemPoolDestroy)(CUmemoryPool);
   CUresult (*MemPoolSetAttribute)(CUmemoryPool, CUmemPool_attribute, void*);
+  CUresult (*MemPoolTrimTo)(CUmemoryPool, size_t);
   CUresult (*MemAllocFromPoolAsync)(CUdeviceptr*, size_t, CUmemoryPool, CUstream);
   CUresult (*PointerGetAttribute)(void*, CUpointer_attribute, CUdeviceptr);
   CUresult (*MemGetAddressRange)(CUdeviceptr*, size_t*, CUdeviceptr);
@@ -167,6 +171,7 @@ void Load(const std::string& mode) {
   BIND(MemPoolCreate, "cuMemPoolCreate", "cuMemPoolCreate");
   BIND(MemPoolDestroy, "cuMemPoolDestroy", "cuMemPoolDestroy");
   BIND(MemPoolSetAttribute, "cuMemPoolSetAttribute", "cuMemPoolSetAttribute");
+  BIND(MemPoolTrimTo, "cuMemPoolTrimTo", "cuMemPoolTrimTo");
   BIND(MemAllocFromPoolAsync, "cuMemAllocFromPoolAsync", "cuMemAllocFromPoolAsync");
   BIND(PointerGetAttribute, "cuPointerGetAttribute", "cuPointerGetAttribute");
   BIND(MemGetAddressRange, "cuMemGetAddressRange", "cuMemGetAddressRange_v2");
@@ -422,7 +427,9 @@ void PoolDestroy(uint64_t bytes) {
 
 // A pool destroyed with memory still allocated from it keeps that memory until it is freed.
 void PoolDrain(uint64_t held, uint64_t cached, uint64_t over, const std::string& free_api) {
-  if (free_api != "async" && free_api != "free") Die("FREE must be async or free");
+  if (free_api != "async" && free_api != "free" && free_api != "queued") {
+    Die("FREE must be async, free or queued");
+  }
   const size_t start_free = FreeMemory();
   CUmemoryPool pool = CreatePool(0);
   cuuint64_t keep_everything = UINT64_MAX;
@@ -453,8 +460,22 @@ void PoolDrain(uint64_t held, uint64_t cached, uint64_t over, const std::string&
     return r;
   };
   const CUresult over_held = try_over();
-  const CUresult freed = free_api == "async" ? g.MemFreeAsync(ptr, nullptr) : g.MemFree(ptr);
-  if (free_api == "async") g.StreamSynchronize(nullptr);
+  if (free_api == "queued") {
+    CUfunction f = EmptyKernel();
+    for (int i = 0; i < 3; ++i) g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
+  }
+  const CUresult freed = free_api == "free" ? g.MemFree(ptr) : g.MemFreeAsync(ptr, nullptr);
+  if (free_api == "queued") {
+    // Another pool's trim, at which gpufrac credits what pools gave back, while the stream has
+    // not yet reached the free: the destroyed pool's memory is still the driver's.
+    CUmemoryPool other = CreatePool(0);
+    g.MemPoolTrimTo(other, 0);
+    const size_t queued_free = FreeMemory();
+    const CUresult over_queued = try_over();
+    g.MemPoolDestroy(other);
+    printf("queued_free=%zu over_queued_result=%d\n", queued_free, over_queued);
+  }
+  if (free_api != "free") g.StreamSynchronize(nullptr);
   const size_t freed_free = FreeMemory();
   const CUresult over_freed = try_over();
   // A new pool, which may get the destroyed pool's handle value, is charged as its own.

@@ -194,10 +194,18 @@ class PoolDrainTest : public MemoryIsolationTest,
                       public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(PoolDrainTest, ADestroyedPoolIsCreditedWhenItsLastAllocationIsFreed) {
+  // queued: 3 kernels of 200 ms run before the stream reaches the free.
   ProcessResult r =
-      RunProbe({"--memory", "4GiB"}, {"pool-drain", "1GiB", "1GiB", "3GiB", GetParam()});
+      RunProbe({"--memory", "4GiB"}, {"pool-drain", "1GiB", "1GiB", "3GiB", GetParam()},
+               {{"GPUFRAC_SIM_KERNEL_US", "200000"}});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   const uint64_t empty = 4 * kGiB - context_bytes_;
+  if (std::string(GetParam()) == "queued") {
+    // Freed on the stream but not yet run: still charged, so 3 GiB is still too much. Credited
+    // when the free was queued, the tenant could hold 3 GiB beside the driver's 1 GiB.
+    EXPECT_EQ(Field(r.out, "queued_free"), empty - kGiB) << r.out;
+    EXPECT_EQ(Field(r.out, "over_queued_result"), 2u) << r.out;
+  }
   EXPECT_EQ(Field(r.out, "start_free"), empty) << r.out;
   EXPECT_EQ(Field(r.out, "pooled_free"), empty - 2 * kGiB) << r.out;
   EXPECT_EQ(Field(r.out, "destroy_result"), 0u) << r.out;
@@ -213,7 +221,7 @@ TEST_P(PoolDrainTest, ADestroyedPoolIsCreditedWhenItsLastAllocationIsFreed) {
   EXPECT_EQ(Field(r.out, "end_free"), empty) << r.out;
 }
 
-INSTANTIATE_TEST_SUITE_P(FreeApis, PoolDrainTest, ::testing::Values("async", "free"));
+INSTANTIATE_TEST_SUITE_P(FreeApis, PoolDrainTest, ::testing::Values("async", "free", "queued"));
 
 TEST_F(MemoryIsolationTest, TwoHalvesCannotExceedTheCard) {
   devices_ = "H100:8GiB";
