@@ -53,8 +53,15 @@ Status Admit(const RunRequest& request, const TenantSpec& base, const GpuInfo& g
   spec.memory_limit = request.has_memory_limit ? request.memory_limit.Resolve(gpu.total_bytes)
                                                : spec.memory_request;
   if (spec.memory_limit < spec.memory_request) {
-    return Status::Error("memory limit " + Human(spec.memory_limit) + " is below the request " +
-                         Human(spec.memory_request));
+    const std::string why = "memory limit " + Human(spec.memory_limit) + " is below the request " +
+                            Human(spec.memory_request);
+    // A size against a fraction (--memory 30GiB --memory-limit 0.25) depends on the card: a
+    // larger GPU may take it. Two of a kind are wrong everywhere.
+    if (request.memory_request.is_fraction != request.memory_limit.is_fraction) {
+      *refusal = ": " + why;
+      return Status::Ok();
+    }
+    return Status::Error(why);
   }
   if (spec.memory_request > gpu.total_bytes || spec.memory_limit > gpu.total_bytes) {
     // Name what is too large: a request that fits with a limit beyond the card is the limit's
@@ -267,9 +274,11 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
                   refusal;
     }
     if (registrations.empty()) {
-      std::string asked = "request " + Human(request.memory_request.Resolve(gpus[0].total_bytes));
+      // As resolved on the first GPU tried (a fraction's size differs from card to card).
+      const uint64_t card = candidates[0].total_bytes;
+      std::string asked = "request " + Human(request.memory_request.Resolve(card));
       if (request.has_memory_limit) {
-        asked += " (limit " + Human(request.memory_limit.Resolve(gpus[0].total_bytes)) + ")";
+        asked += " (limit " + Human(request.memory_limit.Resolve(card)) + ")";
       }
       return Status::Error(asked + " does not fit: " + refusals);
     }

@@ -108,6 +108,20 @@ TEST_F(RunCommandTest, RefusesALimitBelowTheRequest) {
                 "memory limit 2.0GiB is below the request 4.0GiB");
 }
 
+TEST_F(RunCommandTest, ASizeAgainstAFractionIsJudgedOnEachCard) {
+  // 30 GiB with a limit of a quarter of the card: below the request on the 80 GiB GPU 0, fine on
+  // the 141 GiB GPU 1 (35.25 GiB), where it goes.
+  devices_ = "H100:80GiB,H200:141GiB";
+  ProcessResult r = RunGpufrac({"run", "--memory", "30GiB", "--memory-limit", "0.25", "--", "sh",
+                                "-c", "echo $CUDA_VISIBLE_DEVICES"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, Uuid(1) + "\n");
+  // 40 GiB is above a quarter of either card: each refuses it, saying why.
+  ExpectRefused({"run", "--memory", "40GiB", "--memory-limit", "0.25", "--", "true"},
+                "does not fit: GPU 0: memory limit 20.0GiB is below the request 40.0GiB; GPU 1: "
+                "memory limit 35.2GiB is below the request 40.0GiB");
+}
+
 TEST_F(RunCommandTest, ALimitBeyondTheCardIsNamedAsTheProblem) {
   // The 40 GiB request fits the 80 GiB card: the message must blame the limit, not the request.
   ExpectRefused({"run", "--fraction", "0.5", "--memory-limit", "200GiB", "--", "true"},
