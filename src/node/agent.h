@@ -27,6 +27,7 @@
 #include "node/tenant.h"
 #include "runtime/gpu_inventory.h"
 #include "runtime/ledger.h"
+#include "runtime/tenant_process.h"
 
 namespace gpufrac::node {
 
@@ -43,6 +44,8 @@ struct AgentError {
   static AgentError NotFound(std::string m) { return {404, std::move(m)}; }
   static AgentError Conflict(std::string m) { return {409, std::move(m)}; }
   static AgentError Internal(std::string m) { return {500, std::move(m)}; }
+  // A shortage that may pass (no descriptors, no processes): the same request may succeed later.
+  static AgentError Unavailable(std::string m) { return {503, std::move(m)}; }
 };
 
 struct CreateTenantRequest {
@@ -193,7 +196,7 @@ class Agent {
   // restart: on-failure: the command failed on its own (not deleted, not killed by the agent) and
   // has restarts left.
   bool ShouldRestartLocked(const Tenant& t) const;
-  bool StartCommandLocked(TenantRecord* r, std::string* error);
+  bool StartCommandLocked(TenantRecord* r, SpawnFailure* failure);
   // Attach-only tenants: drops attached processes that ended; true when none is left.
   bool PruneAttachedLocked(TenantRecord* r);
   // One NVML pass over every GPU (the NVML thread runs it every backstop.interval): utilization
