@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -186,9 +187,10 @@ class Agent {
   // be told (no burst_signal reaching a live process, no burst_hook that answered) is killed at
   // once: only those told are waited for. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
-  // SIGKILLs those of `ids` still running above their request (once each), marking them killed
-  // for borrowed memory.
-  void KillBorrowersLocked(const std::vector<std::string>& ids);
+  // SIGKILLs those of `ids` still running above their request and not yet in *killed (the
+  // reclaim's own record, so each is killed once per reclaim), adds them to it and marks them
+  // killed for borrowed memory.
+  void KillBorrowersLocked(const std::vector<std::string>& ids, std::set<std::string>* killed);
   // tenant.burst_notified: `signal` (0: none) and `hook` ("none", the URL, or "failed") reached it.
   void LogNotified(const std::string& id, int gpu, int signal, const std::string& hook) const;
   std::string NewIdLocked();
