@@ -403,12 +403,23 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   // Persist before starting: if the agent dies in between, the next one finds the admission and
   // releases it instead of leaking the request.
   PersistLocked(rec);
-  if (!attach_only && !StartCommandLocked(&rec, &error)) {
+  if (SpawnFailure failure; !attach_only && !StartCommandLocked(&rec, &failure)) {
     ledgers_[static_cast<size_t>(rec.gpu_index)]->UnregisterTenant(rec.ledger_index,
                                                                    rec.generation);
     store_.Remove(id);
-    LogEvent("tenant.refused", {{"id", id}, {"reason", error}});
-    return AgentError::Invalid("command: " + error);
+    LogEvent("tenant.refused", {{"id", id}, {"reason", failure.message}});
+    // 400 tells the caller (gpufrac serve) to stop sending this command until its configuration
+    // changes, so it is only for failures that the same command hits every time.
+    if (!SpawnFailureIsPermanent(failure)) {
+      return AgentError::Unavailable("command: cannot be started now, a temporary failure (" +
+                                     failure.message + "); try again");
+    }
+    // What exec refused is setsid(1), checked at start: its going missing is the host's fault, not
+    // the command's (CheckRunnable vouched for that). Too long an argument list is the command's.
+    if (!setsid_.empty() && failure.error != E2BIG) {
+      return AgentError::Internal("command: " + failure.message);
+    }
+    return AgentError::Invalid("command: " + failure.message);
   }
   LogEvent("tenant.created",
            {{"id", id},
@@ -422,11 +433,11 @@ AgentError Agent::Create(const CreateTenantRequest& request, TenantView* out) {
   return {};
 }
 
-bool Agent::StartCommandLocked(TenantRecord* r, std::string* error) {
+bool Agent::StartCommandLocked(TenantRecord* r, SpawnFailure* failure) {
   std::vector<std::string> argv = r->command;
   if (!setsid_.empty()) argv.insert(argv.begin(), setsid_);
   const pid_t pid =
-      SpawnTenantProcess(argv, ChildEnvironment(interposer_, r->id, r->gpu_uuid), error);
+      SpawnTenantProcess(argv, ChildEnvironment(interposer_, r->id, r->gpu_uuid), failure);
   if (pid < 0) return false;
   r->pid = pid;
   r->pid_start = ProcessStartTime(pid);
@@ -541,8 +552,8 @@ void Agent::ReapOnce() {
     // "All its processes exited": the command, and every process holding memory for it.
     if (!t.main_done || LiveProcessesLocked(r) != 0) continue;
     if (ShouldRestartLocked(t)) {
-      std::string error;
-      if (StartCommandLocked(&r, &error)) {
+      SpawnFailure failure;
+      if (StartCommandLocked(&r, &failure)) {
         ++r.restarts;
         t.main_done = false;
         PersistLocked(r);
@@ -554,7 +565,7 @@ void Agent::ReapOnce() {
         r.exit_known = false;
         continue;
       }
-      LogEvent("tenant.restart_failed", {{"id", r.id}, {"error", error}});
+      LogEvent("tenant.restart_failed", {{"id", r.id}, {"error", failure.message}});
     }
     FinishLocked(&t);
   }

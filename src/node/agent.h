@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -27,6 +28,7 @@
 #include "node/tenant.h"
 #include "runtime/gpu_inventory.h"
 #include "runtime/ledger.h"
+#include "runtime/tenant_process.h"
 
 namespace gpufrac::node {
 
@@ -43,6 +45,8 @@ struct AgentError {
   static AgentError NotFound(std::string m) { return {404, std::move(m)}; }
   static AgentError Conflict(std::string m) { return {409, std::move(m)}; }
   static AgentError Internal(std::string m) { return {500, std::move(m)}; }
+  // A shortage that may pass (no descriptors, no processes): the same request may succeed later.
+  static AgentError Unavailable(std::string m) { return {503, std::move(m)}; }
 };
 
 struct CreateTenantRequest {
@@ -183,9 +187,10 @@ class Agent {
   // be told (no burst_signal reaching a live process, no burst_hook that answered) is killed at
   // once: only those told are waited for. Called without mu_ held.
   void ReclaimBurst(const BurstPlan& plan, uint64_t asked);
-  // SIGKILLs those of `ids` still running above their request (once each), marking them killed
-  // for borrowed memory.
-  void KillBorrowersLocked(const std::vector<std::string>& ids);
+  // SIGKILLs those of `ids` still running above their request and not yet in *killed (the
+  // reclaim's own record, so each is killed once per reclaim), adds them to it and marks them
+  // killed for borrowed memory.
+  void KillBorrowersLocked(const std::vector<std::string>& ids, std::set<std::string>* killed);
   // tenant.burst_notified: `signal` (0: none) and `hook` ("none", the URL, or "failed") reached it.
   void LogNotified(const std::string& id, int gpu, int signal, const std::string& hook) const;
   std::string NewIdLocked();
@@ -193,7 +198,7 @@ class Agent {
   // restart: on-failure: the command failed on its own (not deleted, not killed by the agent) and
   // has restarts left.
   bool ShouldRestartLocked(const Tenant& t) const;
-  bool StartCommandLocked(TenantRecord* r, std::string* error);
+  bool StartCommandLocked(TenantRecord* r, SpawnFailure* failure);
   // Attach-only tenants: drops attached processes that ended; true when none is left.
   bool PruneAttachedLocked(TenantRecord* r);
   // One NVML pass over every GPU (the NVML thread runs it every backstop.interval): utilization

@@ -7,6 +7,7 @@
 #include <climits>
 #include <cstdint>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <thread>
 
 #include "node/agent.h"
@@ -83,6 +84,9 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
   std::vector<Hook> hooks;          // called without mu_
   std::vector<std::string> untold;  // victims nobody could tell: nothing to wait for
   bool told_any = false;            // some victim was told (by signal, or a hook that answered)
+  // Victims this reclaim killed. Not Tenant::burst_killed: that outlives the reclaim on an
+  // attach-only tenant, whose new members can borrow again and must then be killed again.
+  std::set<std::string> killed;
   {
     std::lock_guard lock(mu_);
     for (const std::string& id : plan.victims) {
@@ -126,7 +130,7 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
       told_any = true;
       LogNotified(id, plan.gpu, r.burst_signal, "none");
     }
-    KillBorrowersLocked(untold);
+    KillBorrowersLocked(untold, &killed);
   }
   bool killed_any = !untold.empty();
   for (const Hook& hook : hooks) {
@@ -155,7 +159,7 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
                 {"gpu", std::to_string(plan.gpu)},
                 {"reason", "its burst_hook failed and it has no burst_signal"}});
       std::lock_guard lock(mu_);
-      KillBorrowersLocked({hook.id});
+      KillBorrowersLocked({hook.id}, &killed);
       killed_any = true;
     }
   }
@@ -168,7 +172,7 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
   if (fits()) return;
   {
     std::lock_guard lock(mu_);
-    KillBorrowersLocked(plan.victims);
+    KillBorrowersLocked(plan.victims, &killed);
   }
   const auto killed_deadline = Clock::now() + kKillWait;
   while (!fits() && Clock::now() < killed_deadline) {
@@ -177,13 +181,15 @@ void Agent::ReclaimBurst(const BurstPlan& plan, uint64_t asked) {
   }
 }
 
-void Agent::KillBorrowersLocked(const std::vector<std::string>& ids) {
+void Agent::KillBorrowersLocked(const std::vector<std::string>& ids,
+                                std::set<std::string>* killed) {
   for (const std::string& id : ids) {
     auto it = tenants_.find(id);
     if (it == tenants_.end() || it->second.record.state != TenantState::kRunning) continue;
-    if (it->second.burst_killed) continue;  // already killed
+    if (killed->count(id) != 0) continue;  // already killed by this reclaim
     const TenantView v = ViewLocked(it->second);
     if (v.usage.used <= it->second.record.memory_request) continue;  // gave it back
+    killed->insert(id);
     it->second.burst_killed = true;
     SignalLocked(it->second.record, SIGKILL);
   }

@@ -292,12 +292,12 @@ Status RunTenant(const RunRequest& request, int* exit_status) {
     unregister_all();
     return Status::Error(std::string("cannot become a child subreaper: ") + strerror(errno));
   }
-  std::string error;
+  SpawnFailure failure;
   const pid_t child =
-      SpawnTenantProcess(request.command, ChildEnvironment(interposer, tenant, visible), &error);
+      SpawnTenantProcess(request.command, ChildEnvironment(interposer, tenant, visible), &failure);
   if (child < 0) {
     unregister_all();
-    return Status::Error(error);
+    return Status::Error(failure.message);
   }
   g_child.store(child);
   HandleForwardedSignals(SA_RESTART);

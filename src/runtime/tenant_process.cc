@@ -44,14 +44,32 @@ std::vector<std::string> ChildEnvironment(const std::string& interposer, const s
   return env;
 }
 
+bool SpawnFailureIsPermanent(const SpawnFailure& failure) {
+  if (!failure.exec) return false;
+  switch (failure.error) {
+    case ENOENT:
+    case EACCES:
+    case ENOEXEC:
+    case ENOTDIR:
+    case ELOOP:
+    case ENAMETOOLONG:
+    // The arguments and environment exceed the kernel's limit: the same command fails every time.
+    case E2BIG:
+      return true;
+    default:
+      return false;
+  }
+}
+
 pid_t SpawnTenantProcess(const std::vector<std::string>& command,
-                         const std::vector<std::string>& env, std::string* error) {
+                         const std::vector<std::string>& env, SpawnFailure* failure) {
+  auto fail = [failure](const std::string& what, int err, bool exec) {
+    *failure = {what + ": " + strerror(err), err, exec};
+    return -1;
+  };
   // A pipe with close-on-exec tells the parent whether exec succeeded.
   int pipe_fds[2];
-  if (pipe2(pipe_fds, O_CLOEXEC) != 0) {
-    *error = std::string("pipe: ") + strerror(errno);
-    return -1;
-  }
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return fail("pipe", errno, false);
   std::vector<char*> argv;
   for (const std::string& a : command) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
@@ -59,6 +77,8 @@ pid_t SpawnTenantProcess(const std::vector<std::string>& command,
   for (const std::string& e : env) envp.push_back(const_cast<char*>(e.c_str()));
   envp.push_back(nullptr);
   const pid_t pid = fork();
+  // Saved before close, which may overwrite it.
+  const int fork_errno = errno;
   if (pid == 0) {
     close(pipe_fds[0]);
     execvpe(argv[0], argv.data(), envp.data());
@@ -70,16 +90,14 @@ pid_t SpawnTenantProcess(const std::vector<std::string>& command,
   close(pipe_fds[1]);
   if (pid < 0) {
     close(pipe_fds[0]);
-    *error = std::string("fork: ") + strerror(errno);
-    return -1;
+    return fail("fork", fork_errno, false);
   }
   int exec_errno = 0;
   const ssize_t n = read(pipe_fds[0], &exec_errno, sizeof exec_errno);
   close(pipe_fds[0]);
   if (n == static_cast<ssize_t>(sizeof exec_errno)) {
     waitpid(pid, nullptr, 0);
-    *error = "cannot run '" + command[0] + "': " + strerror(exec_errno);
-    return -1;
+    return fail("cannot run '" + command[0] + "'", exec_errno, true);
   }
   return pid;
 }

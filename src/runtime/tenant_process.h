@@ -18,8 +18,21 @@ std::string DefaultInterposerPath();
 std::vector<std::string> ChildEnvironment(const std::string& interposer, const std::string& tenant,
                                           const std::string& uuid);
 
-// fork + execvpe. Returns the pid, or -1 with *error when the command cannot be started.
+// Why a spawn failed: the step, its errno, and both in words.
+struct SpawnFailure {
+  std::string message;
+  int error = 0;      // errno of the failed step
+  bool exec = false;  // execvpe failed (pipe2 and fork failures are never the command's fault)
+};
+
+// True when retrying the same command cannot help: exec refused it for what it is (not found, not
+// executable, not a binary, a bad path, an argument list too long). Anything else (no descriptors
+// for the pipe, fork's EAGAIN/ENOMEM, exec's ETXTBSY/ENOMEM) is a shortage that may pass, and
+// callers must not report it as a bad command: gpufrac serve stops starting a model over one.
+bool SpawnFailureIsPermanent(const SpawnFailure& failure);
+
+// fork + execvpe. Returns the pid, or -1 with *failure when the command cannot be started.
 pid_t SpawnTenantProcess(const std::vector<std::string>& command,
-                         const std::vector<std::string>& env, std::string* error);
+                         const std::vector<std::string>& env, SpawnFailure* failure);
 
 }  // namespace gpufrac

@@ -2,10 +2,13 @@
 // the simulated GPUs, every call over HTTP. Tenants, placement, bad input, config, ps.
 #include <grp.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <set>
@@ -362,6 +365,56 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
   EXPECT_EQ(Call("GET", "/v1/health").status, 200);
   EXPECT_EQ(Call("GET", "/v1/tenants").body["tenants"].size(), 0u);
   EXPECT_EQ(Committed(0), 0u);
+}
+
+// The lowest descriptor number `pid` has free: with RLIMIT_NOFILE at that number, every number
+// below the limit is taken, so the process can open nothing at all.
+int LowestFreeFd(pid_t pid) {
+  std::set<int> open;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    open.insert(std::stoi(e.path().filename().string()));
+  }
+  int fd = 0;
+  while (open.count(fd) != 0) ++fd;
+  return fd;
+}
+
+// A spawn that fails for want of a resource (here the agent's descriptors: pipe2 gets EMFILE) says
+// nothing about the command, so it is 503, not 400: gpufrac serve takes a 400 as a configuration
+// error and stops starting the model, which a transient shortage must not do. The same request
+// succeeds once the resource is back.
+TEST_F(NodeApiTest, ASpawnThatFailsForWantOfResourcesIs503AndTheRetrySucceeds) {
+  StartAgent();
+  const json spec = {{"name", "later"}, {"memory", "1GiB"}, {"command", {"sleep", "30"}}};
+  // Connected (and accepted) before the limit drops: the request itself needs no new descriptor.
+  const int fd = ConnectRaw(socket_);
+  ASSERT_GE(fd, 0);
+  const int before = LowestFreeFd(agent_);
+  for (int i = 0; i < 250 && LowestFreeFd(agent_) == before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  rlimit old{};
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, nullptr, &old), 0) << strerror(errno);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(LowestFreeFd(agent_));
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, &low, nullptr), 0) << strerror(errno);
+  const std::string body = spec.dump();
+  const std::string request =
+      "POST /v1/tenants HTTP/1.1\r\nHost: agent\r\nContent-Type: "
+      "application/json\r\nConnection: close\r\nContent-Length: " +
+      std::to_string(body.size()) + "\r\n\r\n" + body;
+  ASSERT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  const std::string reply = ReadAll(fd, 10000);
+  close(fd);
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, &old, nullptr), 0) << strerror(errno);
+  EXPECT_EQ(reply.rfind("HTTP/1.1 503", 0), 0u) << reply;
+  EXPECT_NE(reply.find("temporar"), std::string::npos) << reply;
+  EXPECT_NE(reply.find("Too many open files"), std::string::npos) << reply;
+  // The failed create released its admission: nothing committed, and the name is free again.
+  EXPECT_EQ(Committed(0), 0u);
+  json t = Create(spec);
+  EXPECT_EQ(t["state"], "running");
 }
 
 TEST_F(NodeApiTest, PsShowsTheTenantsAndMetricsExportThem) {

@@ -130,6 +130,37 @@ TEST_F(NodeBurstTest, AnAttachOnlyBorrowerIsNotifiedThroughItsMembers) {
   EXPECT_EQ(Committed(0), 40 * kGiB);
 }
 
+// An attach-only tenant outlives the processes a reclaim kills (no release_on_exit), and new ones
+// can join it and borrow again. The next reclaim must kill those too: "already killed" is about
+// the processes of one reclaim, not about the tenant. It used to be skipped for good, so its
+// borrowed memory was never taken back and the request that needed it was refused.
+TEST_F(NodeBurstTest, AnAttachOnlyBorrowerIsReclaimedEachTimeItBorrows) {
+  StartAgent("burst_reclaim_deadline: 300ms\n");
+  json t = Create({{"name", "borrower"}, {"memory", "10GiB"}, {"memory_limit", "80GiB"}});
+  const std::string token = t["token"].get<std::string>();
+  for (const char* needs : {"first", "second"}) {
+    SCOPED_TRACE(needs);
+    // No burst_signal: the member cannot be told, so the reclaim kills it at once.
+    const pid_t member = StartProcess({Gpufrac(), "run", "--node", socket_, "--token", token, "--",
+                                       Probe(), "hold", "alloc", "60GiB"},
+                                      SimEnv(), TempDir() + "/member.out");
+    tenant_pids_.push_back(member);
+    WaitTenant("borrower", [](const json& b) { return b["memory"]["used"] >= 60 * kGiB; });
+    // 30 GiB is not free (19.5 GiB is): the borrower's burst must go.
+    ApiReply r =
+        Call("POST", "/v1/tenants",
+             json({{"name", needs}, {"memory", "30GiB"}, {"command", {"sleep", "30"}}}).dump());
+    ASSERT_EQ(r.status, 201) << r.raw;
+    tenant_pids_.push_back(r.body["pid"].get<pid_t>());
+    EXPECT_EQ(WaitProcess(member, std::chrono::seconds(10)), 128 + SIGKILL);
+    json b = Call("GET", "/v1/tenants/borrower").body;
+    EXPECT_EQ(b["state"], "running");
+    EXPECT_LE(b["memory"]["used"].get<uint64_t>(), 10 * kGiB);
+    // Room for the next round to borrow the same memory again.
+    EXPECT_EQ(Call("DELETE", std::string("/v1/tenants/") + needs).status, 200);
+  }
+}
+
 // A request that would be refused anyway (invalid, or its compute guarantee does not fit) never
 // costs a borrower its memory: it is refused before any reclaim starts.
 TEST_F(NodeBurstTest, ARequestRefusedForAnotherReasonKillsNoBorrower) {
@@ -183,7 +214,10 @@ TEST_F(NodeBurstTest, ARequestRefusedForAnotherReasonKillsNoBorrower) {
 // "burst_notified ... signal=none hook=none" and killed only at the deadline.
 TEST_F(NodeBurstTest, BorrowersThatCannotBeToldAreReclaimedAtOnce) {
   StartAgent("burst_reclaim_deadline: 20s\n");
-  const std::string deaf_hook = "http://127.0.0.1:" + std::to_string(FreePort()) + "/reclaim";
+  // Port 1 (tcpmux) is privileged and nothing listens on it, so the hook is refused at once. A
+  // FreePort() could be bound by a test running beside this one; the hook call would then wait
+  // for an answer until the deadline, and the time check below would fail for no fault here.
+  const std::string deaf_hook = "http://127.0.0.1:1/reclaim";
   Create({{"name", "mute"},
           {"memory", "5GiB"},
           {"memory_limit", "80GiB"},
