@@ -39,11 +39,12 @@ TEST(LengthShape, HugeDrawsAreClampedNotWrapped) {
 
 class WorkloadFileTest : public ::testing::Test {
  protected:
-  Status Load(const std::string& yaml, std::vector<Workload>* out) {
+  Status Load(const std::string& yaml, std::vector<Workload>* out,
+              const WorkloadDefaults& given = {}) {
     const fs::path path =
         fs::temp_directory_path() / ("gpufrac-workload-" + std::to_string(getpid()) + ".yaml");
     std::ofstream(path) << yaml;
-    Status s = LoadWorkloadFile(path.string(), {"a", "b"}, WorkloadDefaults{}, out);
+    Status s = LoadWorkloadFile(path.string(), {"a", "b"}, given, out);
     fs::remove(path);
     return s;
   }
@@ -60,6 +61,43 @@ TEST_F(WorkloadFileTest, TlsKeysAreRead) {
   EXPECT_EQ(w[0].target.ca_file, "/etc/ca.pem");
   EXPECT_FALSE(w[0].target.insecure);
   EXPECT_TRUE(w[1].target.insecure);
+}
+
+// --api-key defaults to $OPENAI_API_KEY, often exported for another service: it (and the TLS
+// flags) go only to the server named on the command line, never to a url: the file names.
+TEST_F(WorkloadFileTest, TheCommandLineKeyGoesOnlyToTheCommandLineUrl) {
+  WorkloadDefaults given;
+  given.url = "https://127.0.0.1:8443";
+  given.api_key = "sk-secret";
+  given.tls_ca = "/etc/ours.pem";
+  given.insecure = true;
+  std::vector<Workload> w;
+  Status s = Load(
+      "workloads:\n"
+      "  - {name: ours, model: m, requests: 2}\n"
+      "  - {name: theirs, model: m, url: 'https://example.org:9443', requests: 2}\n"
+      "  - {name: keyed, model: m, url: 'https://example.org:9443', api_key: k2, requests: 2}\n",
+      &w, given);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(w[0].target.host, "127.0.0.1");
+  EXPECT_EQ(w[0].target.api_key, "sk-secret");
+  EXPECT_EQ(w[0].target.ca_file, "/etc/ours.pem");
+  EXPECT_TRUE(w[0].target.insecure);
+  EXPECT_EQ(w[1].target.host, "example.org");
+  EXPECT_EQ(w[1].target.api_key, "");
+  EXPECT_EQ(w[1].target.ca_file, "");
+  EXPECT_FALSE(w[1].target.insecure);
+  EXPECT_EQ(w[2].target.api_key, "k2");
+  // A url at the file's top level replaces the command line's for every workload: none gets it.
+  s = Load(
+      "url: https://example.org:9443\n"
+      "workloads:\n  - {name: a, model: m, requests: 2}\n",
+      &w, given);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(w[0].target.host, "example.org");
+  EXPECT_EQ(w[0].target.api_key, "");
+  EXPECT_EQ(w[0].target.ca_file, "");
+  EXPECT_FALSE(w[0].target.insecure);
 }
 
 TEST_F(WorkloadFileTest, AWorkloadsOwnBoundReplacesTheFilesOther) {

@@ -236,9 +236,14 @@ Status LoadWorkloadFile(const std::string& path, const std::vector<std::string>&
     }
     std::string name_where = path + ": workload '" + w.name + "': ";
     if (s = ParseTargetUrl(url, &w.target); !s.ok()) return Status::Error(name_where + s.message());
-    w.target.api_key = given.api_key;
-    w.target.ca_file = given.tls_ca;
-    w.target.insecure = given.insecure;
+    // The command line's key and TLS settings are for the command line's server alone: the key is
+    // often $OPENAI_API_KEY, exported for some other service, and must not go to every host a
+    // workload file names.
+    if (!named.Has("url") && !top.Has("url")) {
+      w.target.api_key = given.api_key;
+      w.target.ca_file = given.tls_ca;
+      w.target.insecure = given.insecure;
+    }
     if (named.Has("api_key")) named.Get("api_key", &w.target.api_key);
     if (s = named.Get("tls_ca", &w.target.ca_file); !s.ok()) return s;
     if (s = named.Get("insecure", &w.target.insecure); !s.ok()) return s;

@@ -15,7 +15,9 @@ Status ParseDuration(const std::string& text, double* seconds);
 
 // What a workload that does not say gets, from the command line (--url, --model, --api-key,
 // --tls-ca, --insecure, --timeout and their environment variables): a workload's own key wins,
-// then the file's top-level one, then these.
+// then the file's top-level one, then these. api_key, tls_ca and insecure go only to the
+// workloads that take `url` from here: the key (often $OPENAI_API_KEY, exported for some other
+// service) must not reach the other servers a file names.
 struct WorkloadDefaults {
   std::string url = "http://127.0.0.1:8000";
   std::string model;

@@ -6,6 +6,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <cctype>
 #include <cerrno>
+#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <fstream>
@@ -455,9 +456,14 @@ Status ParseListenAddress(const std::string& text, std::string* host, uint16_t* 
   // "[::1]:8080", the usual way to write an IPv6 address with a port.
   if (ip.size() > 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
   const std::string digits = text.substr(colon + 1);
-  char* end = nullptr;
-  const long v = std::strtol(digits.c_str(), &end, 10);
-  if (digits.empty() || *end != '\0' || v < 0 || v > 65535) {
+  // Digits only: strtol also took leading blanks and a sign ("127.0.0.1: 80", ":+80").
+  uint16_t v = 0;
+  const char* first = digits.data();
+  const char* last = first + digits.size();
+  const bool all_digits = !digits.empty() && std::all_of(digits.begin(), digits.end(), [](char c) {
+    return c >= '0' && c <= '9';
+  });
+  if (!all_digits || std::from_chars(first, last, v).ec != std::errc()) {
     return Status::Error("'" + text + "': bad port");
   }
   // The gateway binds this address as it is, without resolving names: a host name that passed
@@ -470,7 +476,7 @@ Status ParseListenAddress(const std::string& text, std::string* host, uint16_t* 
                          "or ::1)");
   }
   *host = ip;
-  *port = static_cast<uint16_t>(v);
+  *port = v;
   return Status::Ok();
 }
 

@@ -210,6 +210,23 @@ TEST(ServeDeployFileTest, ListenTakesAnIpAddressNeverAHostName) {
   EXPECT_FALSE(ParseListenAddress("127.0.0.1:", &host, &port).ok());
 }
 
+TEST(ServeDeployFileTest, AListenPortIsDigitsOnly) {
+  std::string host;
+  uint16_t port = 0;
+  // strtol skipped leading blanks and took a sign, so these passed as port 80.
+  for (const char* text :
+       {"127.0.0.1: 80", "127.0.0.1:+80", "127.0.0.1:-0", "127.0.0.1:\t80", "127.0.0.1:80 ",
+        "127.0.0.1:0x50", "127.0.0.1:65536", "127.0.0.1:99999999999999999999"}) {
+    EXPECT_EQ(ParseListenAddress(text, &host, &port).message(),
+              "'" + std::string(text) + "': bad port")
+        << text;
+  }
+  ASSERT_TRUE(ParseListenAddress("127.0.0.1:0080", &host, &port).ok());
+  EXPECT_EQ(port, 80);
+  ASSERT_TRUE(ParseListenAddress("127.0.0.1:65535", &host, &port).ok());
+  EXPECT_EQ(port, 65535);
+}
+
 TEST(ServeDeployFileTest, ExpandsPlaceholders) {
   const std::vector<std::string> out = ExpandCommand(
       {"srv", "--listen={host}:{port}", "--name", "{model}/{replica}", "--device", "{gpu}"},

@@ -180,7 +180,22 @@ std::string ErrorResponse(int status, const std::string& message, bool keep_aliv
 std::string CloseDelimitedHead(std::string_view bytes) {
   static constexpr std::string_view kFraming[] = {"transfer-encoding", "content-length", "trailer",
                                                   "connection", "keep-alive"};
+  const auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.remove_suffix(1);
+    return v;
+  };
+  const auto lower = [](std::string_view v) {
+    std::string out(v);
+    for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+  };
   std::string out;
+  // Only the chunked framing is undone for the HTTP/1.0 client (it cannot read it); any other
+  // transfer coding ("gzip, chunked") is still on the body, and 1.0 has no Transfer-Encoding to
+  // say so: it goes out as a content coding, after those of Content-Encoding (applied first).
+  std::vector<std::string> codings, content_lines;
+  bool transfer_coded = false;
   size_t pos = 0;
   bool status_line = true;
   while (pos < bytes.size()) {
@@ -195,8 +210,27 @@ std::string CloseDelimitedHead(std::string_view bytes) {
     if (content.empty() && !status_line) break;  // the blank line that ends the head
     if (!status_line) {
       const size_t colon = content.find(':');
-      std::string name(content.substr(0, colon));
-      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      const std::string name = lower(content.substr(0, colon));
+      const std::string_view value =
+          colon == std::string_view::npos ? std::string_view() : content.substr(colon + 1);
+      const bool transfer = name == "transfer-encoding";
+      if (transfer || name == "content-encoding") {
+        for (size_t start = 0; start <= value.size();) {
+          size_t comma = value.find(',', start);
+          if (comma == std::string_view::npos) comma = value.size();
+          const std::string_view coding = trim(value.substr(start, comma - start));
+          const std::string low = lower(coding);
+          if (!coding.empty() && low != "chunked" && low != "identity") {
+            codings.emplace_back(coding);
+            transfer_coded = transfer_coded || transfer;
+          }
+          start = comma + 1;
+        }
+      }
+      if (name == "content-encoding") {
+        content_lines.emplace_back(content);
+        continue;
+      }
       if (std::find(std::begin(kFraming), std::end(kFraming), name) != std::end(kFraming)) {
         continue;
       }
@@ -204,6 +238,14 @@ std::string CloseDelimitedHead(std::string_view bytes) {
     status_line = false;
     out.append(content);
     out += "\r\n";
+  }
+  if (transfer_coded) {
+    std::string joined;
+    for (const std::string& c : codings) joined += (joined.empty() ? "" : ", ") + c;
+    out += "Content-Encoding: " + joined + "\r\n";
+  } else {
+    // Nothing to add: Content-Encoding goes out as the replica sent it.
+    for (const std::string& l : content_lines) out += l + "\r\n";
   }
   out += "Connection: close\r\n\r\n";
   return out;

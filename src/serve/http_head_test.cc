@@ -119,5 +119,24 @@ TEST(ServeHttpHeadTest, AHeadForAnHttp10ClientLosesItsFramingAndEndsWithTheClose
             "HTTP/1.1 200 OK\r\nX-A: b\r\nConnection: close\r\n\r\n");
 }
 
+TEST(ServeHttpHeadTest, AnHttp10ClientStillLearnsOfTheCodingsBesideChunked) {
+  // Only the chunked framing is taken off for the 1.0 client; the body stays gzipped, so the
+  // head must still say so, now as a content coding.
+  EXPECT_EQ(CloseDelimitedHead("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n"
+                               "X-A: b\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Encoding: gzip\r\n"
+            "Connection: close\r\n\r\n");
+  // Codings already in Content-Encoding were applied first, so the transfer codings follow them.
+  EXPECT_EQ(CloseDelimitedHead("HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n"
+                               "Transfer-Encoding: Deflate ,gzip\r\nTransfer-Encoding: chunked\r\n"
+                               "X-A: b\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nX-A: b\r\nContent-Encoding: br, Deflate, gzip\r\n"
+            "Connection: close\r\n\r\n");
+  // Plain chunked (any case) leaves an existing Content-Encoding as the replica sent it.
+  EXPECT_EQ(CloseDelimitedHead("HTTP/1.1 200 OK\r\nContent-Encoding: br\r\n"
+                               "Transfer-Encoding: CHUNKED\r\n\r\n"),
+            "HTTP/1.1 200 OK\r\nContent-Encoding: br\r\nConnection: close\r\n\r\n");
+}
+
 }  // namespace
 }  // namespace gpufrac::serve

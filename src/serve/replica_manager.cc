@@ -316,7 +316,10 @@ void ReplicaManager::StartReplica(Model& model) {
       if (!s.ok()) {
         replica->state = ReplicaState::kFailed;
         replica->reason = s.message();
-        if (result->invalid) {
+        // A reload that changed the replica spec while this create was in flight marked it stale
+        // (and cleared config_error): the refusal was of the old spec, and must not block the
+        // new one until yet another reload. It counts as a plain failed start.
+        if (result->invalid && !replica->stale) {
           if (owner) ConfigError(*owner, *replica, s.message());
         } else {
           LogEvent("replica.start_failed",

@@ -96,9 +96,10 @@ Status WaitForAgent(const std::string& socket, int64_t wait_ms) {
 }
 
 // What the agent would refuse at every start of a model's replica (400), found before serving:
-// a pin to a GPU the host does not have, a size larger than any GPU the replica may use. --check
-// cannot see these: it reads the file alone. A listing the agent does not give skips the check;
-// the starts then say what is wrong (replica.config_error).
+// a pin to a GPU the host does not have, a size larger than any GPU the replica may use, a byte
+// limit larger than any GPU of the host. --check cannot see these: it reads the file alone. A
+// listing the agent does not give skips the check; the starts then say what is wrong
+// (replica.config_error).
 Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
                               const NodeClient& node) {
   std::vector<GpuRoom> rooms;
@@ -108,7 +109,8 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
   for (size_t i = 0; i < spec.models.size(); ++i) {
     const GpuShare& share = spec.models[i].share;
     const std::string path = origin + ": models[" + std::to_string(i) + "].gpu.";
-    uint64_t largest = 0;
+    uint64_t largest = 0, host_largest = 0;
+    for (const GpuInfo& g : gpus) host_largest = std::max(host_largest, g.total_bytes);
     std::string where = "any GPU of this host";
     if (!share.gpu.empty()) {
       GpuInfo pinned;
@@ -118,7 +120,7 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
       largest = pinned.total_bytes;
       where = "GPU " + std::to_string(pinned.index);
     } else {
-      for (const GpuInfo& g : gpus) largest = std::max(largest, g.total_bytes);
+      largest = host_largest;
     }
     MemoryAmount amount;
     if (ParseMemoryAmount(share.memory.c_str(), &amount) == ParseError::kNone &&
@@ -127,6 +129,17 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
       FormatBytes(largest, size, sizeof size);
       return Status::Error(path + "memory: '" + share.memory + "' is more than " + where +
                            " has (" + size + ")");
+    }
+    // The agent refuses a byte limit above its largest GPU (400) whatever the pin, so the limit is
+    // measured against the whole host, as the agent does, not against the pinned card.
+    MemoryAmount limit;
+    if (!share.memory_limit.empty() &&
+        ParseMemoryAmount(share.memory_limit.c_str(), &limit) == ParseError::kNone &&
+        !limit.is_fraction && limit.bytes > host_largest) {
+      char size[32];
+      FormatBytes(host_largest, size, sizeof size);
+      return Status::Error(path + "memory_limit: '" + share.memory_limit +
+                           "' is more than any GPU of this host has (" + size + ")");
     }
   }
   return Status::Ok();

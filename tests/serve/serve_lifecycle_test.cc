@@ -2,13 +2,19 @@
 // retried until it is confirmed, so no replica keeps holding its GPU share after the gateway let
 // it go.
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
+#include <vector>
 
 #include "serve_test_support.h"
+#include "support/unix_listener.h"
 
 namespace gpufrac::testing {
 namespace {
@@ -77,10 +83,14 @@ TEST_F(ServeLifecycleTest, AReplicaThatDiesBeforeServingIsRestartedWithBackoff) 
 // race to the agent's socket. It waits (saying so once) and starts when the agent answers.
 TEST_F(ServeLifecycleTest, ServeStartedBeforeTheAgentWaitsForItThenServes) {
   socket_ = TempDir() + "/node.sock";  // where StartAgent puts it
+  // The default 10 s wait must cover the sleeps below plus an agent that is slow to come up (an
+  // AddressSanitizer build on a loaded machine): a generous wait keeps this about the waiting.
+  serve_args_ = "--agent-wait 60s";
   LaunchServe("models:\n" + Model("chat"));
   ASSERT_TRUE(
       WaitFor([&] { return ServeLog().find("event=agent.waiting") != std::string::npos; }, 5000))
       << ServeLog();
+  EXPECT_NE(ServeLog().find("up_to_ms=60000"), std::string::npos) << ServeLog();
   std::this_thread::sleep_for(std::chrono::milliseconds(1500));
   int status = 0;
   EXPECT_EQ(waitpid(serve_, &status, WNOHANG), 0) << "serve gave up on the agent:\n" << ServeLog();
@@ -142,6 +152,18 @@ TEST_F(ServeLifecycleTest, AShareTheHostCannotHoldIsRefusedAtStart) {
                           "has (80.0GiB)\n"),
             std::string::npos)
       << huge.err;
+  // A byte limit no GPU here has: the agent refuses it too (400), so it must not wait for the
+  // first start to say so as a replica.config_error.
+  WriteDeploy("models:\n" + Model("chat") + "  - name: roomy\n    command: " + Synth() +
+              "\n    gpu: {memory: \"0.1\", memory_limit: 100GiB, gpu: 1}\n"
+              "    sla: {ttft_p95: 1s}\n");
+  ProcessResult roomy = RunGpufrac({"serve", deploy_path_});
+  EXPECT_EQ(roomy.exit_code, 2) << roomy.err;
+  EXPECT_NE(roomy.err.find("gpufrac serve: error: " + deploy_path_ +
+                           ": models[1].gpu.memory_limit: '100GiB' is more than any GPU of this "
+                           "host has (80.0GiB)\n"),
+            std::string::npos)
+      << roomy.err;
   EXPECT_TRUE(TenantPids("").empty()) << "nothing was started";
 }
 
@@ -189,6 +211,103 @@ TEST_F(ServeLifecycleTest, AShareTheAgentRefusesAsInvalidIsNotRetriedAndShowsInH
   ASSERT_TRUE(WaitReplicas("pinned", [](int n) { return n == 1; })) << ServeLog();
   EXPECT_FALSE(Health()["models"]["pinned"].contains("error")) << Health().dump();
   EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("pinned", 2)).status, 200);
+}
+
+// Stands between serve and the agent, passing every call through, but holds the agent's answer to
+// creates that name `slow` for `delay`: a create still in flight when the test reloads.
+class SlowCreates {
+ public:
+  SlowCreates(std::string agent, std::string slow, std::chrono::milliseconds delay)
+      : agent_(std::move(agent)), slow_(std::move(slow)), delay_(delay) {
+    thread_ = std::thread([this] {
+      for (;;) {
+        const int fd = accept(listener_.fd(), nullptr, nullptr);
+        if (fd < 0) return;
+        std::lock_guard lock(mu_);
+        calls_.emplace_back([this, fd] {
+          Pass(fd);
+          close(fd);
+        });
+      }
+    });
+  }
+  ~SlowCreates() {
+    listener_.Shutdown();
+    thread_.join();
+    std::lock_guard lock(mu_);
+    for (std::thread& t : calls_) t.join();
+  }
+  const std::string& path() const { return listener_.path(); }
+  int held() const { return held_; }
+
+ private:
+  void Pass(int fd) {
+    // One call a connection (the client says Connection: close): the head, then its body.
+    std::string in;
+    char c;
+    while (in.find("\r\n\r\n") == std::string::npos && read(fd, &c, 1) == 1) in += c;
+    const size_t cl = in.find("Content-Length: ");
+    size_t length = cl == std::string::npos ? 0 : std::stoul(in.substr(cl + 16));
+    for (; length > 0 && read(fd, &c, 1) == 1; --length) in += c;
+    const int agent = ConnectRaw(agent_);
+    if (agent < 0) return;
+    EXPECT_EQ(write(agent, in.data(), in.size()), static_cast<ssize_t>(in.size()));
+    const std::string reply = ReadAll(agent, 30000);
+    close(agent);
+    if (in.rfind("POST ", 0) == 0 && in.find(slow_) != std::string::npos) {
+      ++held_;
+      std::this_thread::sleep_for(delay_);
+    }
+    EXPECT_EQ(write(fd, reply.data(), reply.size()), static_cast<ssize_t>(reply.size()));
+  }
+
+  const std::string agent_, slow_;
+  const std::chrono::milliseconds delay_;
+  std::atomic<int> held_{0};
+  UnixListener listener_;
+  std::mutex mu_;
+  std::vector<std::thread> calls_;
+  std::thread thread_;
+};
+
+// A create refused (400) for a spec that a reload replaced while it was in flight says nothing
+// about the new spec: it used to set config_error on the model anyway (the reload had just cleared
+// it), and the fixed model started no replica until yet another reload.
+TEST_F(ServeLifecycleTest, ARefusalOfASpecAReloadReplacedDoesNotBlockTheNewSpec) {
+  devices_ = "H100:80GiB,H100:80GiB";
+  StartAgent();
+  const std::string agent = socket_;
+  // Only the first replica's create is held: the one of the refused spec.
+  SlowCreates proxy(agent, "-pinned-1\"", std::chrono::milliseconds(2500));
+  socket_ = proxy.path();  // serve (and TenantPids) reach the agent through it
+  StartServe("models:\n" + Model("chat"));
+  ASSERT_TRUE(WaitReplicas("chat", [](int n) { return n == 1; })) << ServeLog();
+  const std::string pinned = "  - name: pinned\n    command: " + Synth({"--model", "{model}"}) +
+                             "\n    gpu: {memory: \"0.1\", gpu: 3}\n    sla: {ttft_p95: 1s}\n";
+  WriteDeploy("models:\n" + Model("chat") + pinned);
+  ASSERT_EQ(HttpRequest(port_, "POST", "/admin/reload").status, 200);
+  ASSERT_TRUE(WaitFor([&] { return proxy.held() == 1; }, 10000)) << ServeLog();
+  // Fixed while the refused create is still on its way back.
+  std::string fixed = pinned;
+  fixed.replace(fixed.find("gpu: 3"), 6, "gpu: 1");
+  WriteDeploy("models:\n" + Model("chat") + fixed);
+  ASSERT_EQ(HttpRequest(port_, "POST", "/admin/reload").status, 200);
+  // The refusal arrives, as a plain failed start of the replaced replica.
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        const std::string log = ServeLog();
+        return log.find("event=replica.start_failed model=pinned") != std::string::npos ||
+               log.find("event=replica.config_error model=pinned") != std::string::npos;
+      },
+      10000))
+      << ServeLog();
+  EXPECT_EQ(ServeLog().find("event=replica.config_error"), std::string::npos) << ServeLog();
+  ASSERT_TRUE(WaitReplicas("pinned", [](int n) { return n == 1; })) << ServeLog();
+  EXPECT_FALSE(Health()["models"]["pinned"].contains("error")) << Health().dump();
+  EXPECT_EQ(HttpRequest(port_, "POST", "/v1/chat/completions", ChatBody("pinned", 2)).status, 200);
+  // Stopped while the proxy still passes its deletes, and the agent named again for the cleanup.
+  EXPECT_EQ(StopServe(SIGTERM), 0) << ServeLog();
+  socket_ = agent;
 }
 
 }  // namespace
