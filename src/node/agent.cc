@@ -23,6 +23,12 @@
 namespace gpufrac::node {
 namespace {
 
+// Restarts whose spawn fails for a passing reason: tried again after 100 ms, doubling to 5 s, at
+// most 10 times in a row (about half a minute in all) before the tenant ends.
+constexpr int kMaxSpawnRetries = 10;
+constexpr std::chrono::milliseconds kSpawnRetryPause{100};
+constexpr std::chrono::milliseconds kMaxSpawnRetryPause{5000};
+
 constexpr auto kDeletePoll = std::chrono::milliseconds(10);
 
 int64_t NowMs() {
@@ -552,8 +558,11 @@ void Agent::ReapOnce() {
     // "All its processes exited": the command, and every process holding memory for it.
     if (!t.main_done || LiveProcessesLocked(r) != 0) continue;
     if (ShouldRestartLocked(t)) {
+      const auto now = std::chrono::steady_clock::now();
+      if (now < t.spawn_retry_at) continue;  // a passing spawn failure: its pause is not over
       SpawnFailure failure;
       if (StartCommandLocked(&r, &failure)) {
+        t.spawn_retries = 0;
         ++r.restarts;
         t.main_done = false;
         PersistLocked(r);
@@ -563,6 +572,18 @@ void Agent::ReapOnce() {
                                       {"pid", std::to_string(r.pid)},
                                       {"reason", DescribeExit(r.exit_status)}});
         r.exit_known = false;
+        continue;
+      }
+      if (!SpawnFailureIsPermanent(failure) && t.spawn_retries < kMaxSpawnRetries) {
+        // Out of descriptors or processes for a moment: ending the tenant would give up its
+        // admission (and restarts) over something that passes, so try again after a pause.
+        const auto pause = std::min(kMaxSpawnRetryPause, kSpawnRetryPause * (1 << t.spawn_retries));
+        ++t.spawn_retries;
+        t.spawn_retry_at = now + pause;
+        LogEvent("tenant.restart_delayed", {{"id", r.id},
+                                            {"error", failure.message},
+                                            {"attempt", std::to_string(t.spawn_retries)},
+                                            {"retry_in_ms", std::to_string(pause.count())}});
         continue;
       }
       LogEvent("tenant.restart_failed", {{"id", r.id}, {"error", failure.message}});

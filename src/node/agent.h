@@ -154,6 +154,10 @@ class Agent {
     // A delete the previous agent did not finish (it died in the grace period): the reaper sends
     // SIGKILL at this time. Unset otherwise: a live delete escalates on its own.
     std::chrono::steady_clock::time_point resumed_kill_at{};
+    // A restart whose spawn failed for a passing reason (out of descriptors or processes): tried
+    // again at this time, up to kMaxSpawnRetries times in a row.
+    int spawn_retries = 0;
+    std::chrono::steady_clock::time_point spawn_retry_at{};
   };
   struct Suspect {
     int samples = 0;  // consecutive samples it was found in

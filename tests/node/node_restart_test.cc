@@ -2,7 +2,13 @@
 // with their exit status; a kill -9 of the agent and a restart adopt live tenants without
 // allocating anything twice, and reclaim those that died meanwhile.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
 #include <unistd.h>
+
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <set>
 
 #include "node_test_support.h"
 #include "runtime/process_identity.h"
@@ -186,6 +192,54 @@ TEST_F(NodeRestartTest, RestartsAFailedCommandUpToItsLimitAndCountsTheRestarts) 
   EXPECT_EQ(t["restarts"], 0);
   EXPECT_EQ(t["exit_status"], 0);
   EXPECT_EQ(Committed(0), 0u);
+}
+
+// A restart whose spawn fails for a passing reason (here the agent is out of descriptors: pipe2
+// gets EMFILE) is tried again after a pause instead of ending the tenant, and succeeds once the
+// descriptors are back.
+TEST_F(NodeRestartTest, ARestartThatCannotSpawnForAMomentIsRetried) {
+  StartAgent();
+  const std::string go = TempDir() + "/go";
+  const std::string runs = TempDir() + "/runs";
+  // The first run waits for `go`, then fails; the next keeps running.
+  const std::string script = "n=$(cat " + runs + " 2>/dev/null | wc -l); echo x >> " + runs +
+                             "; [ \"$n\" -ge 1 ] && exec sleep 30; while [ ! -e " + go +
+                             " ]; do sleep 0.02; done; exit 3";
+  Create({{"name", "retry"},
+          {"memory", "1GiB"},
+          {"restart", "on-failure"},
+          {"command", {"sh", "-c", script}}});
+  // The agent can open nothing new from here on (its lowest free descriptor is the limit).
+  std::set<int> open;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(agent_) + "/fd")) {
+    open.insert(std::stoi(e.path().filename().string()));
+  }
+  int lowest_free = 0;
+  while (open.count(lowest_free) != 0) ++lowest_free;
+  rlimit old{};
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, nullptr, &old), 0) << strerror(errno);
+  rlimit low = old;
+  low.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, &low, nullptr), 0) << strerror(errno);
+  std::ofstream(go) << "";
+  bool delayed = false;
+  for (int i = 0; i < 500 && !delayed; ++i) {
+    delayed =
+        ReadFile(agent_log_).find("event=tenant.restart_delayed id=retry") != std::string::npos;
+    if (!delayed) usleep(20'000);
+  }
+  ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, &old, nullptr), 0) << strerror(errno);
+  ASSERT_TRUE(delayed) << ReadFile(agent_log_);
+  EXPECT_NE(ReadFile(agent_log_).find("Too many open files"), std::string::npos)
+      << ReadFile(agent_log_);
+  json t = WaitTenant(
+      "retry", [](const json& b) { return b["restarts"] == 1; }, 10000);
+  EXPECT_EQ(t["state"], "running");
+  tenant_pids_.push_back(t["pid"].get<pid_t>());
+  EXPECT_EQ(ReadFile(agent_log_).find("tenant.restart_failed"), std::string::npos)
+      << ReadFile(agent_log_);
+  EXPECT_EQ(Committed(0), kGiB);  // the admission was kept throughout
 }
 
 }  // namespace
