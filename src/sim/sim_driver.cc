@@ -20,6 +20,7 @@ struct Stream {
   bool capturing = false;
   bool capture_invalidated = false;
   uint64_t captured_kernels = 0;
+  std::vector<CUdeviceptr> captured_frees = {};
 };
 struct Event {
   uint64_t done_ns = 0;  // when the work recorded before it finishes on the timeline
@@ -27,6 +28,7 @@ struct Event {
 };
 struct Graph {
   uint64_t kernels;
+  std::vector<CUdeviceptr> frees;  // run after the kernels at a launch
 };
 
 // Streams capturing now. As in CUDA's global capture mode (the default), a synchronization
@@ -367,6 +369,13 @@ static Stream* OwnStream(CUstream stream) {
   return handle > 0x2 ? reinterpret_cast<Stream*>(stream) : nullptr;
 }
 
+bool gpufrac::sim::CaptureFree(CUstream stream, CUdeviceptr dptr) {
+  Stream* s = OwnStream(stream);
+  if (s == nullptr || !s->capturing) return false;
+  s->captured_frees.push_back(dptr);
+  return true;
+}
+
 static int StreamOrdinal(CUstream stream) {
   if (Stream* s = OwnStream(stream); s != nullptr) return s->ordinal;
   Context* c = CurrentContext();
@@ -571,6 +580,7 @@ SIM_EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, int) {
   s->capturing = true;
   s->capture_invalidated = false;
   s->captured_kernels = 0;
+  s->captured_frees.clear();
   std::lock_guard<std::mutex> lock(g_capture_mu);
   g_capturing.push_back(s);
   return CUDA_SUCCESS;
@@ -594,7 +604,7 @@ SIM_EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph* graph) {
     *graph = nullptr;
     return CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
   }
-  *graph = reinterpret_cast<CUgraph>(new Graph{s->captured_kernels});
+  *graph = reinterpret_cast<CUgraph>(new Graph{s->captured_kernels, s->captured_frees});
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuStreamEndCapture_ptsz(CUstream stream, CUgraph* graph) {
@@ -608,12 +618,15 @@ SIM_EXPORT CUresult cuStreamIsCapturing(CUstream stream, int* status) {
 SIM_EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec* exec, CUgraph graph,
                                                 unsigned long long) {
   if (exec == nullptr || graph == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  *exec = reinterpret_cast<CUgraphExec>(new Graph{reinterpret_cast<Graph*>(graph)->kernels});
+  *exec = reinterpret_cast<CUgraphExec>(new Graph(*reinterpret_cast<Graph*>(graph)));
   return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   if (exec == nullptr) return CUDA_ERROR_INVALID_VALUE;
-  return Submit(stream, reinterpret_cast<Graph*>(exec)->kernels);
+  const Graph& g = *reinterpret_cast<Graph*>(exec);
+  if (CUresult r = Submit(stream, g.kernels); r != CUDA_SUCCESS) return r;
+  for (CUdeviceptr dptr : g.frees) RunCapturedFree(dptr);
+  return CUDA_SUCCESS;
 }
 SIM_EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec exec, CUstream stream) {
   return cuGraphLaunch(exec, stream);

@@ -147,6 +147,13 @@ CUresult AllocateFromPool(CUdeviceptr* dptr, size_t bytes, CUmemoryPool handle) 
 
 }  // namespace
 
+CUresult RunFree(CUdeviceptr dptr);
+
+void RunCapturedFree(CUdeviceptr dptr) {
+  std::lock_guard lock(Proc().mu);
+  RunFree(dptr);  // a second launch of the graph finds it freed already: nothing to do
+}
+
 void ReleaseCachedPools() {
   Process& p = Proc();
   std::lock_guard lock(p.mu);
@@ -365,9 +372,8 @@ SIM_EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr* dptr, size_t bytes, CUstre
   return cuMemAllocAsync(dptr, bytes, s);
 }
 
-SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream) {
-  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
-  std::lock_guard lock(Proc().mu);
+// The free as the device runs it: after the work queued before it. Caller holds Proc().mu.
+CUresult gpufrac::sim::RunFree(CUdeviceptr dptr) {
   auto it = Proc().allocations.find(dptr);
   if (it == Proc().allocations.end()) return CUDA_ERROR_INVALID_VALUE;
   if (it->second.pool != nullptr) {
@@ -377,6 +383,16 @@ SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream) {
   }
   Proc().allocations.erase(it);
   return CUDA_SUCCESS;
+}
+
+SIM_EXPORT CUresult cuMemFreeAsync(CUdeviceptr dptr, CUstream stream) {
+  if (CUresult r = CheckInit(); r != CUDA_SUCCESS) return r;
+  std::lock_guard lock(Proc().mu);
+  if (Proc().allocations.count(dptr) == 0) return CUDA_ERROR_INVALID_VALUE;
+  // Captured: a free node of the graph, run at each launch (once it has run, later launches find
+  // nothing to free), not now.
+  if (CaptureFree(stream, dptr)) return CUDA_SUCCESS;
+  return RunFree(dptr);
 }
 SIM_EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr dptr, CUstream s) {
   return cuMemFreeAsync(dptr, s);

@@ -69,5 +69,9 @@ Context* CurrentContext();
 uint64_t NewAddress(uint64_t bytes);
 // Releases cached pool memory above each pool's threshold, as a synchronization does.
 void ReleaseCachedPools();
+// A stream-ordered free as the device runs it (a launched graph's free node).
+void RunCapturedFree(CUdeviceptr dptr);
+// True when `stream` is capturing: the free is recorded into its graph, to run at each launch.
+bool CaptureFree(CUstream stream, CUdeviceptr dptr);
 
 }  // namespace gpufrac::sim

@@ -35,7 +35,9 @@
 //                                  HELD is freed with FREE (async: cuMemFreeAsync + synchronize;
 //                                  free: cuMemFree; queued: cuMemFreeAsync behind 3 kernels, OVER
 //                                  tried again after another pool's trim, before the stream has
-//                                  run the free, then synchronize), and a new pool is used and
+//                                  run the free, then synchronize; captured: cuMemFreeAsync into a
+//                                  stream capture whose graph is never launched, OVER tried after
+//                                  another pool's trim), and a new pool is used and
 //                                  destroyed; print
 //                                  free memory throughout, the results, and what the driver says
 //                                  of HELD's pointer after its pool is destroyed
@@ -427,8 +429,8 @@ void PoolDestroy(uint64_t bytes) {
 
 // A pool destroyed with memory still allocated from it keeps that memory until it is freed.
 void PoolDrain(uint64_t held, uint64_t cached, uint64_t over, const std::string& free_api) {
-  if (free_api != "async" && free_api != "free" && free_api != "queued") {
-    Die("FREE must be async, free or queued");
+  if (free_api != "async" && free_api != "free" && free_api != "queued" && free_api != "captured") {
+    Die("FREE must be async, free, queued or captured");
   }
   const size_t start_free = FreeMemory();
   CUmemoryPool pool = CreatePool(0);
@@ -464,7 +466,22 @@ void PoolDrain(uint64_t held, uint64_t cached, uint64_t over, const std::string&
     CUfunction f = EmptyKernel();
     for (int i = 0; i < 3; ++i) g.LaunchKernel(f, 1, 1, 1, 1, 1, 1, 0, nullptr, nullptr, nullptr);
   }
-  const CUresult freed = free_api == "free" ? g.MemFree(ptr) : g.MemFreeAsync(ptr, nullptr);
+  CUstream capture = nullptr;
+  if (free_api == "captured" &&
+      (g.StreamCreate(&capture, 0) != CUDA_SUCCESS || g.StreamBeginCapture(capture, 0) != 0)) {
+    Die("capture");
+  }
+  const CUresult freed = free_api == "free" ? g.MemFree(ptr) : g.MemFreeAsync(ptr, capture);
+  if (free_api == "captured") {
+    CUgraph graph = nullptr;
+    g.StreamEndCapture(capture, &graph);  // never launched: the free never runs
+    CUmemoryPool other = CreatePool(0);
+    g.MemPoolTrimTo(other, 0);
+    printf("captured_free=%zu ", FreeMemory());
+    printf("over_captured_result=%d\n", try_over());
+    g.MemPoolDestroy(other);
+    return;
+  }
   if (free_api == "queued") {
     // Another pool's trim, at which gpufrac credits what pools gave back, while the stream has
     // not yet reached the free: the destroyed pool's memory is still the driver's.
