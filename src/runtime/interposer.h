@@ -38,6 +38,12 @@ void* RealFunction(HookId id);
 
 // A real driver function that gpufrac calls but does not hook, looked up by name.
 void* RealDriverSymbol(const char* name);
+// The same, typed, and looked up once into `*cached` (a function-local static at the call site).
+template <typename Fn>
+Fn RealDriverFunction(Fn* cached, const char* name) {
+  if (*cached == nullptr) *cached = reinterpret_cast<Fn>(RealDriverSymbol(name));
+  return *cached;
+}
 
 // Hook lookups for cuGetProcAddress and dlsym.
 int FindHookByName(const char* name);

@@ -53,27 +53,17 @@ constexpr int kCaptureStatusNone = 0;  // CU_STREAM_CAPTURE_STATUS_NONE
 
 constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING: cheaper, no timestamps
 
-template <typename Fn>
-Fn Resolve(Fn* cached, const char* name) {
-  if (*cached == nullptr) *cached = reinterpret_cast<Fn>(RealDriverSymbol(name));
-  return *cached;
-}
 using AddressRangeFn = int (*)(CUdeviceptr*, size_t*, CUdeviceptr);
 
 PointerAttrFn PointerAttribute() {
   static PointerAttrFn get = nullptr;
-  if (get == nullptr) {
-    get = reinterpret_cast<PointerAttrFn>(RealDriverSymbol("cuPointerGetAttribute"));
-  }
-  return get;
+  return RealDriverFunction(&get, "cuPointerGetAttribute");
 }
 
 // The allocation's size as the driver reports it: the smaller of its two answers, 0 if neither.
 uint64_t AllocationBytes(CUdeviceptr dptr) {
-  static AddressRangeFn range = nullptr;
-  if (range == nullptr) {
-    range = reinterpret_cast<AddressRangeFn>(RealDriverSymbol("cuMemGetAddressRange_v2"));
-  }
+  static AddressRangeFn range_fn = nullptr;
+  AddressRangeFn range = RealDriverFunction(&range_fn, "cuMemGetAddressRange_v2");
   uint64_t bytes = 0;
   size_t size = 0;
   if (PointerAttribute() != nullptr &&
@@ -94,7 +84,8 @@ void SetUnreleased(int value) {  // g_drain_mu held
 
 void DestroyEvent(CUevent event) {
   static EventFn destroy = nullptr;
-  if (event != nullptr && Resolve(&destroy, "cuEventDestroy_v2") != nullptr) destroy(event);
+  if (event != nullptr && RealDriverFunction(&destroy, "cuEventDestroy_v2") != nullptr)
+    destroy(event);
 }
 
 // An event that completes once `stream` has run what was queued on it so far; null when none
@@ -103,16 +94,16 @@ CUevent MarkStream(CUstream stream, bool per_thread) {
   static EventCreateFn create = nullptr;
   static EventRecordFn record = nullptr, record_ptsz = nullptr;
   static StreamFn synchronize = nullptr, synchronize_ptsz = nullptr;
-  EventRecordFn record_fn =
-      per_thread ? Resolve(&record_ptsz, "cuEventRecord_ptsz") : Resolve(&record, "cuEventRecord");
+  EventRecordFn record_fn = per_thread ? RealDriverFunction(&record_ptsz, "cuEventRecord_ptsz")
+                                       : RealDriverFunction(&record, "cuEventRecord");
   CUevent event = nullptr;
-  if (Resolve(&create, "cuEventCreate") != nullptr && record_fn != nullptr &&
+  if (RealDriverFunction(&create, "cuEventCreate") != nullptr && record_fn != nullptr &&
       create(&event, kEventDisableTiming) == CUDA_SUCCESS) {
     if (record_fn(event, stream) == CUDA_SUCCESS) return event;
     DestroyEvent(event);
   }
-  StreamFn sync = per_thread ? Resolve(&synchronize_ptsz, "cuStreamSynchronize_ptsz")
-                             : Resolve(&synchronize, "cuStreamSynchronize");
+  StreamFn sync = per_thread ? RealDriverFunction(&synchronize_ptsz, "cuStreamSynchronize_ptsz")
+                             : RealDriverFunction(&synchronize, "cuStreamSynchronize");
   if (sync != nullptr) sync(stream);
   return nullptr;
 }
@@ -172,7 +163,8 @@ DrainingFree DrainingFreeOf(CUdeviceptr dptr) {
 
 bool StreamCapturing(CUstream stream) {
   static CapturingFn is_capturing = nullptr;
-  if (Resolve(&is_capturing, "cuStreamIsCapturing") == nullptr) return true;  // cannot tell: yes
+  if (RealDriverFunction(&is_capturing, "cuStreamIsCapturing") == nullptr)
+    return true;  // cannot tell: yes
   int status = kCaptureStatusNone;
   if (is_capturing(stream, &status) != CUDA_SUCCESS) return true;
   return status != kCaptureStatusNone;
@@ -219,8 +211,9 @@ bool CreditReleasedPools() {
   for (int i = 0; i < g_count; ++i) {
     Draining& d = g_draining[i];
     if (!d.released) continue;
-    if (d.marking || (d.reached != nullptr && Resolve(&query, "cuEventQuery") != nullptr &&
-                      query(d.reached) == CUDA_ERROR_NOT_READY)) {
+    if (d.marking ||
+        (d.reached != nullptr && RealDriverFunction(&query, "cuEventQuery") != nullptr &&
+         query(d.reached) == CUDA_ERROR_NOT_READY)) {
       waiting = true;  // the stream has not run the last free yet: the driver still holds it
       continue;
     }

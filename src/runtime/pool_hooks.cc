@@ -36,10 +36,8 @@ using DeviceGetPoolFn = int (*)(CUmemoryPool*, CUdevice);
 using DeviceCountFn = int (*)(int*);
 
 uint64_t PoolAttribute(CUmemoryPool pool, CUmemPool_attribute attribute) {
-  static PoolAttrFn get_attr = nullptr;
-  if (get_attr == nullptr) {
-    get_attr = reinterpret_cast<PoolAttrFn>(RealDriverSymbol("cuMemPoolGetAttribute"));
-  }
+  static PoolAttrFn cached = nullptr;
+  PoolAttrFn get_attr = RealDriverFunction(&cached, "cuMemPoolGetAttribute");
   cuuint64_t value = 0;
   if (get_attr == nullptr || get_attr(pool, attribute, &value) != CUDA_SUCCESS) return 0;
   return value;
@@ -52,14 +50,9 @@ uint64_t PoolReserved(CUmemoryPool pool) {
 // A device's pool as the driver names it: `current` the one cuMemAllocAsync uses, else its
 // default pool. Null if the driver has none.
 CUmemoryPool DevicePool(int ordinal, bool current) {
-  static DeviceGetPoolFn get_current = nullptr;
-  static DeviceGetPoolFn get_default = nullptr;
-  if (get_current == nullptr) {
-    get_current = reinterpret_cast<DeviceGetPoolFn>(RealDriverSymbol("cuDeviceGetMemPool"));
-  }
-  if (get_default == nullptr) {
-    get_default = reinterpret_cast<DeviceGetPoolFn>(RealDriverSymbol("cuDeviceGetDefaultMemPool"));
-  }
+  static DeviceGetPoolFn current_fn = nullptr, default_fn = nullptr;
+  DeviceGetPoolFn get_current = RealDriverFunction(&current_fn, "cuDeviceGetMemPool");
+  DeviceGetPoolFn get_default = RealDriverFunction(&default_fn, "cuDeviceGetDefaultMemPool");
   DeviceGetPoolFn get = current && get_current != nullptr ? get_current : get_default;
   CUmemoryPool pool = nullptr;
   if (get == nullptr || get(&pool, ordinal) != CUDA_SUCCESS) return nullptr;
@@ -68,10 +61,8 @@ CUmemoryPool DevicePool(int ordinal, bool current) {
 
 // The device of a pool not made by cuMemPoolCreate (a device's default pool), or -1.
 int DeviceOfUncreatedPool(CUmemoryPool pool) {
-  static DeviceCountFn get_count = nullptr;
-  if (get_count == nullptr) {
-    get_count = reinterpret_cast<DeviceCountFn>(RealDriverSymbol("cuDeviceGetCount"));
-  }
+  static DeviceCountFn cached = nullptr;
+  DeviceCountFn get_count = RealDriverFunction(&cached, "cuDeviceGetCount");
   int count = 0;
   if (get_count == nullptr || get_count(&count) != CUDA_SUCCESS) return -1;
   for (int ordinal = 0; ordinal < count; ++ordinal) {

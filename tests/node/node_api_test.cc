@@ -367,19 +367,8 @@ TEST_F(NodeApiTest, BadRequestsGetA4xxAndTheAgentKeepsServing) {
   EXPECT_EQ(Committed(0), 0u);
 }
 
-// The lowest descriptor number `pid` has free: with RLIMIT_NOFILE at that number, every number
-// below the limit is taken, so the process can open nothing at all.
-int LowestFreeFd(pid_t pid) {
-  std::set<int> open;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
-    open.insert(std::stoi(e.path().filename().string()));
-  }
-  int fd = 0;
-  while (open.count(fd) != 0) ++fd;
-  return fd;
-}
-
+// With RLIMIT_NOFILE at the lowest free descriptor number, every number below the limit is
+// taken, so the process can open nothing at all.
 // A spawn that fails for want of a resource (here the agent's descriptors: pipe2 gets EMFILE) says
 // nothing about the command, so it is 503, not 400: gpufrac serve takes a 400 as a configuration
 // error and stops starting the model, which a transient shortage must not do. The same request

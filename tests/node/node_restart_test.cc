@@ -6,9 +6,7 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <filesystem>
 #include <fstream>
-#include <set>
 
 #include "node_test_support.h"
 #include "runtime/process_identity.h"
@@ -210,13 +208,7 @@ TEST_F(NodeRestartTest, ARestartThatCannotSpawnForAMomentIsRetried) {
           {"restart", "on-failure"},
           {"command", {"sh", "-c", script}}});
   // The agent can open nothing new from here on (its lowest free descriptor is the limit).
-  std::set<int> open;
-  for (const auto& e :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(agent_) + "/fd")) {
-    open.insert(std::stoi(e.path().filename().string()));
-  }
-  int lowest_free = 0;
-  while (open.count(lowest_free) != 0) ++lowest_free;
+  const int lowest_free = LowestFreeFd(agent_);
   rlimit old{};
   ASSERT_EQ(prlimit(agent_, RLIMIT_NOFILE, nullptr, &old), 0) << strerror(errno);
   rlimit low = old;

@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
+#include <set>
 #include <thread>
 
 #include "node/http_server.h"
@@ -113,6 +115,17 @@ int ListenOnLoopback(int* port) {
   socklen_t len = sizeof addr;
   getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
   *port = ntohs(addr.sin_port);
+  return fd;
+}
+
+int LowestFreeFd(pid_t pid) {
+  std::set<int> open;
+  for (const auto& e :
+       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd")) {
+    open.insert(std::stoi(e.path().filename().string()));
+  }
+  int fd = 0;
+  while (open.count(fd) != 0) ++fd;
   return fd;
 }
 

@@ -52,6 +52,8 @@ std::string ReadAll(int fd, int timeout_ms);
 int FreePort();
 // A loopback TCP port held taken by a listening socket: the fd (caller closes) and the port.
 int ListenOnLoopback(int* port);
+// The lowest descriptor number `pid` has free (what its next open would get).
+int LowestFreeFd(pid_t pid);
 
 template <typename Pred>
 nlohmann::json NodeFixture::WaitTenant(const std::string& id, Pred pred, int timeout_ms) {
