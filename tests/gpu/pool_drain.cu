@@ -10,7 +10,9 @@
 //       cuMemFree takes pool memory; whether a pool created meanwhile gets the destroyed handle.
 //   pool_drain tenant HELD_MIB CACHED_MIB OVER_MIB
 //       Under gpufrac: a pool that caches CACHED_MIB is destroyed while HELD_MIB is allocated from
-//       it; cuMemAlloc of OVER_MIB before and after HELD is freed (cuMemFreeAsync + synchronize).
+//       it; cuMemAlloc of OVER_MIB before and after HELD is freed (cuMemFreeAsync + synchronize),
+//       and once more between the two: the free is queued behind a kernel of about a second,
+//       another pool is trimmed (where gpufrac credits pools), and OVER_MIB must still be refused.
 //
 // Output: "key=value ..." lines for the script.
 #include <cuda.h>
@@ -169,13 +171,21 @@ void Tenant(unsigned long long held, unsigned long long cached, unsigned long lo
     return r;
   };
   const CUresult over_held = try_over();
+  Spin<<<1, 1, 0, reinterpret_cast<cudaStream_t>(stream)>>>(2000000000ll);
   Check(cuMemFreeAsync(p, stream), "cuMemFreeAsync");
+  CUmemoryPool other = NewPool();
+  Check(cuMemPoolTrimTo(other, 0), "cuMemPoolTrimTo");
+  const size_t queued_free = FreeBytes();
+  const CUresult over_queued = try_over();
+  const CUresult still_running = cuStreamQuery(stream);  // NOT_READY: the test was in time
   Check(cuStreamSynchronize(stream), "cuStreamSynchronize");
+  cuMemPoolDestroy(other);
   const size_t freed_free = FreeBytes();
   printf(
-      "start_free=%zu pooled_free=%zu destroyed_free=%zu over_held_result=%d freed_free=%zu "
-      "over_freed_result=%d\n",
-      start_free, pooled_free, destroyed_free, over_held, freed_free, try_over());
+      "start_free=%zu pooled_free=%zu destroyed_free=%zu over_held_result=%d queued_free=%zu "
+      "over_queued_result=%d stream_busy=%d freed_free=%zu over_freed_result=%d\n",
+      start_free, pooled_free, destroyed_free, over_held, queued_free, over_queued,
+      still_running == CUDA_ERROR_NOT_READY, freed_free, try_over());
 }
 
 }  // namespace

@@ -306,12 +306,17 @@ if ((COMPILED)); then
     le "$(calc "$(got start_free) - 1088 * $MIB")" "$(got destroyed_free)" ||
       why+=("the cache was not credited at the destruction")
     [[ $(got over_held_result) == 2 ]] || why+=("3 GiB was not refused while held ($(got over_held_result))")
+    # The last free queued behind a running kernel: the driver still holds the memory, so it must
+    # stay charged (stream_busy=0 means the kernel ended too soon for the check to mean anything).
+    [[ $(got stream_busy) == 1 ]] || why+=("the kernel ended before the queued-free check")
+    [[ $(got over_queued_result) == 2 ]] ||
+      why+=("3 GiB was not refused while the last free was still queued ($(got over_queued_result))")
     within 0.1 "$(got freed_free)" "$(got start_free)" || why+=("not credited after the last free")
     [[ $(got over_freed_result) == 0 ]] || why+=("3 GiB refused after the free ($(got over_freed_result))")
   fi
   if ((${#why[@]} == 0)); then verdict=PASS; else verdict=FAIL; fi
   reasons=$(IFS=';' && echo "${why[*]}")
-  check "pool drain under --memory 4GiB" $verdict "cuMemGetInfo free: start $(mib "$(got start_free)"), pool of 2 GiB $(mib "$(got pooled_free)"), destroyed with 1 GiB held $(mib "$(got destroyed_free)"), after its free $(mib "$(got freed_free)"); cuMemAlloc 3 GiB while held: $(got over_held_result), after: $(got over_freed_result)${reasons:+; FAILED: $reasons}"
+  check "pool drain under --memory 4GiB" $verdict "cuMemGetInfo free: start $(mib "$(got start_free)"), pool of 2 GiB $(mib "$(got pooled_free)"), destroyed with 1 GiB held $(mib "$(got destroyed_free)"), its free queued behind a kernel $(mib "$(got queued_free)"), after it ran $(mib "$(got freed_free)"); cuMemAlloc 3 GiB while held: $(got over_held_result), while the free was queued: $(got over_queued_result), after: $(got over_freed_result)${reasons:+; FAILED: $reasons}"
   ((${#why[@]} == 0)) || attach "pool_drain tenant" "$out"
 fi
 
