@@ -48,12 +48,11 @@ using EventCreateFn = int (*)(CUevent*, unsigned int);
 using EventFn = int (*)(CUevent);
 using EventRecordFn = int (*)(CUevent, CUstream);
 using CapturingFn = int (*)(CUstream, int*);  // the status is CUstreamCaptureStatus, an int enum
+using AddressRangeFn = int (*)(CUdeviceptr*, size_t*, CUdeviceptr);
 
 constexpr int kCaptureStatusNone = 0;  // CU_STREAM_CAPTURE_STATUS_NONE
 
 constexpr unsigned kEventDisableTiming = 0x2;  // CU_EVENT_DISABLE_TIMING: cheaper, no timestamps
-
-using AddressRangeFn = int (*)(CUdeviceptr*, size_t*, CUdeviceptr);
 
 PointerAttrFn PointerAttribute() {
   static PointerAttrFn get = nullptr;
@@ -162,6 +161,7 @@ DrainingFree DrainingFreeOf(CUdeviceptr dptr) {
 }
 
 bool StreamCapturing(CUstream stream) {
+  if (!CaptureActive()) return false;  // no capture open in the process (capture_hooks.cc)
   static CapturingFn is_capturing = nullptr;
   if (RealDriverFunction(&is_capturing, "cuStreamIsCapturing") == nullptr)
     return true;  // cannot tell: yes

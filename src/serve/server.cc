@@ -13,6 +13,7 @@
 #include <functional>
 #include <thread>
 
+#include "common/human_bytes.h"
 #include "common/quantity.h"
 #include "runtime/gpu_inventory.h"
 #include "serve/gateway.h"
@@ -105,12 +106,15 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
   std::vector<GpuRoom> rooms;
   if (!node.ListGpus(&rooms).ok() || rooms.empty()) return Status::Ok();
   std::vector<GpuInfo> gpus;
-  for (const GpuRoom& g : rooms) gpus.push_back({g.index, g.uuid, "", g.total});
+  uint64_t host_largest = 0;
+  for (const GpuRoom& g : rooms) {
+    gpus.push_back({g.index, g.uuid, "", g.total});
+    host_largest = std::max(host_largest, g.total);
+  }
   for (size_t i = 0; i < spec.models.size(); ++i) {
     const GpuShare& share = spec.models[i].share;
     const std::string path = origin + ": models[" + std::to_string(i) + "].gpu.";
-    uint64_t largest = 0, host_largest = 0;
-    for (const GpuInfo& g : gpus) host_largest = std::max(host_largest, g.total_bytes);
+    uint64_t largest = 0;
     std::string where = "any GPU of this host";
     if (!share.gpu.empty()) {
       GpuInfo pinned;
@@ -125,10 +129,8 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
     MemoryAmount amount;
     if (ParseMemoryAmount(share.memory.c_str(), &amount) == ParseError::kNone &&
         !amount.is_fraction && amount.bytes > largest) {
-      char size[32];
-      FormatBytes(largest, size, sizeof size);
       return Status::Error(path + "memory: '" + share.memory + "' is more than " + where +
-                           " has (" + size + ")");
+                           " has (" + Human(largest) + ")");
     }
     // The agent refuses a byte limit above its largest GPU (400) whatever the pin, so the limit is
     // measured against the whole host, as the agent does, not against the pinned card.
@@ -136,10 +138,8 @@ Status CheckSharesAgainstHost(const DeploySpec& spec, const std::string& origin,
     if (!share.memory_limit.empty() &&
         ParseMemoryAmount(share.memory_limit.c_str(), &limit) == ParseError::kNone &&
         !limit.is_fraction && limit.bytes > host_largest) {
-      char size[32];
-      FormatBytes(host_largest, size, sizeof size);
       return Status::Error(path + "memory_limit: '" + share.memory_limit +
-                           "' is more than any GPU of this host has (" + size + ")");
+                           "' is more than any GPU of this host has (" + Human(host_largest) + ")");
     }
   }
   return Status::Ok();

@@ -135,35 +135,28 @@ TEST_F(ServeLifecycleTest, WithoutAnAgentServeGivesUpAfterTheWait) {
 TEST_F(ServeLifecycleTest, AShareTheHostCannotHoldIsRefusedAtStart) {
   devices_ = "H100:80GiB,H100:80GiB";
   StartAgent();
-  WriteDeploy("models:\n  - name: pinned\n    command: " + Synth() +
-              "\n    gpu: {memory: \"0.1\", gpu: 3}\n    sla: {ttft_p95: 1s}\n");
-  ProcessResult pinned = RunGpufrac({"serve", deploy_path_});
-  EXPECT_EQ(pinned.exit_code, 2) << pinned.err;
-  EXPECT_NE(pinned.err.find("gpufrac serve: error: " + deploy_path_ +
-                            ": models[0].gpu.gpu: unknown GPU '3': this host has 2 GPU(s)\n"),
-            std::string::npos)
-      << pinned.err;
-  WriteDeploy("models:\n" + Model("chat") + "  - name: huge\n    command: " + Synth() +
-              "\n    gpu: {memory: 100GiB}\n    sla: {ttft_p95: 1s}\n");
-  ProcessResult huge = RunGpufrac({"serve", deploy_path_});
-  EXPECT_EQ(huge.exit_code, 2) << huge.err;
-  EXPECT_NE(huge.err.find("gpufrac serve: error: " + deploy_path_ +
-                          ": models[1].gpu.memory: '100GiB' is more than any GPU of this host "
-                          "has (80.0GiB)\n"),
-            std::string::npos)
-      << huge.err;
+  // Each file is refused with exit 2 and one line naming the file, the key and the host's size.
+  auto expect_refused = [this](const std::string& models, const std::string& message) {
+    WriteDeploy("models:\n" + models);
+    ProcessResult r = RunGpufrac({"serve", deploy_path_});
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find("gpufrac serve: error: " + deploy_path_ + ": " + message + "\n"),
+              std::string::npos)
+        << r.err;
+  };
+  expect_refused("  - name: pinned\n    command: " + Synth() +
+                     "\n    gpu: {memory: \"0.1\", gpu: 3}\n    sla: {ttft_p95: 1s}\n",
+                 "models[0].gpu.gpu: unknown GPU '3': this host has 2 GPU(s)");
+  expect_refused(Model("chat") + "  - name: huge\n    command: " + Synth() +
+                     "\n    gpu: {memory: 100GiB}\n    sla: {ttft_p95: 1s}\n",
+                 "models[1].gpu.memory: '100GiB' is more than any GPU of this host has (80.0GiB)");
   // A byte limit no GPU here has: the agent refuses it too (400), so it must not wait for the
   // first start to say so as a replica.config_error.
-  WriteDeploy("models:\n" + Model("chat") + "  - name: roomy\n    command: " + Synth() +
-              "\n    gpu: {memory: \"0.1\", memory_limit: 100GiB, gpu: 1}\n"
-              "    sla: {ttft_p95: 1s}\n");
-  ProcessResult roomy = RunGpufrac({"serve", deploy_path_});
-  EXPECT_EQ(roomy.exit_code, 2) << roomy.err;
-  EXPECT_NE(roomy.err.find("gpufrac serve: error: " + deploy_path_ +
-                           ": models[1].gpu.memory_limit: '100GiB' is more than any GPU of this "
-                           "host has (80.0GiB)\n"),
-            std::string::npos)
-      << roomy.err;
+  expect_refused(Model("chat") + "  - name: roomy\n    command: " + Synth() +
+                     "\n    gpu: {memory: \"0.1\", memory_limit: 100GiB, gpu: 1}\n"
+                     "    sla: {ttft_p95: 1s}\n",
+                 "models[1].gpu.memory_limit: '100GiB' is more than any GPU of this host has "
+                 "(80.0GiB)");
   EXPECT_TRUE(TenantPids("").empty()) << "nothing was started";
 }
 
